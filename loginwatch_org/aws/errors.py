@@ -1,0 +1,53 @@
+"""Turning AWS's failures into messages an org admin can act on."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class AwsProblem(Exception):
+    """An AWS call failed in a way the user must fix; the message says how."""
+
+
+def error_code(error: BaseException) -> str:
+    response: Any = getattr(error, "response", None)
+    if isinstance(response, dict):
+        return str(response.get("Error", {}).get("Code", ""))
+    return ""
+
+
+def error_message(error: BaseException) -> str:
+    response: Any = getattr(error, "response", None)
+    if isinstance(response, dict):
+        return str(response.get("Error", {}).get("Message", ""))
+    return str(error)
+
+
+def explain(error: BaseException, call_as: str = "SELF") -> AwsProblem:
+    """A one-paragraph explanation of a failed AWS call."""
+    name = type(error).__name__
+    if name in ("NoCredentialsError", "PartialCredentialsError"):
+        return AwsProblem(
+            "No AWS credentials found. Use --profile NAME, the AWS_* environment variables or an instance "
+            "role; or try everything locally with --sandbox."
+        )
+    if name == "ProfileNotFound":
+        return AwsProblem(f"{error}. List your profiles with 'aws configure list-profiles'.")
+    if name in ("EndpointConnectionError", "ConnectTimeoutError", "ConnectionClosedError"):
+        return AwsProblem(f"Cannot reach AWS: {error}. Check --endpoint-url/AWS_ENDPOINT_URL and the network.")
+    code = error_code(error)
+    message = error_message(error)
+    if "delegated administrator" in message.lower() or (
+        call_as == "DELEGATED_ADMIN" and code in ("ValidationError", "AccessDenied", "AccessDeniedException")
+    ):
+        return AwsProblem(
+            f"AWS refused the call as delegated administrator ({code}: {message}). Register this account as "
+            "a StackSets delegated administrator from the management account (aws organizations "
+            "register-delegated-administrator --service-principal member.org.stacksets.cloudformation.amazonaws.com "
+            "--account-id ACCOUNT), or set stack_set.call_as: self and run from the management account."
+        )
+    if code in ("ExpiredToken", "ExpiredTokenException", "InvalidClientTokenId", "UnrecognizedClientException"):
+        return AwsProblem(f"The AWS credentials were rejected ({code}: {message}). Refresh them and run again.")
+    if code in ("AccessDenied", "AccessDeniedException"):
+        return AwsProblem(f"Access denied: {message}. The caller needs the StackSets permissions listed in the README.")
+    return AwsProblem(f"AWS call failed ({code or name}): {message}")

@@ -1,0 +1,293 @@
+"""``loginwatch-org``: parse, call, render. The flows live in ``workflow``; AWS calls in ``aws``."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+from loginwatch_org.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
+
+app = typer.Typer(
+    help="Email the right people about every AWS console sign-in, in every account of an AWS Organization.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="The accounts file.")]
+ProfileOption = Annotated[str | None, typer.Option(help="AWS profile (standard credential chain otherwise).")]
+RegionOption = Annotated[str | None, typer.Option(help="StackSets administrator region (default us-east-1).")]
+EndpointOption = Annotated[
+    str | None, typer.Option(help="AWS endpoint URL, for a local emulator (or set AWS_ENDPOINT_URL).")
+]
+SandboxOption = Annotated[
+    bool, typer.Option("--sandbox", help="Run against the local sandbox (an AWS emulator on 127.0.0.1).")
+]
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_CHANGES_PENDING = 2
+
+
+def _fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
+    typer.echo(f"Error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _load(path: Path) -> Config:
+    try:
+        return load_config(path)
+    except ConfigError as error:
+        typer.echo(f"Invalid configuration ({len(error.problems)} problem(s)):", err=True)
+        for problem in error.problems:
+            typer.echo(f"  {problem}", err=True)
+        raise typer.Exit(EXIT_USAGE) from None
+
+
+@contextmanager
+def _aws(config: Config, profile: str | None, region: str | None, endpoint_url: str | None, sandbox: bool) -> Iterator[Any]:
+    """Clients for the real AWS, or for the sandbox (started for this command if none is up)."""
+    from loginwatch_org.aws.errors import AwsProblem
+    from loginwatch_org.aws.session import AwsTarget, client
+    from loginwatch_org.workflow import Clients
+
+    try:
+        if sandbox:
+            from loginwatch_org.sandbox.control import sandbox_target
+
+            with sandbox_target(config, progress=_progress_printer()) as target:
+                yield Clients(client(target, "cloudformation"), client(target, "organizations"))
+            return
+        target = AwsTarget(profile=profile, region=region, endpoint_url=endpoint_url)
+        yield Clients(client(target, "cloudformation"), client(target, "organizations"))
+    except AwsProblem as problem:
+        _fail(str(problem))
+    except Exception as error:  # botocore's credential/endpoint errors, raised while creating clients
+        from loginwatch_org.aws.errors import explain
+
+        if type(error).__module__.startswith("botocore"):
+            _fail(str(explain(error)))
+        raise
+
+
+def _progress_printer() -> Callable[[str], None]:
+    def show(message: str) -> None:
+        typer.echo(f"  ... {message}", err=True)
+
+    return show
+
+
+@app.command()
+def validate(config: ConfigOption = DEFAULT_CONFIG_PATH) -> None:
+    """Check the accounts file; exit 2 with every problem (file, line, field) if it is invalid."""
+    loaded = _load(config)
+    targets = loaded.targets()
+    groups = {(t.recipients, t.alert_on) for t in targets}
+    disabled = len(loaded.disabled_account_ids())
+    typer.echo(
+        f"{config}: valid. {len(targets)} account(s) watched"
+        + (f", {disabled} disabled" if disabled else "")
+        + f", {len(groups)} distinct recipient/policy group(s); stack set '{loaded.stack_set.name}' "
+        f"({loaded.stack_set.permission_model}) in {', '.join(loaded.stack_set.regions)}."
+    )
+
+
+@app.command()
+def export(
+    config: ConfigOption = DEFAULT_CONFIG_PATH,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="yaml or json.")] = "yaml",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="File to write (default: stdout).")] = None,
+    check: Annotated[
+        bool, typer.Option("--check", help="Exit 1 with a diff if --output (or templates/) is not current.")
+    ] = False,
+) -> None:
+    """Write the CloudFormation template one account receives, for review."""
+    from loginwatch_org.template import TEMPLATE_BODY_LIMIT, build_template, render, template_body
+
+    if fmt not in ("yaml", "json"):
+        _fail(f"--format must be yaml or json, not '{fmt}'", EXIT_USAGE)
+    loaded = _load(config)
+    template = build_template(loaded)
+    text = render(template, "json" if fmt == "json" else "yaml")
+    size = len(template_body(template).encode("utf-8"))
+    if size > TEMPLATE_BODY_LIMIT:
+        _fail(f"the template body is {size} bytes; StackSets accept at most {TEMPLATE_BODY_LIMIT}")
+    if check:
+        target = output or Path("templates") / f"{loaded.stack_set.name}.{fmt}"
+        current = target.read_text(encoding="utf-8") if target.exists() else ""
+        if current != text:
+            diff = difflib.unified_diff(
+                current.splitlines(keepends=True), text.splitlines(keepends=True), str(target), "generated"
+            )
+            sys.stdout.writelines(diff)
+            _fail(f"{target} is stale; regenerate it with: loginwatch-org export -o {target}")
+        typer.echo(f"{target} is current ({size} bytes as a StackSet template body).")
+        return
+    if output is None:
+        sys.stdout.write(text)
+        return
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(text, encoding="utf-8")
+    typer.echo(f"wrote {output} ({size} bytes as a StackSet template body)", err=True)
+
+
+@app.command()
+def plan(
+    config: ConfigOption = DEFAULT_CONFIG_PATH,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
+    detailed_exitcode: Annotated[
+        bool, typer.Option("--detailed-exitcode", help="Exit 0: no changes, 2: changes pending, 1: error.")
+    ] = False,
+    prune: Annotated[bool, typer.Option("--prune", help="Plan to delete instances of accounts no longer listed.")] = False,
+    profile: ProfileOption = None,
+    region: RegionOption = None,
+    endpoint_url: EndpointOption = None,
+    sandbox: SandboxOption = False,
+) -> None:
+    """Show what a rollout would change, without changing anything."""
+    from loginwatch_org.render import render_plan
+    from loginwatch_org.workflow import prepare
+
+    loaded = _load(config)
+    with _aws(loaded, profile, region, endpoint_url, sandbox) as clients:
+        prepared = prepare(loaded, clients, prune=prune)
+    if as_json:
+        typer.echo(json.dumps(prepared.plan.to_dict(), indent=2))
+    else:
+        typer.echo(render_plan(prepared.plan))
+    if prepared.snapshot.pending_operations:
+        typer.echo(
+            f"Note: {len(prepared.snapshot.pending_operations)} operation(s) of an earlier run are still pending; "
+            "rollout waits for them before planning again.",
+            err=True,
+        )
+    if detailed_exitcode and prepared.plan.has_changes:
+        raise typer.Exit(EXIT_CHANGES_PENDING)
+
+
+@app.command()
+def rollout(
+    config: ConfigOption = DEFAULT_CONFIG_PATH,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    prune: Annotated[bool, typer.Option("--prune", help="Delete instances of accounts no longer listed.")] = False,
+    profile: ProfileOption = None,
+    region: RegionOption = None,
+    endpoint_url: EndpointOption = None,
+    sandbox: SandboxOption = False,
+) -> None:
+    """Make every member account match the config: plan, confirm, apply, report each account."""
+    from loginwatch_org.render import render_plan, render_result, render_status
+    from loginwatch_org.workflow import account_statuses, make_executor, prepare, read_snapshot
+
+    loaded = _load(config)
+    progress = _progress_printer()
+    with _aws(loaded, profile, region, endpoint_url, sandbox) as clients:
+        executor = make_executor(loaded, clients, progress=progress)
+        prepared = prepare(loaded, clients, prune=prune, executor=executor, progress=progress)
+        typer.echo(render_plan(prepared.plan))
+        if not prepared.plan.has_changes:
+            return
+        if not yes:
+            if not sys.stdin.isatty():
+                _fail("rollout needs confirmation; rerun with --yes to apply without a prompt", EXIT_USAGE)
+            if not typer.confirm("Apply this plan?"):
+                _fail("nothing changed", EXIT_ERROR)
+        result = executor.apply(prepared.plan)
+        typer.echo(render_result(result))
+        snapshot = read_snapshot(loaded, clients)
+    rows = account_statuses(loaded, snapshot)
+    typer.echo(render_status(rows))
+    configured = {t.account_id for t in loaded.targets()} - set(prepared.plan.skipped_accounts)
+    bad = [row for row in rows if row.account_id in configured and not row.in_sync]
+    if bad or result.failed_accounts:
+        _fail(
+            f"{len({r.account_id for r in bad} | {a.account_id for a in result.failed_accounts})} account(s) "
+            "are not current (see the table above); fix the cause and run the rollout again."
+        )
+    typer.echo(f"Rollout complete: {len(configured)} account(s) current.")
+
+
+@app.command()
+def status(
+    config: ConfigOption = DEFAULT_CONFIG_PATH,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the rows as JSON.")] = False,
+    drift: Annotated[bool, typer.Option("--drift", help="Run stack set drift detection first.")] = False,
+    profile: ProfileOption = None,
+    region: RegionOption = None,
+    endpoint_url: EndpointOption = None,
+    sandbox: SandboxOption = False,
+) -> None:
+    """One row per account: deployed status and recipients beside the config."""
+    from dataclasses import asdict
+
+    from loginwatch_org.render import render_status
+    from loginwatch_org.workflow import account_statuses, detect_drift, make_executor, read_snapshot
+
+    loaded = _load(config)
+    with _aws(loaded, profile, region, endpoint_url, sandbox) as clients:
+        if drift:
+            detect_drift(loaded, clients, make_executor(loaded, clients, progress=_progress_printer()))
+        snapshot = read_snapshot(loaded, clients)
+    if snapshot.stack_set is None:
+        _fail(f"stack set '{loaded.stack_set.name}' does not exist yet; run: loginwatch-org rollout")
+    rows = account_statuses(loaded, snapshot)
+    if as_json:
+        typer.echo(json.dumps([{**asdict(row), "in_sync": row.in_sync} for row in rows], indent=2))
+    else:
+        typer.echo(render_status(rows))
+
+
+@app.command()
+def remove(
+    config: ConfigOption = DEFAULT_CONFIG_PATH,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    retain_stacks: Annotated[
+        bool, typer.Option("--retain-stacks", help="Detach the stacks from the stack set but keep them.")
+    ] = False,
+    account: Annotated[
+        list[str] | None, typer.Option("--account", help="Only these accounts (repeatable); default: all.")
+    ] = None,
+    profile: ProfileOption = None,
+    region: RegionOption = None,
+    endpoint_url: EndpointOption = None,
+    sandbox: SandboxOption = False,
+) -> None:
+    """Delete stack instances (all, or --account ones), then the stack set once it is empty."""
+    from loginwatch_org.plan import make_removal_plan
+    from loginwatch_org.render import render_plan, render_result
+    from loginwatch_org.workflow import make_executor, read_snapshot
+
+    loaded = _load(config)
+    with _aws(loaded, profile, region, endpoint_url, sandbox) as clients:
+        snapshot = read_snapshot(loaded, clients)
+        if snapshot.stack_set is None:
+            typer.echo(f"Stack set '{loaded.stack_set.name}' does not exist; nothing to remove.")
+            return
+        removal = make_removal_plan(loaded, snapshot, tuple(account or ()), retain_stacks=retain_stacks)
+        typer.echo(render_plan(removal))
+        if not removal.has_changes:
+            return
+        if not yes:
+            if not sys.stdin.isatty():
+                _fail("remove needs confirmation; rerun with --yes to apply without a prompt", EXIT_USAGE)
+            if not typer.confirm("Delete these stack instances?"):
+                _fail("nothing changed", EXIT_ERROR)
+        result = make_executor(loaded, clients, progress=_progress_printer()).apply(removal)
+    typer.echo(render_result(result))
+    if result.failed_accounts:
+        _fail("some instances could not be deleted (see above); run remove again after fixing the cause")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

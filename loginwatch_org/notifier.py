@@ -1,0 +1,497 @@
+"""Email an alert for an AWS console sign-in event, sent with Amazon SES.
+
+Lambda handler ``index.handler``: the source is inlined into the CloudFormation template, so this file must
+stay self-contained and use nothing but the standard library and boto3 (imported only when sending).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+MAX_VALUE = 1000
+MAX_SUBJECT = 200
+MAX_RAW = 10000
+MISSING = "not recorded"
+
+# C0/C1 controls, DEL, line/paragraph separators and bidi controls: they could fold mail headers or make a
+# hostile value display as something else (e.g. a reversed ARN).
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]")
+# Raw payloads are shown in a <pre> block, where keeping newlines and tabs makes them readable.
+_UNSAFE_RAW = re.compile(
+    r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]"
+)
+_TIME = re.compile(
+    r"(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d):(\d\d)(?:\.(\d+))?\s*(Z|UTC|[+-]\d\d:?\d\d)?", re.IGNORECASE
+)
+_ASSUMED = re.compile(r"arn:[^:]*:(?:sts|iam)::[^:]*:assumed-role/([^/]+)/(.+)")
+_SSO_ROLE = re.compile(r"AWSReservedSSO_(.+)_[0-9A-Za-z]+")
+
+# eventName -> (wording, preposition) for the subject line.
+_EVENTS = {
+    "ConsoleLogin": ("Console sign-in", "to"),
+    "SwitchRole": ("Console role switch", "into"),
+    "ExitRole": ("Console role exit", "in"),
+    "RenewRole": ("Console role renewal", "in"),
+    "CheckMfa": ("Console MFA check", "in"),
+    "PasswordUpdated": ("Console password change", "in"),
+    "ExternalIdPDirectoryLogin": ("External IdP directory sign-in", "to"),
+    "UserAuthentication": ("Identity Center sign-in", "for"),
+    "CredentialChallenge": ("Identity Center credential challenge", "for"),
+    "CredentialVerification": ("Identity Center credential check", "for"),
+}
+_META = (("MessageId", "SNS message id"), ("TopicArn", "SNS topic"), ("Timestamp", "SNS timestamp"))
+
+
+@dataclass(frozen=True)
+class Alert:
+    subject: str
+    text: str
+    html: str
+
+
+def _clean(value: str, limit: int = MAX_VALUE, pattern: re.Pattern[str] = _UNSAFE) -> str:
+    value = pattern.sub("\ufffd", value)
+    return value if len(value) <= limit else value[: limit - 1] + "\u2026"
+
+
+def _str(value: Any) -> str | None:
+    """Any JSON value as a safe, capped display string; None for absent or empty values."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        text = value
+    elif isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, int | float):
+        text = str(value)
+    else:
+        try:
+            text = json.dumps(value, sort_keys=True, default=str)
+        except (TypeError, ValueError, RecursionError):
+            text = f"<{type(value).__name__}>"
+    return _clean(text).strip() or None
+
+
+def _dig(obj: Any, *keys: str) -> Any:
+    for key in keys:
+        if not isinstance(obj, dict):
+            return None
+        obj = obj.get(key)
+    return obj
+
+
+def _kind(value: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}.get(
+        type(value), "a number" if isinstance(value, int | float) else type(value).__name__
+    )
+
+
+def _utc(raw: str) -> str | None:
+    """CloudTrail times are UTC; exports also write them as '2022-03-16 19:17:41[.000000000]'."""
+    m = _TIME.fullmatch(raw.strip())
+    if not m:
+        return None
+    y, mo, d, h, mi, s, frac, tz = m.groups()
+    try:
+        micro = int((frac or "0")[:6].ljust(6, "0"))
+        when = datetime(int(y), int(mo), int(d), int(h), int(mi), int(s), micro, tzinfo=UTC)
+        if tz and tz[0] in "+-":
+            digits = tz[1:].replace(":", "")
+            offset = timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
+            when = when - offset if tz[0] == "+" else when + offset
+    except (ValueError, OverflowError):
+        return None
+    return when.isoformat(timespec="microseconds" if when.microsecond else "seconds").replace("+00:00", "Z")
+
+
+def _url(value: Any) -> str | None:
+    # Identity Center LoginTo URLs carry auth codes and CSRF tokens: nobody needs them in a mailbox.
+    text = _str(value)
+    return re.split(r"[?#]", text, maxsplit=1)[0] if text else None
+
+
+@dataclass
+class _Who:
+    short: str
+    long: str
+    kind: str  # "direct" (MFA recorded), "federated" (MFA not recorded) or "unknown"
+    rows: list[tuple[str, str]]
+
+
+def _identity(ident: Any, extra: dict[str, Any], event_name: str | None, notes: list[str]) -> _Who:
+    if ident is None:
+        notes.append("userIdentity missing from the event")
+        return _Who(
+            "unknown principal", "unknown principal (userIdentity missing from the event)", "unknown", []
+        )
+    if not isinstance(ident, dict):
+        notes.append(f"userIdentity is {_kind(ident)}, not an object")
+        return _Who("unknown principal", f"unknown principal (userIdentity: {_str(ident)})", "unknown", [])
+    itype = _str(ident.get("type"))
+    arn = _str(ident.get("arn"))
+    name = _str(ident.get("userName"))
+    pid = _str(ident.get("principalId"))
+    rows: list[tuple[str, str]] = []
+    if itype == "Root":
+        acct = _str(ident.get("accountId"))
+        return _Who("root", "root user" + (f" of account {acct}" if acct else ""), "direct", rows)
+    if itype == "IAMUser":
+        name = name or (arn.rsplit("/", 1)[-1] if arn and ":user/" in arn else None) or pid or MISSING
+        long = f"IAM user {name}"
+        if name == "HIDDEN_DUE_TO_SECURITY_REASONS":
+            long += " (AWS hides user names that do not exist in the account)"
+        return _Who(f"IAM user {name}", long, "direct", rows)
+    if itype == "AssumedRole":
+        m = _ASSUMED.fullmatch(arn or "")
+        issuer = _dig(ident, "sessionContext", "sessionIssuer")
+        role = (m.group(1) if m else None) or _str(_dig(issuer, "userName"))
+        session = (m.group(2) if m else None) or (pid.split(":", 1)[1] if pid and ":" in pid else None)
+        role_s, session_s = role or MISSING, session or MISSING
+        saml = _str(extra.get("SamlProviderArn"))
+        switch_from = _str(extra.get("SwitchFrom"))
+        sso = _SSO_ROLE.fullmatch(role or "")
+        if sso or "/aws-reserved/sso.amazonaws.com/" in (_str(_dig(issuer, "arn")) or ""):
+            pset = sso.group(1) if sso else None
+            rows += [("Permission set", pset or MISSING), ("Role", role_s)]
+            via = f"permission set {pset}" if pset else f"role {role_s}"
+            who = _Who(
+                f"{session_s} (SSO {pset or role_s})",
+                f"IAM Identity Center user {session_s} with {via}",
+                "federated",
+                rows,
+            )
+        elif saml:
+            provider = saml.rsplit("saml-provider/", 1)[-1]
+            rows += [("SAML provider", saml), ("Role", role_s)]
+            long = f"SAML-federated user {session_s} in role {role_s} via identity provider {provider}"
+            who = _Who(f"{session_s} (SAML {provider})", long, "federated", rows)
+        else:
+            short = f"role {role_s}" + (f"/{session}" if session else "")
+            who = _Who(short, f"role {role_s}, session {session_s}", "federated", rows)
+        if switch_from or event_name == "SwitchRole":
+            rows.append(("Switched from", switch_from or MISSING))
+            who.long += f", switched from {switch_from or 'an unrecorded identity'}"
+        return who
+    if itype == "FederatedUser":
+        fed = (arn.rsplit("federated-user/", 1)[-1] if arn and "federated-user/" in arn else None) or (
+            pid.split(":", 1)[-1] if pid else MISSING
+        )
+        issuer_name = _str(_dig(ident, "sessionContext", "sessionIssuer", "userName"))
+        long = f"federated user {fed}" + (
+            f" (federation token of IAM user {issuer_name})" if issuer_name else ""
+        )
+        return _Who(f"federated user {fed}", long, "federated", rows)
+    if itype == "IdentityCenterUser":
+        user = _str(extra.get("UserName")) or name or MISSING
+        uid = _str(_dig(ident, "onBehalfOf", "userId"))
+        rows += [("Identity Center user id", uid or MISSING)]
+        store = _str(_dig(ident, "onBehalfOf", "identityStoreArn"))
+        if store:
+            rows.append(("Identity store", store))
+        return _Who(f"{user} (Identity Center)", f"IAM Identity Center user {user}", "federated", rows)
+    if itype is None:
+        notes.append("userIdentity.type missing from the event")
+    other = name or _str(extra.get("UserName"))
+    label = f"identity type {itype or 'missing'}"
+    if other:
+        return _Who(other, f"user {other} ({label})", "federated" if itype else "unknown", rows)
+    ident_s = arn or pid or "unidentified principal"
+    return _Who(
+        ident_s, f"{ident_s} ({label}, no user name recorded)", "federated" if itype else "unknown", rows
+    )
+
+
+def _mfa(who: _Who, extra: dict[str, Any], extra_raw: Any, event_name: str | None) -> tuple[str, bool]:
+    """MFA wording and whether MFA was definitely not used."""
+    used = _str(extra.get("MFAUsed"))
+    if who.kind == "federated":
+        return "not recorded for federated sign-ins (check the identity provider)", False
+    if who.kind == "unknown":
+        return "unknown: identity type missing" + (f" (event reports MFAUsed: {used})" if used else ""), False
+    if used and used.lower() == "yes":
+        device = _str(extra.get("MFAIdentifier"))
+        return "Yes" + (f" (device {device})" if device else ""), False
+    if used and used.lower() == "no":
+        return "No", True
+    if used:
+        return f"unclear (MFAUsed: {used})", False
+    if event_name == "CheckMfa":
+        return "checked as a step of the sign-in (see MFA type)", False
+    if extra_raw is None:
+        return f"{MISSING} (additionalEventData missing from the event)", False
+    if not isinstance(extra_raw, dict):
+        return f"{MISSING} (additionalEventData is {_kind(extra_raw)}, not an object)", False
+    return MISSING, False
+
+
+def _compose(event: Any, account_name: str | None) -> tuple[Alert, dict[str, Any]]:
+    notes: list[str] = []
+    envelope: dict[str, Any] = {}
+    detail: Any = event
+    if isinstance(event, dict) and "detail" in event:
+        envelope, detail = event, event["detail"]
+    incomplete = not isinstance(detail, dict)
+    if incomplete:
+        notes.append(
+            "event detail missing" if detail is None else f"event detail is {_kind(detail)}, not an object"
+        )
+        detail = {}
+    extra_raw = detail.get("additionalEventData")
+    extra: dict[str, Any] = extra_raw if isinstance(extra_raw, dict) else {}
+
+    event_name = _str(detail.get("eventName"))
+    if not event_name:
+        notes.append("eventName missing from the event")
+    ident = detail.get("userIdentity")
+    who = _identity(ident, extra, event_name, notes)
+    itype = _str(_dig(ident, "type"))
+
+    # Identity Center records carry the outcome in serviceEventDetails, not responseElements.
+    result = None
+    for container in (detail.get("responseElements"), detail.get("serviceEventDetails")):
+        if isinstance(container, dict):
+            result = _str(container.get(event_name or "")) or result
+            if result is None and len(container) == 1:
+                result = _str(next(iter(container.values())))
+        if result:
+            break
+    error = _str(detail.get("errorMessage"))
+    failed = error is not None or (result is not None and result.lower() != "success")
+    if result is None:
+        notes.append("sign-in result missing from the event (no responseElements)")
+    outcome = "failure" if failed else ("success" if result else "unknown")
+    result_s = (result or ("Failure" if error else MISSING)) + (f": {error}" if error else "")
+
+    mfa, no_mfa = _mfa(who, extra, extra_raw, event_name)
+    no_mfa = no_mfa and not failed and event_name == "ConsoleLogin"
+    is_root = itype == "Root"
+
+    account = _str(envelope.get("account")) or _str(detail.get("recipientAccountId"))
+    account = account or _str(_dig(ident, "accountId"))
+    if not account:
+        notes.append("account id missing from the event")
+    name = _str(account_name)
+    account_s = (account or "unknown account") + (f" ({name})" if name else "")
+
+    raw_time = _str(detail.get("eventTime"))
+    if raw_time:
+        utc = _utc(raw_time)
+        time_s = raw_time if utc == raw_time else f"{utc} (recorded as {raw_time})" if utc else None
+        time_s = time_s or f"{raw_time} (not a recognised timestamp)"
+    else:
+        notes.append("eventTime missing from the event")
+        eb_time = _str(envelope.get("time"))
+        time_s = f"{eb_time} (EventBridge time)" if eb_time else MISSING
+
+    values: dict[str, str | None] = {}
+    for key, label in (
+        ("sourceIPAddress", "source IP address"),
+        ("awsRegion", "region"),
+        ("userAgent", "user agent"),
+        ("eventID", "event id"),
+    ):
+        values[key] = _str(detail.get(key))
+        if values[key] is None:
+            notes.append(f"{key} ({label}) missing from the event")
+
+    flags = "".join(
+        f"[{flag}] " for flag, on in (("ROOT", is_root), ("FAILED", failed), ("NO MFA", no_mfa)) if on
+    )
+    if incomplete or not isinstance(ident, dict):
+        flags += "[INCOMPLETE] "
+    wording, prep = _EVENTS.get(
+        event_name or "", (f"Sign-in event {event_name}" if event_name else "Sign-in event", "in")
+    )
+    subject = f"{flags}{wording} {prep} {account_s} by {who.short}"
+
+    principal_account = _str(_dig(ident, "accountId"))
+    rows: list[tuple[str, str]] = [("Who", who.long)]
+    if arn := _str(_dig(ident, "arn")):
+        rows.append(("Principal ARN", arn))
+    rows += [("Identity type", itype or MISSING), *who.rows, ("Account", account_s)]
+    if principal_account and principal_account != account:
+        rows.append(("Principal account", principal_account))
+    rows += [("Event", event_name or MISSING), ("Result", result_s), ("MFA used", mfa)]
+    for key, label in (("MfaType", "MFA type"), ("CredentialType", "Credential type")):
+        if value := _str(extra.get(key)):
+            rows.append((label, value))
+    rows += [
+        ("Source IP", values["sourceIPAddress"] or MISSING),
+        ("Time (UTC)", time_s),
+        ("Region", values["awsRegion"] or MISSING),
+        ("User agent", values["userAgent"] or MISSING),
+    ]
+    for key, label in (("LoginTo", "Signing in to"), ("RedirectTo", "Redirect to")):
+        if url := _url(extra.get(key)):
+            rows.append((label, url))
+    if (_str(extra.get("MobileVersion")) or "").lower() == "yes":
+        rows.append(("Mobile console", "Yes"))
+    rows += [
+        ("CloudTrail event id", values["eventID"] or MISSING),
+        ("EventBridge event id", _str(envelope.get("id")) or "none (not delivered by EventBridge)"),
+    ]
+    severity = "high" if is_root or failed else "medium" if no_mfa or notes else "low"
+    facts = {
+        "event_id": values["eventID"],
+        "eventbridge_id": _str(envelope.get("id")),
+        "event_name": event_name,
+        "identity_type": itype,
+        "account": account,
+        "outcome": outcome,
+        "root": is_root,
+        "problems": len(notes),
+    }
+    return _render(subject, rows, notes, severity), facts
+
+
+def _render(
+    subject: str, rows: list[tuple[str, str]], notes: list[str], severity: str, raw: str = ""
+) -> Alert:
+    subject = _clean(subject, limit=MAX_SUBJECT)
+    width = max(len(label) for label, _ in rows) + 2
+    lines = [subject, "=" * min(len(subject), 78), ""]
+    if notes:
+        lines += ["Problems with this event:", *(f"  - {n}" for n in notes), ""]
+    lines += [f"{label + ':':<{width}}{value}" for label, value in rows]
+    footer = "If you do not recognise this activity, treat it as a possible compromise of the account."
+    if raw:
+        lines += ["", f"Raw payload (up to {MAX_RAW} characters):", raw]
+    lines += ["", footer, ""]
+
+    def e(value: str) -> str:
+        return html.escape(value, quote=True)
+
+    color = {"high": "#b00020", "medium": "#b35900"}.get(severity, "#1f4e79")
+    cell = "padding:4px 12px 4px 0;vertical-align:top;text-align:left"
+    parts = [
+        "<!DOCTYPE html><html>",
+        '<body style="font-family:Arial,Helvetica,sans-serif;font-size:14px;color:#222">',
+        f'<div style="padding:10px;background:{color};color:#fff;font-weight:bold">{e(subject)}</div>',
+    ]
+    if notes:
+        parts.append("<p><b>Problems with this event:</b></p><ul>")
+        parts += [f"<li>{e(n)}</li>" for n in notes]
+        parts.append("</ul>")
+    parts.append('<table style="border-collapse:collapse;margin-top:10px">')
+    parts += [
+        f'<tr><th style="{cell};white-space:nowrap">{e(label)}</th>'
+        f'<td style="{cell};font-family:monospace;word-break:break-all">{e(value)}</td></tr>'
+        for label, value in rows
+    ]
+    parts.append("</table>")
+    if raw:
+        parts.append(f"<p><b>Raw payload (up to {MAX_RAW} characters):</b></p>")
+        parts.append(f'<pre style="white-space:pre-wrap;word-break:break-all">{e(raw)}</pre>')
+    parts.append(f'<p style="color:#666;font-size:12px">{e(footer)}</p></body></html>')
+    return Alert(subject=subject, text="\n".join(lines), html="\n".join(parts))
+
+
+def compose_alert(event: dict[str, Any], account_name: str | None = None) -> Alert:
+    """Build the email for one EventBridge sign-in event (or a bare CloudTrail record)."""
+    return _compose(event, account_name)[0]
+
+
+def _unparseable(
+    raw: str, reason: str, meta: dict[str, Any], account_name: str | None
+) -> tuple[Alert, dict[str, Any]]:
+    name = _str(account_name)
+    subject = "[UNPARSEABLE] Sign-in alert payload could not be parsed" + (f" ({name})" if name else "")
+    rows = [("Problem", f"the payload could not be parsed: {_str(reason) or 'unknown error'}")]
+    rows += [(label, _str(meta.get(key)) or MISSING) for key, label in _META]
+    notes = ["the payload could not be parsed, so the details below are the raw message as received"]
+    raw_s = _clean(raw, limit=MAX_RAW, pattern=_UNSAFE_RAW)
+    return _render(subject, rows, notes, "high", raw=raw_s or "(empty)"), {
+        "outcome": "unknown",
+        "parse_error": True,
+        "sns_message_id": _str(meta.get("MessageId")),
+    }
+
+
+def _alert_for(record: Any, account_name: str | None) -> tuple[Alert, dict[str, Any]]:
+    sns = _dig(record, "Sns")
+    meta: dict[str, Any] = sns if isinstance(sns, dict) else {}
+    message = meta.get("Message")
+    if not isinstance(message, str):
+        raw = _str(record) or ""
+        return _unparseable(raw, "the SNS record has no Message text", meta, account_name)
+    try:
+        parsed = json.loads(message)
+    except (ValueError, RecursionError) as exc:
+        return _unparseable(message, f"not valid JSON ({exc})", meta, account_name)
+    try:
+        alert, facts = _compose(parsed if isinstance(parsed, dict) else {"detail": parsed}, account_name)
+    except Exception as exc:
+        # A composer bug must not swallow the alert: fall back to the raw message.
+        return _unparseable(
+            message, f"composing the alert failed ({type(exc).__name__}: {exc})", meta, account_name
+        )
+    return alert, {**facts, "sns_message_id": _str(meta.get("MessageId"))}
+
+
+def _ses_client(source_arn: str) -> Any:
+    import boto3
+
+    # Sending authorization only works in the region of the identity the SourceArn names.
+    parts = source_arn.split(":")
+    region = parts[3] if len(parts) > 5 and parts[2] == "ses" and parts[3] else None
+    return boto3.client("ses", region_name=region) if region else boto3.client("ses")
+
+
+_ALIAS_CACHE: dict[str, str | None] = {}
+
+
+def _account_alias() -> str | None:
+    """The account's IAM alias names it in the email; looked up once per container, never fatal."""
+    if "alias" not in _ALIAS_CACHE:
+        try:
+            import boto3
+
+            aliases = boto3.client("iam").list_account_aliases().get("AccountAliases", [])
+            _ALIAS_CACHE["alias"] = _str(aliases[0]) if aliases else None
+        except Exception as exc:  # the alert matters more than the name
+            print(json.dumps({"level": "WARNING", "message": f"no account alias: {type(exc).__name__}"}))
+            _ALIAS_CACHE["alias"] = None
+    return _ALIAS_CACHE["alias"]
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """SNS-triggered entry point: one email per record; raises so Lambda retries or dead-letters."""
+    sender = os.environ.get("SENDER", "").strip()
+    recipients = [r.strip() for r in os.environ.get("RECIPIENTS", "").split(",") if r.strip()]
+    if not sender or not recipients:
+        raise RuntimeError("SENDER and RECIPIENTS must be set")
+    source_arn = os.environ.get("SOURCE_ARN", "").strip()
+    account_name = os.environ.get("ACCOUNT_NAME", "").strip() or _account_alias()
+    records = event.get("Records") if isinstance(event, dict) else None
+    if not isinstance(records, list):
+        # Invoked directly (e.g. an EventBridge target or a console test): wrap so nothing is dropped.
+        records = [{"Sns": {"Message": json.dumps(event, default=str)}}]
+    client = _ses_client(source_arn)
+    message_ids: list[str] = []
+    for record in records:
+        alert, facts = _alert_for(record, account_name)
+        request: dict[str, Any] = {
+            "Source": sender,
+            "Destination": {"ToAddresses": recipients},
+            "Message": {
+                "Subject": {"Data": alert.subject, "Charset": "UTF-8"},
+                "Body": {
+                    "Text": {"Data": alert.text, "Charset": "UTF-8"},
+                    "Html": {"Data": alert.html, "Charset": "UTF-8"},
+                },
+            },
+        }
+        if source_arn:
+            request["SourceArn"] = source_arn
+        response = client.send_email(**request)
+        message_id = str(response.get("MessageId", ""))
+        message_ids.append(message_id)
+        log = {"level": "INFO", "message": "sign-in alert sent", "ses_message_id": message_id, **facts}
+        print(json.dumps({**log, "recipients": len(recipients)}, sort_keys=True, default=str), flush=True)
+    return {"count": len(message_ids), "message_ids": message_ids}

@@ -1,0 +1,109 @@
+"""What is deployed: a snapshot of the stack set and its instances, read once per command.
+
+Plain data, no AWS calls: the reader (``aws/reader.py``) fills it and the planner only reads it, so a plan can
+be computed, printed and tested without touching AWS.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+OWNER_TAG_KEY = "managed-by"
+OWNER_TAG_VALUE = "loginwatch-org"
+
+# Instances whose last operation left them anything but CURRENT/SUCCEEDED are retried by the next rollout.
+HEALTHY_STATUS = "CURRENT"
+PENDING_OPERATION_STATES = frozenset({"QUEUED", "RUNNING", "STOPPING"})
+
+# OperationIds this tool submits: "lw-<verb>-<overrides digest>-<step digest>". The overrides digest is what
+# lets a plan trust ListStackInstances' LastOperationId instead of describing every instance (one call each).
+OPERATION_PREFIX = "lw"
+_OPERATION_ID = re.compile(r"^lw-(?P<verb>[a-z])-(?P<overrides>[0-9a-f]{16}|none)-(?P<step>[0-9a-f]{16})$")
+
+
+def overrides_digest(overrides: Mapping[str, str]) -> str:
+    canonical = json.dumps(dict(sorted(overrides.items())), separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
+
+
+def operation_id(verb: str, overrides: Mapping[str, str] | None, step_content: object) -> str:
+    """A deterministic OperationId: the same step from the same state always gets the same id, so a rerun
+    after an interruption finds the operation it already submitted instead of starting another."""
+    step = hashlib.sha256(json.dumps(step_content, sort_keys=True, default=str).encode("utf-8")).hexdigest()[:16]
+    digest = overrides_digest(overrides) if overrides is not None else "none"
+    return f"{OPERATION_PREFIX}-{verb}-{digest}-{step}"
+
+
+def digest_from_operation_id(value: str | None) -> str | None:
+    """The overrides digest an operation of ours set, or None when the id says nothing we can trust."""
+    if not value:
+        return None
+    match = _OPERATION_ID.match(value)
+    if match is None or match.group("overrides") == "none":
+        return None
+    return match.group("overrides")
+
+
+def is_own_operation(value: str) -> bool:
+    return _OPERATION_ID.match(value) is not None
+
+
+@dataclass(frozen=True)
+class DeployedStackSet:
+    name: str
+    stack_set_id: str
+    status: str
+    template_digest: str
+    parameters: Mapping[str, str]
+    tags: Mapping[str, str]
+    permission_model: str
+    managed_execution: bool
+
+    @property
+    def owned(self) -> bool:
+        return self.tags.get(OWNER_TAG_KEY) == OWNER_TAG_VALUE
+
+
+@dataclass(frozen=True)
+class DeployedInstance:
+    account_id: str
+    region: str
+    status: str
+    detailed_status: str | None = None
+    status_reason: str | None = None
+    last_operation_id: str | None = None
+    # None when unknown: neither the last operation's id nor a describe call told us.
+    overrides: Mapping[str, str] | None = None
+    overrides_digest: str | None = None
+    drift_status: str | None = None
+
+    @property
+    def healthy(self) -> bool:
+        return self.status == HEALTHY_STATUS and self.detailed_status in (None, "SUCCEEDED")
+
+
+@dataclass(frozen=True)
+class PendingOperation:
+    operation_id: str
+    action: str
+    status: str
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    stack_set: DeployedStackSet | None
+    instances: tuple[DeployedInstance, ...] = ()
+    pending_operations: tuple[PendingOperation, ...] = ()
+    # Member accounts of the config that the organisation does not have (None: not checked).
+    accounts_outside_organization: frozenset[str] = field(default_factory=frozenset)
+    warnings: tuple[str, ...] = ()
+
+    def instances_by_account(self) -> dict[str, dict[str, DeployedInstance]]:
+        result: dict[str, dict[str, DeployedInstance]] = {}
+        for instance in self.instances:
+            result.setdefault(instance.account_id, {})[instance.region] = instance
+        return result
