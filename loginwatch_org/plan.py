@@ -182,9 +182,10 @@ def make_plan(
     # Accounts already right whose only change is the template: candidates for the UpdateStackSet target.
     current_by_digest: dict[str, list[str]] = {}
     unchanged = 0
+    desired_by_account = {watch.account_id: account_overrides(watch) for watch in targets}
 
     for watch in targets:
-        desired = account_overrides(watch)
+        desired = desired_by_account[watch.account_id]
         digest = overrides_digest(desired)
         instances = deployed.get(watch.account_id, {})
         missing = tuple(region for region in regions if region not in instances)
@@ -215,15 +216,36 @@ def make_plan(
         elif not missing:
             unchanged += 1
 
+    state_marker = _state_marker(snapshot, template_digest)
     if stack_set is not None and stack_set_changed:
-        steps.extend(
-            _stack_set_update(
-                settings.name, regions, template_changed, parameter_changes, dict(shared_parameters),
-                current_by_digest, {a.account_id: account_overrides(a) for a in targets}, updates, snapshot,
-                managed_execution=stack_set.managed_execution,
+        reasons = _stack_set_reasons(template_changed, parameter_changes, stack_set.managed_execution)
+        # UpdateStackSet cannot carry per-account overrides, so it targets the largest group of accounts whose
+        # overrides are already right, and its OperationId carries their digest. Every other current account
+        # is refreshed by an UpdateStackInstances of its own group: every LastOperationId stays meaningful.
+        target_digest = max(current_by_digest, key=lambda d: (len(current_by_digest[d]), d), default="")
+        names = config.account_names()
+        for digest, account_ids in current_by_digest.items():
+            if digest == target_digest:
+                continue
+            overrides = desired_by_account[account_ids[0]]
+            group = updates.setdefault((digest, regions), _Group(overrides, regions))
+            for account_id in account_ids:
+                group.accounts.append(account_id)
+                group.changes.append(AccountChange(account_id, names.get(account_id, ""), "; ".join(reasons)))
+        accounts = tuple(current_by_digest.get(target_digest, ()))
+        overrides = desired_by_account[accounts[0]] if accounts else {}
+        steps.append(
+            UpdateStackSet(
+                name=settings.name,
+                operation_id=operation_id("s", overrides or None, [state_marker, "s", accounts, regions, dict(shared_parameters)]),
+                accounts=accounts,
+                regions=regions,
+                overrides=overrides,
+                reasons=tuple(reasons),
+                parameters=dict(shared_parameters),
+                parameter_changes=parameter_changes,
             )
         )
-    state_marker = _state_marker(snapshot, template_digest)
     for (_, group_regions), group in sorted(updates.items(), key=lambda item: item[1].accounts[0]):
         steps.append(
             UpdateInstances(
@@ -293,19 +315,9 @@ def make_removal_plan(config: Config, snapshot: Snapshot, accounts: tuple[str, .
     return Plan(stack_set=config.stack_set.name, steps=tuple(steps), warnings=tuple(warnings))
 
 
-def _stack_set_update(
-    name: str,
-    regions: tuple[str, ...],
-    template_changed: bool,
-    parameter_changes: dict[str, tuple[str | None, str]],
-    parameters: dict[str, str],
-    current_by_digest: dict[str, list[str]],
-    desired: dict[str, dict[str, str]],
-    updates: dict[tuple[str, tuple[str, ...]], _Group],
-    snapshot: Snapshot,
-    *,
-    managed_execution: bool,
-) -> list[Step]:
+def _stack_set_reasons(
+    template_changed: bool, parameter_changes: Mapping[str, tuple[str | None, str]], managed_execution: bool
+) -> list[str]:
     reasons: list[str] = []
     if template_changed:
         reasons.append("the template changed")
@@ -313,39 +325,7 @@ def _stack_set_update(
         reasons.append("shared parameters changed: " + ", ".join(sorted(parameter_changes)))
     if not managed_execution:
         reasons.append("managed execution is off (operations would conflict instead of queueing)")
-    # UpdateStackSet cannot carry per-account overrides, so it targets the largest group of accounts whose
-    # overrides are already right; its OperationId carries their digest. Every other current account is
-    # refreshed by an UpdateStackInstances of its own group, which keeps every LastOperationId meaningful.
-    if current_by_digest:
-        digest, accounts = max(current_by_digest.items(), key=lambda item: (len(item[1]), item[0]))
-    else:
-        digest, accounts = "", []
-    for other_digest, others in current_by_digest.items():
-        if other_digest == digest:
-            continue
-        overrides = desired[others[0]]
-        group = updates.setdefault((other_digest, regions), _Group(overrides, regions))
-        for account_id in others:
-            group.accounts.append(account_id)
-            group.changes.append(AccountChange(account_id, "", "template or shared parameters changed", overrides, overrides))
-    if not accounts:
-        # Nothing is current yet: the stack set update still records the new template and parameters, and
-        # the instance operations that follow deploy it.
-        accounts = []
-    overrides = desired[accounts[0]] if accounts else {}
-    marker = _state_marker(snapshot, "stack-set")
-    return [
-        UpdateStackSet(
-            name=name,
-            operation_id=operation_id("s", overrides or None, [marker, "s", accounts, regions, parameters]),
-            accounts=tuple(accounts),
-            regions=regions,
-            overrides=overrides,
-            reasons=tuple(reasons),
-            parameters=parameters,
-            parameter_changes=parameter_changes,
-        )
-    ]
+    return reasons
 
 
 def _known_digest(instance: DeployedInstance) -> str | None:
@@ -356,7 +336,7 @@ def _known_digest(instance: DeployedInstance) -> str | None:
 
 def _override_reason(instance: DeployedInstance, desired: Mapping[str, str]) -> str:
     if instance.overrides is None:
-        return "parameter overrides unknown"
+        return "overrides differ from the config"
     changed = [key for key in desired if instance.overrides.get(key) != desired[key]]
     labels = {RECIPIENTS_PARAMETER: "recipients changed", ALERT_POLICY_PARAMETER: "alert policy changed"}
     return ", ".join(labels.get(key, f"{key} changed") for key in changed) or "parameter overrides changed"

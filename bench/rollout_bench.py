@@ -1,0 +1,156 @@
+"""API calls and StackSet operations of a rollout, by organisation size, against the StackSets double.
+
+    .venv/bin/python bench/rollout_bench.py [--sizes 100,1000,5000] [--groups 10]
+
+For each size: a first rollout, a converged rerun and a one-account recipient change, each as read calls,
+write calls and StackSet operations, beside a naive baseline that submits one operation per account and
+describes every instance to plan; and the planner's CPU time on the converged organisation. The double
+answers instantly, so the figures are call counts and CPU, not AWS latency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from loginwatch_org.config import Config  # noqa: E402
+from loginwatch_org.plan import account_overrides, make_plan  # noqa: E402
+from loginwatch_org.template import build_template, shared_parameters, template_body, template_digest  # noqa: E402
+from loginwatch_org.workflow import Clients, make_executor, prepare  # noqa: E402
+from tests.doubles.stacksets import StackSetsDouble  # noqa: E402
+from tests.orgs import MANAGEMENT_ACCOUNT, account_ids, config_for, organization, with_recipients  # noqa: E402
+
+Row = tuple[str, int, int, int]
+
+
+def _measure(double: StackSetsDouble, action: Any) -> tuple[int, int, int]:
+    double.reset_calls()
+    operations_before = len(double.operations("loginwatch")) if _exists(double) else 0
+    action()
+    operations = len(double.operations("loginwatch")) - operations_before
+    return double.count(kind="read"), double.count(kind="write"), operations
+
+
+def _exists(double: StackSetsDouble) -> bool:
+    try:
+        double.operations("loginwatch")
+    except Exception:
+        return False
+    return True
+
+
+def _rollout(double: StackSetsDouble, config: Config) -> None:
+    clients = Clients(double.client())
+    executor = make_executor(config, clients, sleep=lambda _seconds: None)
+    prepared = prepare(config, clients, executor=executor)
+    executor.apply(prepared.plan)
+
+
+def _naive_rollout(double: StackSetsDouble, config: Config, *, first: bool) -> None:
+    """What a per-account loop does: describe every instance, then one operation per differing account."""
+    client = double.client()
+    body = template_body(build_template(config))
+    if first:
+        client.create_stack_set(
+            StackSetName="loginwatch", TemplateBody=body, PermissionModel="SERVICE_MANAGED",
+            AutoDeployment={"Enabled": False}, ManagedExecution={"Active": True},
+            Tags=[{"Key": "managed-by", "Value": "loginwatch-org"}],
+            Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in shared_parameters(config).items()],
+        )
+    deployed: dict[str, dict[str, str]] = {}
+    if not first:
+        token = None
+        while True:
+            page = client.list_stack_instances(StackSetName="loginwatch", **({"NextToken": token} if token else {}))
+            for summary in page["Summaries"]:
+                instance = client.describe_stack_instance(
+                    StackSetName="loginwatch", StackInstanceAccount=summary["Account"],
+                    StackInstanceRegion=summary["Region"],
+                )["StackInstance"]
+                deployed[summary["Account"]] = {
+                    p["ParameterKey"]: p["ParameterValue"] for p in instance.get("ParameterOverrides", [])
+                }
+            token = page.get("NextToken")
+            if not token:
+                break
+    operation_ids = []
+    for watch in config.targets():
+        overrides = account_overrides(watch)
+        if deployed.get(watch.account_id) == overrides:
+            continue
+        call = client.update_stack_instances if watch.account_id in deployed else client.create_stack_instances
+        response = call(
+            StackSetName="loginwatch",
+            DeploymentTargets={"OrganizationalUnitIds": ["r-ab12"], "Accounts": [watch.account_id],
+                               "AccountFilterType": "INTERSECTION"},
+            Regions=["us-east-1"],
+            ParameterOverrides=[{"ParameterKey": k, "ParameterValue": v} for k, v in overrides.items()],
+        )
+        operation_ids.append(response["OperationId"])
+    double.finish_all()
+
+
+def _planner_cpu(double: StackSetsDouble, config: Config) -> float:
+    from loginwatch_org.aws.reader import StackSetReader
+    from loginwatch_org.workflow import desired_overrides
+
+    snapshot = StackSetReader(double.client()).read("loginwatch", desired_overrides(config))
+    digest = template_digest(template_body(build_template(config)))
+    started = time.process_time()
+    runs = 5
+    for _ in range(runs):
+        make_plan(config, digest, shared_parameters(config), snapshot)
+    return (time.process_time() - started) / runs * 1000
+
+
+def bench(size: int, groups: int) -> tuple[list[Row], list[Row], float]:
+    config = config_for(size, groups)
+    changed = with_recipients(config, {account_ids(size)[size // 2]: ["moved@example.com"]})
+
+    double = StackSetsDouble(organization(size), MANAGEMENT_ACCOUNT, polls_per_state=1)
+    ours = [
+        ("first rollout", *_measure(double, lambda: _rollout(double, config))),
+        ("converged rerun", *_measure(double, lambda: _rollout(double, config))),
+        ("one-account change", *_measure(double, lambda: _rollout(double, changed))),
+    ]
+    cpu_ms = _planner_cpu(double, changed)
+
+    naive_double = StackSetsDouble(organization(size), MANAGEMENT_ACCOUNT, polls_per_state=1)
+    naive = [
+        ("first rollout", *_measure(naive_double, lambda: _naive_rollout(naive_double, config, first=True))),
+        ("converged rerun", *_measure(naive_double, lambda: _naive_rollout(naive_double, config, first=False))),
+        ("one-account change", *_measure(naive_double, lambda: _naive_rollout(naive_double, changed, first=False))),
+    ]
+    return ours, naive, cpu_ms
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="100,1000,5000")
+    parser.add_argument("--groups", type=int, default=10)
+    args = parser.parse_args()
+    header = (
+        f"{'accounts':>8}  {'scenario':<20} {'reads':>6} {'writes':>6} {'ops':>5}  |"
+        f" {'naive reads':>11} {'naive writes':>12} {'naive ops':>9}"
+    )
+    print(f"{args.groups} distinct recipient groups; StackSets double (operations queue, then run)\n")
+    print(header)
+    print("-" * len(header))
+    cpu: list[tuple[int, float]] = []
+    for size in (int(s) for s in args.sizes.split(",")):
+        ours, naive, cpu_ms = bench(size, args.groups)
+        for (name, reads, writes, ops), (_, n_reads, n_writes, n_ops) in zip(ours, naive, strict=True):
+            print(f"{size:>8}  {name:<20} {reads:>6} {writes:>6} {ops:>5}  | {n_reads:>11} {n_writes:>12} {n_ops:>9}")
+        cpu.append((size, cpu_ms))
+    print("\nplanner CPU time (one plan of a converged organisation with one account changed)")
+    for size, ms in cpu:
+        print(f"{size:>8} accounts: {ms:8.1f} ms")
+
+
+if __name__ == "__main__":
+    main()
