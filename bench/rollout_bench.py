@@ -18,12 +18,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from loginwatch_org.config import Config  # noqa: E402
-from loginwatch_org.plan import account_overrides, make_plan  # noqa: E402
-from loginwatch_org.template import build_template, shared_parameters, template_body, template_digest  # noqa: E402
-from loginwatch_org.workflow import Clients, make_executor, prepare  # noqa: E402
-from tests.doubles.stacksets import StackSetsDouble  # noqa: E402
-from tests.orgs import MANAGEMENT_ACCOUNT, account_ids, config_for, organization, with_recipients  # noqa: E402
+from loginwatch_org.config import Config
+from loginwatch_org.plan import account_overrides, make_plan
+from loginwatch_org.template import build_template, shared_parameters, template_body, template_digest
+from loginwatch_org.workflow import Clients, make_executor, prepare
+from tests.doubles.stacksets import StackSetsDouble
+from tests.orgs import MANAGEMENT_ACCOUNT, account_ids, config_for, organization, with_recipients
 
 Row = tuple[str, int, int, int]
 
@@ -57,8 +57,11 @@ def _naive_rollout(double: StackSetsDouble, config: Config, *, first: bool) -> N
     body = template_body(build_template(config))
     if first:
         client.create_stack_set(
-            StackSetName="loginwatch", TemplateBody=body, PermissionModel="SERVICE_MANAGED",
-            AutoDeployment={"Enabled": False}, ManagedExecution={"Active": True},
+            StackSetName="loginwatch",
+            TemplateBody=body,
+            PermissionModel="SERVICE_MANAGED",
+            AutoDeployment={"Enabled": False},
+            ManagedExecution={"Active": True},
             Tags=[{"Key": "managed-by", "Value": "loginwatch-org"}],
             Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in shared_parameters(config).items()],
         )
@@ -69,7 +72,8 @@ def _naive_rollout(double: StackSetsDouble, config: Config, *, first: bool) -> N
             page = client.list_stack_instances(StackSetName="loginwatch", **({"NextToken": token} if token else {}))
             for summary in page["Summaries"]:
                 instance = client.describe_stack_instance(
-                    StackSetName="loginwatch", StackInstanceAccount=summary["Account"],
+                    StackSetName="loginwatch",
+                    StackInstanceAccount=summary["Account"],
                     StackInstanceRegion=summary["Region"],
                 )["StackInstance"]
                 deployed[summary["Account"]] = {
@@ -86,8 +90,11 @@ def _naive_rollout(double: StackSetsDouble, config: Config, *, first: bool) -> N
         call = client.update_stack_instances if watch.account_id in deployed else client.create_stack_instances
         response = call(
             StackSetName="loginwatch",
-            DeploymentTargets={"OrganizationalUnitIds": ["r-ab12"], "Accounts": [watch.account_id],
-                               "AccountFilterType": "INTERSECTION"},
+            DeploymentTargets={
+                "OrganizationalUnitIds": ["r-ab12"],
+                "Accounts": [watch.account_id],
+                "AccountFilterType": "INTERSECTION",
+            },
             Regions=["us-east-1"],
             ParameterOverrides=[{"ParameterKey": k, "ParameterValue": v} for k, v in overrides.items()],
         )
@@ -123,8 +130,14 @@ def bench(size: int, groups: int) -> tuple[list[Row], list[Row], float]:
     naive_double = StackSetsDouble(organization(size), MANAGEMENT_ACCOUNT, polls_per_state=1)
     naive = [
         ("first rollout", *_measure(naive_double, lambda: _naive_rollout(naive_double, config, first=True))),
-        ("converged rerun", *_measure(naive_double, lambda: _naive_rollout(naive_double, config, first=False))),
-        ("one-account change", *_measure(naive_double, lambda: _naive_rollout(naive_double, changed, first=False))),
+        (
+            "converged rerun",
+            *_measure(naive_double, lambda: _naive_rollout(naive_double, config, first=False)),
+        ),
+        (
+            "one-account change",
+            *_measure(naive_double, lambda: _naive_rollout(naive_double, changed, first=False)),
+        ),
     ]
     return ours, naive, cpu_ms
 

@@ -52,7 +52,9 @@ def _load(path: Path) -> Config:
 
 
 @contextmanager
-def _aws(config: Config, profile: str | None, region: str | None, endpoint_url: str | None, sandbox: bool) -> Iterator[Any]:
+def _aws(
+    config: Config, profile: str | None, region: str | None, endpoint_url: str | None, sandbox: bool
+) -> Iterator[Any]:
     """Clients for the real AWS, or for the sandbox (started for this command if none is up)."""
     from loginwatch_org.aws.errors import AwsProblem
     from loginwatch_org.aws.session import AwsTarget, client
@@ -145,7 +147,9 @@ def plan(
     detailed_exitcode: Annotated[
         bool, typer.Option("--detailed-exitcode", help="Exit 0: no changes, 2: changes pending, 1: error.")
     ] = False,
-    prune: Annotated[bool, typer.Option("--prune", help="Plan to delete instances of accounts no longer listed.")] = False,
+    prune: Annotated[
+        bool, typer.Option("--prune", help="Plan to delete instances of accounts no longer listed.")
+    ] = False,
     profile: ProfileOption = None,
     region: RegionOption = None,
     endpoint_url: EndpointOption = None,

@@ -36,7 +36,9 @@ AWS_REGIONS: frozenset[str] = frozenset(
 
 _ACCOUNT_ID = re.compile(r"^\d{12}$")
 # Deliberately simple: SES rejects what it cannot deliver; this catches typos before any AWS write.
-_EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$")  # noqa: E501
+_EMAIL = re.compile(
+    r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$"
+)
 _OU_OR_ROOT = re.compile(r"^(r-[0-9a-z]{4,32}|ou-[0-9a-z]{4,32}-[a-z0-9]{8,32})$")
 _STACK_SET_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,127}$")
 _SES_IDENTITY_ARN = re.compile(r"^arn:aws[a-z-]*:ses:[a-z0-9-]+:\d{12}:identity/.+$")
@@ -302,6 +304,6 @@ def _message(item: Any, path: tuple[str | int, ...], source: SourceMap) -> str:
         # Unquoted digits are a YAML number: leading zeros vanish and 0-prefixed octal digits change value.
         return (
             f"account ids must be quoted strings: YAML reads the unquoted {location.raw} as the number "
-            f"{item['input']}; write \"{location.raw}\""
+            f'{item["input"]}; write "{location.raw}"'
         )
     return str(item["msg"])

@@ -23,9 +23,7 @@ MISSING = "not recorded"
 # hostile value display as something else (e.g. a reversed ARN).
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]")
 # Raw payloads are shown in a <pre> block, where keeping newlines and tabs makes them readable.
-_UNSAFE_RAW = re.compile(
-    r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]"
-)
+_UNSAFE_RAW = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]")
 _TIME = re.compile(
     r"(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d):(\d\d)(?:\.(\d+))?\s*(Z|UTC|[+-]\d\d:?\d\d)?", re.IGNORECASE
 )
@@ -127,9 +125,7 @@ class _Who:
 def _identity(ident: Any, extra: dict[str, Any], event_name: str | None, notes: list[str]) -> _Who:
     if ident is None:
         notes.append("userIdentity missing from the event")
-        return _Who(
-            "unknown principal", "unknown principal (userIdentity missing from the event)", "unknown", []
-        )
+        return _Who("unknown principal", "unknown principal (userIdentity missing from the event)", "unknown", [])
     if not isinstance(ident, dict):
         notes.append(f"userIdentity is {_kind(ident)}, not an object")
         return _Who("unknown principal", f"unknown principal (userIdentity: {_str(ident)})", "unknown", [])
@@ -183,9 +179,7 @@ def _identity(ident: Any, extra: dict[str, Any], event_name: str | None, notes: 
             pid.split(":", 1)[-1] if pid else MISSING
         )
         issuer_name = _str(_dig(ident, "sessionContext", "sessionIssuer", "userName"))
-        long = f"federated user {fed}" + (
-            f" (federation token of IAM user {issuer_name})" if issuer_name else ""
-        )
+        long = f"federated user {fed}" + (f" (federation token of IAM user {issuer_name})" if issuer_name else "")
         return _Who(f"federated user {fed}", long, "federated", rows)
     if itype == "IdentityCenterUser":
         user = _str(extra.get("UserName")) or name or MISSING
@@ -202,9 +196,7 @@ def _identity(ident: Any, extra: dict[str, Any], event_name: str | None, notes: 
     if other:
         return _Who(other, f"user {other} ({label})", "federated" if itype else "unknown", rows)
     ident_s = arn or pid or "unidentified principal"
-    return _Who(
-        ident_s, f"{ident_s} ({label}, no user name recorded)", "federated" if itype else "unknown", rows
-    )
+    return _Who(ident_s, f"{ident_s} ({label}, no user name recorded)", "federated" if itype else "unknown", rows)
 
 
 def _mfa(who: _Who, extra: dict[str, Any], extra_raw: Any, event_name: str | None) -> tuple[str, bool]:
@@ -238,9 +230,7 @@ def _compose(event: Any, account_name: str | None) -> tuple[Alert, dict[str, Any
         envelope, detail = event, event["detail"]
     incomplete = not isinstance(detail, dict)
     if incomplete:
-        notes.append(
-            "event detail missing" if detail is None else f"event detail is {_kind(detail)}, not an object"
-        )
+        notes.append("event detail missing" if detail is None else f"event detail is {_kind(detail)}, not an object")
         detail = {}
     extra_raw = detail.get("additionalEventData")
     extra: dict[str, Any] = extra_raw if isinstance(extra_raw, dict) else {}
@@ -300,9 +290,7 @@ def _compose(event: Any, account_name: str | None) -> tuple[Alert, dict[str, Any
         if values[key] is None:
             notes.append(f"{key} ({label}) missing from the event")
 
-    flags = "".join(
-        f"[{flag}] " for flag, on in (("ROOT", is_root), ("FAILED", failed), ("NO MFA", no_mfa)) if on
-    )
+    flags = "".join(f"[{flag}] " for flag, on in (("ROOT", is_root), ("FAILED", failed), ("NO MFA", no_mfa)) if on)
     if incomplete or not isinstance(ident, dict):
         flags += "[INCOMPLETE] "
     wording, prep = _EVENTS.get(
@@ -350,9 +338,7 @@ def _compose(event: Any, account_name: str | None) -> tuple[Alert, dict[str, Any
     return _render(subject, rows, notes, severity), facts
 
 
-def _render(
-    subject: str, rows: list[tuple[str, str]], notes: list[str], severity: str, raw: str = ""
-) -> Alert:
+def _render(subject: str, rows: list[tuple[str, str]], notes: list[str], severity: str, raw: str = "") -> Alert:
     subject = _clean(subject, limit=MAX_SUBJECT)
     width = max(len(label) for label, _ in rows) + 2
     lines = [subject, "=" * min(len(subject), 78), ""]
@@ -397,9 +383,7 @@ def compose_alert(event: dict[str, Any], account_name: str | None = None) -> Ale
     return _compose(event, account_name)[0]
 
 
-def _unparseable(
-    raw: str, reason: str, meta: dict[str, Any], account_name: str | None
-) -> tuple[Alert, dict[str, Any]]:
+def _unparseable(raw: str, reason: str, meta: dict[str, Any], account_name: str | None) -> tuple[Alert, dict[str, Any]]:
     name = _str(account_name)
     subject = "[UNPARSEABLE] Sign-in alert payload could not be parsed" + (f" ({name})" if name else "")
     rows = [("Problem", f"the payload could not be parsed: {_str(reason) or 'unknown error'}")]
@@ -428,9 +412,7 @@ def _alert_for(record: Any, account_name: str | None) -> tuple[Alert, dict[str, 
         alert, facts = _compose(parsed if isinstance(parsed, dict) else {"detail": parsed}, account_name)
     except Exception as exc:
         # A composer bug must not swallow the alert: fall back to the raw message.
-        return _unparseable(
-            message, f"composing the alert failed ({type(exc).__name__}: {exc})", meta, account_name
-        )
+        return _unparseable(message, f"composing the alert failed ({type(exc).__name__}: {exc})", meta, account_name)
     return alert, {**facts, "sns_message_id": _str(meta.get("MessageId"))}
 
 

@@ -173,8 +173,8 @@ def make_plan(
         for key, value in shared_parameters.items():
             if stack_set.parameters.get(key) != value:
                 parameter_changes[key] = (stack_set.parameters.get(key), value)
-    stack_set_changed = template_changed or bool(parameter_changes) or (
-        stack_set is not None and not stack_set.managed_execution
+    stack_set_changed = (
+        template_changed or bool(parameter_changes) or (stack_set is not None and not stack_set.managed_execution)
     )
 
     creates: dict[tuple[str, tuple[str, ...]], _Group] = {}
@@ -237,7 +237,9 @@ def make_plan(
         steps.append(
             UpdateStackSet(
                 name=settings.name,
-                operation_id=operation_id("s", overrides or None, [state_marker, "s", accounts, regions, dict(shared_parameters)]),
+                operation_id=operation_id(
+                    "s", overrides or None, [state_marker, "s", accounts, regions, dict(shared_parameters)]
+                ),
                 accounts=accounts,
                 regions=regions,
                 overrides=overrides,
@@ -250,14 +252,20 @@ def make_plan(
         steps.append(
             UpdateInstances(
                 operation_id("u", group.overrides, [state_marker, "u", group.accounts, group_regions, group.overrides]),
-                tuple(group.accounts), group_regions, group.overrides, tuple(group.changes),
+                tuple(group.accounts),
+                group_regions,
+                group.overrides,
+                tuple(group.changes),
             )
         )
     for (_, group_regions), group in sorted(creates.items(), key=lambda item: item[1].accounts[0]):
         steps.append(
             CreateInstances(
                 operation_id("c", group.overrides, [state_marker, "c", group.accounts, group_regions, group.overrides]),
-                tuple(group.accounts), group_regions, group.overrides, tuple(group.changes),
+                tuple(group.accounts),
+                group_regions,
+                group.overrides,
+                tuple(group.changes),
             )
         )
 
@@ -279,7 +287,9 @@ def make_plan(
         steps.append(
             DeleteInstances(
                 operation_id("d", None, [state_marker, "d", accounts, delete_regions]),
-                accounts, delete_regions, tuple(deletions),
+                accounts,
+                delete_regions,
+                tuple(deletions),
             )
         )
     return Plan(
@@ -292,8 +302,9 @@ def make_plan(
     )
 
 
-def make_removal_plan(config: Config, snapshot: Snapshot, accounts: tuple[str, ...] = (), *,
-                      retain_stacks: bool = False) -> Plan:
+def make_removal_plan(
+    config: Config, snapshot: Snapshot, accounts: tuple[str, ...] = (), *, retain_stacks: bool = False
+) -> Plan:
     """Delete the listed accounts' instances (all when none are listed), then the stack set once empty."""
     deployed = snapshot.instances_by_account()
     chosen = sorted(accounts) if accounts else sorted(deployed)
@@ -307,7 +318,10 @@ def make_removal_plan(config: Config, snapshot: Snapshot, accounts: tuple[str, .
         steps.append(
             DeleteInstances(
                 operation_id("d", None, [marker, "remove", chosen, regions, retain_stacks]),
-                tuple(chosen), regions, changes, retain_stacks,
+                tuple(chosen),
+                regions,
+                changes,
+                retain_stacks,
             )
         )
     if snapshot.stack_set is not None and set(chosen) == set(deployed):

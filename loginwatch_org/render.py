@@ -56,8 +56,10 @@ def render_plan(plan: Plan) -> str:
             if step.accounts:
                 out.append(f"      applied to {len(step.accounts)} account(s) whose overrides already match")
         elif isinstance(step, CreateInstances):
-            out.append(f"  + create {len(step.accounts)} instance(s) in {', '.join(step.regions)} with "
-                       f"{_overrides(step.overrides)}")
+            out.append(
+                f"  + create {len(step.accounts)} instance(s) in {', '.join(step.regions)} with "
+                f"{_overrides(step.overrides)}"
+            )
             out.extend(_change_line("+", change) for change in step.changes)
         elif isinstance(step, UpdateInstances):
             out.append(f"  ~ update {len(step.accounts)} instance(s) to {_overrides(step.overrides)}")
@@ -104,8 +106,16 @@ def render_status(rows: Sequence[AccountStatus]) -> str:
         )
         for row in rows
     ]
-    headers = ("ACCOUNT", "NAME", "REGION", "STATUS", "IN SYNC", "RECIPIENTS [ALERT ON] (deployed -> config)",
-               "DRIFT", "REASON")
+    headers = (
+        "ACCOUNT",
+        "NAME",
+        "REGION",
+        "STATUS",
+        "IN SYNC",
+        "RECIPIENTS [ALERT ON] (deployed -> config)",
+        "DRIFT",
+        "REASON",
+    )
     return table(headers, body)
 
 
@@ -117,6 +127,10 @@ def render_result(result: ApplyResult) -> str:
     failed = result.failed_accounts
     if failed:
         lines.append("Failed accounts:")
-        lines.append(table(("ACCOUNT", "REGION", "STATUS", "REASON"),
-                           [(a.account_id, a.region, a.status, a.reason) for a in failed]))
+        lines.append(
+            table(
+                ("ACCOUNT", "REGION", "STATUS", "REASON"),
+                [(a.account_id, a.region, a.status, a.reason) for a in failed],
+            )
+        )
     return "\n".join(lines)

@@ -29,8 +29,14 @@ from troposphere import (
     Split,
     Sub,
     Template,
+    awslambda,
+    cloudwatch,
+    events,
+    iam,
+    logs,
+    sns,
+    sqs,
 )
-from troposphere import awslambda, cloudwatch, events, iam, logs, sns, sqs
 
 from loginwatch_org.config import ALERT_POLICIES, Config
 
@@ -42,7 +48,12 @@ LOG_RETENTION_DAYS = 90
 SIGNIN_DETAIL_TYPE = "AWS Console Sign In via CloudTrail"
 # The sign-in events a person would want to hear about. CheckMfa follows every MFA sign-in's ConsoleLogin,
 # so only its failures (a wrong or stolen second factor) alert; a success would double every email.
-WATCHED_EVENTS: tuple[str, ...] = ("ConsoleLogin", "SwitchRole", "PasswordUpdated", "ExternalIdPDirectoryLogin")
+WATCHED_EVENTS: tuple[str, ...] = (
+    "ConsoleLogin",
+    "SwitchRole",
+    "PasswordUpdated",
+    "ExternalIdPDirectoryLogin",
+)
 FAILURE_EVENTS: tuple[str, ...] = (*WATCHED_EVENTS, "CheckMfa")
 
 # Per-account parameters: what a StackSet instance overrides. Everything else is shared by all accounts.
@@ -280,11 +291,15 @@ def build_template(config: Config) -> Template:
                                     "UseSesIdentityArn",
                                     [Ref(ses_identity)],
                                     [
-                                        Sub("arn:${AWS::Partition}:ses:${AWS::Region}:${AWS::AccountId}:identity/${Sender}"),
+                                        Sub(
+                                            "arn:${AWS::Partition}:ses:${AWS::Region}:${AWS::AccountId}:identity/${Sender}"
+                                        ),
                                         Join(
                                             "",
                                             [
-                                                Sub("arn:${AWS::Partition}:ses:${AWS::Region}:${AWS::AccountId}:identity/"),
+                                                Sub(
+                                                    "arn:${AWS::Partition}:ses:${AWS::Region}:${AWS::AccountId}:identity/"
+                                                ),
                                                 sender_domain,
                                             ],
                                         ),
@@ -387,8 +402,8 @@ def build_template(config: Config) -> Template:
 def render(template: Template, fmt: Format = "yaml") -> str:
     """The reviewable text form: what ``export`` writes and ``templates/`` holds."""
     if fmt == "json":
-        return template.to_json(indent=2, sort_keys=False) + "\n"
-    return template.to_yaml(clean_up=True, long_form=False)
+        return str(template.to_json(indent=2, sort_keys=False)) + "\n"
+    return str(template.to_yaml(clean_up=True, long_form=False))
 
 
 def template_body(template: Template) -> str:

@@ -61,7 +61,9 @@ def desired_overrides(config: Config) -> dict[str, dict[str, str]]:
 
 
 def read_snapshot(config: Config, clients: Clients) -> Snapshot:
-    reader = StackSetReader(clients.cloudformation, call_as=config.stack_set.call_as, organizations=clients.organizations)
+    reader = StackSetReader(
+        clients.cloudformation, call_as=config.stack_set.call_as, organizations=clients.organizations
+    )
     return reader.read(config.stack_set.name, desired_overrides(config))
 
 
@@ -96,10 +98,7 @@ def make_executor(
     poll: PollPolicy | None = None,
 ) -> StackSetExecutor:
     body = template_body(build_template(config))
-    kwargs: dict[str, Any] = {"progress": progress, "poll": poll}
-    if sleep is not None:
-        kwargs["sleep"] = sleep
-    return StackSetExecutor(clients.cloudformation, config.stack_set, body, **kwargs)
+    return StackSetExecutor(clients.cloudformation, config.stack_set, body, progress=progress, sleep=sleep, poll=poll)
 
 
 def apply(plan: Plan, executor: StackSetExecutor) -> ApplyResult:

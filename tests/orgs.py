@@ -32,7 +32,11 @@ def config_for(
     stack_set_extra: dict[str, Any] | None = None,
 ) -> Config:
     """A config watching ``count`` accounts, spread round-robin over ``groups`` distinct recipient lists."""
-    stack_set: dict[str, Any] = {"name": "loginwatch", "permission_model": permission_model, "call_as": call_as}
+    stack_set: dict[str, Any] = {
+        "name": "loginwatch",
+        "permission_model": permission_model,
+        "call_as": call_as,
+    }
     if permission_model == "service-managed":
         stack_set["organizational_units"] = [ROOT_ID]
     stack_set.update(stack_set_extra or {})

@@ -79,9 +79,7 @@ def test_plan_rollout_status_cycle(double: StackSetsDouble, config_file: Path) -
     assert all(row["in_sync"] for row in rows.values())
 
 
-def test_rollout_without_yes_and_without_a_terminal_changes_nothing(
-    double: StackSetsDouble, config_file: Path
-) -> None:
+def test_rollout_without_yes_and_without_a_terminal_changes_nothing(double: StackSetsDouble, config_file: Path) -> None:
     result = runner.invoke(app, ["rollout", "-c", str(config_file)], input="")
     assert result.exit_code == 2
     assert "--yes" in result.output
@@ -100,7 +98,9 @@ def test_invalid_config_makes_no_aws_call(double: StackSetsDouble, tmp_path: Pat
     bad = tmp_path / "bad.yaml"
     bad.write_text("stack_set:\n  name: 1bad\n")
     for command in ("plan", "rollout", "status", "remove"):
-        result = runner.invoke(app, [command, "-c", str(bad), "--yes"] if command != "plan" else [command, "-c", str(bad)])
+        result = runner.invoke(
+            app, [command, "-c", str(bad), "--yes"] if command != "plan" else [command, "-c", str(bad)]
+        )
         assert result.exit_code == 2, (command, result.output)
     assert double.calls == []
 

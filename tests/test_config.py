@@ -72,15 +72,47 @@ def test_unquoted_number_losing_leading_zero(write_config: Callable[[str], Path]
     ("replace", "by", "expected"),
     [
         ('"111122223333"', '"1111222233"', ":9: accounts[0].id: an AWS account id is exactly 12 digits"),
-        ("alert_on: root-and-failures", "alert_on: sometimes", ":12: accounts[0].alert_on: 'sometimes' is not allowed"),
-        ("name: shared\n", "name: shared\n    colour: red\n", ":18: accounts[2].colour: unknown key 'colour'"),
-        ("security@example.com]\n    alert_on", "security@example]\n    alert_on", "accounts[0].recipients[1]: 'security@example' is not a valid"),
-        ("[payments-oncall@example.com, security@example.com]", "[a@example.com, A@example.com]", ":11: accounts[0].recipients: 'A@example.com' is listed twice"),
-        ("[payments-oncall@example.com, security@example.com]", "[]", ":11: accounts[0].recipients: must not be empty"),
-        ("organizational_units: [r-ab12]", "organizational_units: [r-ab12]\n  regions: [us-east-9]", ":4: stack_set.regions[0]: 'us-east-9' is not an AWS Region"),
+        (
+            "alert_on: root-and-failures",
+            "alert_on: sometimes",
+            ":12: accounts[0].alert_on: 'sometimes' is not allowed",
+        ),
+        (
+            "name: shared\n",
+            "name: shared\n    colour: red\n",
+            ":18: accounts[2].colour: unknown key 'colour'",
+        ),
+        (
+            "security@example.com]\n    alert_on",
+            "security@example]\n    alert_on",
+            "accounts[0].recipients[1]: 'security@example' is not a valid",
+        ),
+        (
+            "[payments-oncall@example.com, security@example.com]",
+            "[a@example.com, A@example.com]",
+            ":11: accounts[0].recipients: 'A@example.com' is listed twice",
+        ),
+        (
+            "[payments-oncall@example.com, security@example.com]",
+            "[]",
+            ":11: accounts[0].recipients: must not be empty",
+        ),
+        (
+            "organizational_units: [r-ab12]",
+            "organizational_units: [r-ab12]\n  regions: [us-east-9]",
+            ":4: stack_set.regions[0]: 'us-east-9' is not an AWS Region",
+        ),
         ('"444455556666"', '"111122223333"', ":13: accounts[1].id: account 111122223333 is listed twice"),
-        ("sender: alerts@example.com", "sender: alerts", ":5: delivery.sender: 'alerts' is not a valid email"),
-        ("  name: loginwatch\n", "  name: loginwatch\n  permision_model: self-managed\n", ":3: stack_set.permision_model: unknown key"),
+        (
+            "sender: alerts@example.com",
+            "sender: alerts",
+            ":5: delivery.sender: 'alerts' is not a valid email",
+        ),
+        (
+            "  name: loginwatch\n",
+            "  name: loginwatch\n  permision_model: self-managed\n",
+            ":3: stack_set.permision_model: unknown key",
+        ),
     ],
 )
 def test_bad_input_names_file_line_and_field(

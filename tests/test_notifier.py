@@ -174,10 +174,7 @@ def test_identity_center_permission_set_and_user(name: str, user: str, permissio
 
 def test_identity_center_role_without_reserved_name_shows_role() -> None:
     alert = alert_for("34")
-    assert (
-        field(alert, "Who")
-        == "IAM Identity Center user tester@example.com with role testrole_34c15ddd84cb4648"
-    )
+    assert field(alert, "Who") == "IAM Identity Center user tester@example.com with role testrole_34c15ddd84cb4648"
 
 
 def test_saml_provider_shown() -> None:
@@ -389,9 +386,7 @@ def hostile_alert() -> Alert:
     record["userIdentity"]["arn"] = 'arn:aws:iam::111122223333:user/"><img src=x onerror=alert(1)>'
     record["userAgent"] = "Mozilla/5.0\r\nBcc: evil@example.com\u2028\u202eevil"
     record["sourceIPAddress"] = "192.0.2.1\x00\x1b[31m"
-    return compose_alert(
-        eventbridge_envelope(record, account="111122223333", event_id="evt-1"), "prod\r\nX: y"
-    )
+    return compose_alert(eventbridge_envelope(record, account="111122223333", event_id="evt-1"), "prod\r\nX: y")
 
 
 def test_hostile_values_are_escaped_in_html() -> None:

@@ -60,7 +60,12 @@ def converged(config: Config) -> Snapshot:
         op = operation_id("c", account_overrides(watch), ["earlier", watch.account_id])
         instances.append(
             DeployedInstance(
-                watch.account_id, "us-east-1", "CURRENT", "SUCCEEDED", None, op,
+                watch.account_id,
+                "us-east-1",
+                "CURRENT",
+                "SUCCEEDED",
+                None,
+                op,
                 overrides_digest=digest_from_operation_id(op),
             )
         )

@@ -14,7 +14,14 @@ from loginwatch_org.config import Config
 from loginwatch_org.plan import UpdateInstances, account_overrides
 from loginwatch_org.workflow import Clients, Prepared, account_statuses, make_executor, prepare
 from tests.doubles.stacksets import StackSetsDouble
-from tests.orgs import MANAGEMENT_ACCOUNT, account_ids, config_for, organization, with_recipients, without_accounts
+from tests.orgs import (
+    MANAGEMENT_ACCOUNT,
+    account_ids,
+    config_for,
+    organization,
+    with_recipients,
+    without_accounts,
+)
 
 
 class FakeOrganizations:
@@ -22,7 +29,7 @@ class FakeOrganizations:
         self.members = members
         self.calls = 0
 
-    def describe_account(self, AccountId: str) -> dict[str, Any]:  # noqa: N803 - boto3's argument name
+    def describe_account(self, AccountId: str) -> dict[str, Any]:
         from botocore.exceptions import ClientError
 
         self.calls += 1
@@ -30,7 +37,7 @@ class FakeOrganizations:
             raise ClientError({"Error": {"Code": "AccountNotFoundException", "Message": "no"}}, "DescribeAccount")
         return {"Account": {"Id": AccountId}}
 
-    def list_accounts(self, NextToken: str | None = None) -> dict[str, Any]:  # noqa: N803
+    def list_accounts(self, NextToken: str | None = None) -> dict[str, Any]:
         self.calls += 1
         ordered = sorted(self.members)
         start = int(NextToken or 0)
@@ -201,7 +208,9 @@ def test_accounts_outside_the_organisation_are_skipped() -> None:
 def test_stack_set_owned_by_someone_else_is_refused() -> None:
     harness = make_harness()
     harness.double.client().create_stack_set(
-        StackSetName="loginwatch", TemplateBody="{}", PermissionModel="SERVICE_MANAGED",
+        StackSetName="loginwatch",
+        TemplateBody="{}",
+        PermissionModel="SERVICE_MANAGED",
         AutoDeployment={"Enabled": False},
     )
     with pytest.raises(AwsProblem, match="not managed by loginwatch-org"):

@@ -62,9 +62,9 @@ def wait(client: StackSetsClient, name: str, operation_id: str, limit: int = 100
     """Poll an operation until it finishes; returns every status seen."""
     seen: list[str] = []
     for _ in range(limit):
-        status = client.describe_stack_set_operation(StackSetName=name, OperationId=operation_id)[
-            "StackSetOperation"
-        ]["Status"]
+        status = client.describe_stack_set_operation(StackSetName=name, OperationId=operation_id)["StackSetOperation"][
+            "Status"
+        ]
         seen.append(status)
         if status not in ACTIVE:
             return seen
@@ -116,9 +116,7 @@ def test_operation_moves_through_queued_and_running_one_poll_at_a_time() -> None
     assert all(i["stack_id"] for i in done.values())
 
 
-def test_running_operation_shows_first_batch_running(
-    client: StackSetsClient, double: StackSetsDouble
-) -> None:
+def test_running_operation_shows_first_batch_running(client: StackSetsClient, double: StackSetsDouble) -> None:
     service_set(client)
     op = client.create_stack_instances(
         StackSetName="lw",
@@ -155,9 +153,7 @@ def test_operation_description_has_the_reference_fields(client: StackSetsClient)
     assert op["OperationId"] == "rollout-1"
     assert op["ResponseMetadata"]["HTTPStatusCode"] == 200
     wait(client, "lw", "rollout-1")
-    described = client.describe_stack_set_operation(StackSetName="lw", OperationId="rollout-1")[
-        "StackSetOperation"
-    ]
+    described = client.describe_stack_set_operation(StackSetName="lw", OperationId="rollout-1")["StackSetOperation"]
     assert described["Action"] == "CREATE"
     assert described["StackSetId"].startswith("lw:")
     assert described["OperationPreferences"]["FailureToleranceCount"] == 1
@@ -176,9 +172,7 @@ def test_unknown_operation_is_operation_not_found(client: StackSetsClient) -> No
 # --------------------------------------------------------------------------- concurrency
 
 
-def test_second_write_without_managed_execution_is_refused(
-    client: StackSetsClient, double: StackSetsDouble
-) -> None:
+def test_second_write_without_managed_execution_is_refused(client: StackSetsClient, double: StackSetsDouble) -> None:
     service_set(client)
     first = client.create_stack_instances(
         StackSetName="lw", DeploymentTargets={"OrganizationalUnitIds": [OU_A]}, Regions=[REGION]
@@ -248,9 +242,7 @@ def test_retrying_a_refused_write_lets_the_blocking_operation_finish(
     client: StackSetsClient, double: StackSetsDouble
 ) -> None:
     self_set(client)
-    first = client.create_stack_instances(StackSetName="lw-self", Accounts=[A1], Regions=[REGION])[
-        "OperationId"
-    ]
+    first = client.create_stack_instances(StackSetName="lw-self", Accounts=[A1], Regions=[REGION])["OperationId"]
     refusals = 0
     while True:
         try:
@@ -269,15 +261,11 @@ def test_retrying_a_refused_write_lets_the_blocking_operation_finish(
 # --------------------------------------------------------------------------- operation ids
 
 
-def test_operation_id_reuse_is_refused_and_starts_nothing(
-    client: StackSetsClient, double: StackSetsDouble
-) -> None:
+def test_operation_id_reuse_is_refused_and_starts_nothing(client: StackSetsClient, double: StackSetsDouble) -> None:
     self_set(client, managed=True)
     client.create_stack_instances(StackSetName="lw-self", Accounts=[A1], Regions=[REGION], OperationId="op-1")
     with pytest.raises(ClientError) as exc:
-        client.create_stack_instances(
-            StackSetName="lw-self", Accounts=[A2], Regions=[REGION], OperationId="op-1"
-        )
+        client.create_stack_instances(StackSetName="lw-self", Accounts=[A2], Regions=[REGION], OperationId="op-1")
     assert error_of(exc) == ("OperationIdAlreadyExistsException", 409)
     assert len(double.operations("lw-self")) == 1
     assert set(double.instances("lw-self")) == {A1}
@@ -285,9 +273,7 @@ def test_operation_id_reuse_is_refused_and_starts_nothing(
     # Still refused once the first operation has finished: the operation id still exists.
     wait(client, "lw-self", "op-1")
     with pytest.raises(ClientError) as exc:
-        client.update_stack_instances(
-            StackSetName="lw-self", Accounts=[A1], Regions=[REGION], OperationId="op-1"
-        )
+        client.update_stack_instances(StackSetName="lw-self", Accounts=[A1], Regions=[REGION], OperationId="op-1")
     assert error_of(exc) == ("OperationIdAlreadyExistsException", 409)
     assert len(double.operations("lw-self")) == 1
 
@@ -296,9 +282,7 @@ def test_operation_id_is_checked_before_operation_in_progress(client: StackSetsC
     self_set(client)
     client.create_stack_instances(StackSetName="lw-self", Accounts=[A1], Regions=[REGION], OperationId="op-1")
     with pytest.raises(ClientError) as exc:
-        client.create_stack_instances(
-            StackSetName="lw-self", Accounts=[A1], Regions=[REGION], OperationId="op-1"
-        )
+        client.create_stack_instances(StackSetName="lw-self", Accounts=[A1], Regions=[REGION], OperationId="op-1")
     assert error_of(exc)[0] == "OperationIdAlreadyExistsException"
 
 
@@ -312,9 +296,7 @@ def test_operation_ids_are_per_stack_set(client: StackSetsClient) -> None:
 def test_operation_id_pattern_is_enforced(client: StackSetsClient) -> None:
     self_set(client)
     with pytest.raises(ClientError) as exc:
-        client.create_stack_instances(
-            StackSetName="lw-self", Accounts=[A1], Regions=[REGION], OperationId="a_b"
-        )
+        client.create_stack_instances(StackSetName="lw-self", Accounts=[A1], Regions=[REGION], OperationId="a_b")
     assert error_of(exc) == ("ValidationError", 400)
 
 
@@ -324,9 +306,7 @@ def test_generated_operation_ids_are_deterministic() -> None:
         client = StackSetsDouble(small_org(), MGMT).client()
         self_set(client)
         ids.append(
-            client.create_stack_instances(StackSetName="lw-self", Accounts=[A1], Regions=[REGION])[
-                "OperationId"
-            ]
+            client.create_stack_instances(StackSetName="lw-self", Accounts=[A1], Regions=[REGION])["OperationId"]
         )
     assert ids[0] == ids[1]
 
@@ -340,9 +320,7 @@ def create_and_wait(client: StackSetsClient, targets: dict[str, Any]) -> str:
     return str(op["OperationId"])
 
 
-def test_intersection_targets_only_listed_accounts_in_the_ous(
-    client: StackSetsClient, double: StackSetsDouble
-) -> None:
+def test_intersection_targets_only_listed_accounts_in_the_ous(client: StackSetsClient, double: StackSetsDouble) -> None:
     service_set(client)
     create_and_wait(
         client, {"OrganizationalUnitIds": [OU_A], "Accounts": [A2, B1], "AccountFilterType": "INTERSECTION"}
@@ -372,9 +350,7 @@ def test_root_targets_every_account_except_the_management_account(
     assert all(s["OrganizationalUnitId"] == ROOT for s in summaries)
 
 
-def test_union_on_update_adds_accounts_from_other_ous(
-    client: StackSetsClient, double: StackSetsDouble
-) -> None:
+def test_union_on_update_adds_accounts_from_other_ous(client: StackSetsClient, double: StackSetsDouble) -> None:
     service_set(client)
     create_and_wait(client, {"OrganizationalUnitIds": [ROOT]})
     op = client.update_stack_instances(
@@ -442,23 +418,15 @@ def test_update_of_missing_instance_is_stack_instance_not_found(client: StackSet
         client.update_stack_instances(StackSetName="lw-self", Accounts=[A1, A2], Regions=[REGION])
     assert error_of(exc) == ("StackInstanceNotFoundException", 404)
     with pytest.raises(ClientError) as exc:
-        client.describe_stack_instance(
-            StackSetName="lw-self", StackInstanceAccount=A2, StackInstanceRegion=REGION
-        )
+        client.describe_stack_instance(StackSetName="lw-self", StackInstanceAccount=A2, StackInstanceRegion=REGION)
     assert error_of(exc) == ("StackInstanceNotFoundException", 404)
 
 
-def test_creating_an_existing_current_instance_is_a_no_op(
-    client: StackSetsClient, double: StackSetsDouble
-) -> None:
+def test_creating_an_existing_current_instance_is_a_no_op(client: StackSetsClient, double: StackSetsDouble) -> None:
     self_set(client)
-    first = client.create_stack_instances(StackSetName="lw-self", Accounts=[A1], Regions=[REGION])[
-        "OperationId"
-    ]
+    first = client.create_stack_instances(StackSetName="lw-self", Accounts=[A1], Regions=[REGION])["OperationId"]
     wait(client, "lw-self", first)
-    second = client.create_stack_instances(StackSetName="lw-self", Accounts=[A1, A2], Regions=[REGION])[
-        "OperationId"
-    ]
+    second = client.create_stack_instances(StackSetName="lw-self", Accounts=[A1, A2], Regions=[REGION])["OperationId"]
     wait(client, "lw-self", second)
     instances = double.instances("lw-self")
     assert instances[A1]["last_operation_id"] == first
@@ -555,14 +523,10 @@ def test_percentage_tolerance_rounds_down() -> None:
 def test_fixed_account_recovers_on_a_new_operation(client: StackSetsClient, double: StackSetsDouble) -> None:
     double.failing_accounts[A1] = "boom"
     self_set(client)
-    first = client.create_stack_instances(StackSetName="lw-self", Accounts=[A1], Regions=[REGION])[
-        "OperationId"
-    ]
+    first = client.create_stack_instances(StackSetName="lw-self", Accounts=[A1], Regions=[REGION])["OperationId"]
     assert wait(client, "lw-self", first)[-1] == "FAILED"
     del double.failing_accounts[A1]
-    retry = client.create_stack_instances(StackSetName="lw-self", Accounts=[A1], Regions=[REGION])[
-        "OperationId"
-    ]
+    retry = client.create_stack_instances(StackSetName="lw-self", Accounts=[A1], Regions=[REGION])["OperationId"]
     assert wait(client, "lw-self", retry)[-1] == "SUCCEEDED"
     assert double.instances("lw-self")[A1]["status"] == "CURRENT"
     assert double.instances("lw-self")[A1]["status_reason"] is None
@@ -691,9 +655,9 @@ def test_list_stack_instances_filters(client: StackSetsClient, double: StackSets
         OperationPreferences={"FailureToleranceCount": 5, "MaxConcurrentCount": 5},
     )
     double.finish_all()
-    failed = client.list_stack_instances(
-        StackSetName="lw", Filters=[{"Name": "DETAILED_STATUS", "Values": "FAILED"}]
-    )["Summaries"]
+    failed = client.list_stack_instances(StackSetName="lw", Filters=[{"Name": "DETAILED_STATUS", "Values": "FAILED"}])[
+        "Summaries"
+    ]
     assert [s["Account"] for s in failed] == [B2]
     assert client.list_stack_instances(StackSetName="lw", StackInstanceRegion="eu-west-1")["Summaries"] == []
 
@@ -701,9 +665,7 @@ def test_list_stack_instances_filters(client: StackSetsClient, double: StackSets
 # --------------------------------------------------------------------------- parameters and updates
 
 
-def test_parameter_overrides_follow_the_reference_semantics(
-    client: StackSetsClient, double: StackSetsDouble
-) -> None:
+def test_parameter_overrides_follow_the_reference_semantics(client: StackSetsClient, double: StackSetsDouble) -> None:
     self_set(client)
     client.update_stack_set(
         StackSetName="lw-self",
@@ -774,9 +736,7 @@ def test_update_stack_set_marks_all_outdated_and_redeploys_targets(
         Capabilities=["CAPABILITY_NAMED_IAM"],
     )["OperationId"]
     # The stack set itself changes at once.
-    assert (
-        client.describe_stack_set(StackSetName="lw")["StackSet"]["TemplateBody"] == '{"Resources": {"X": {}}}'
-    )
+    assert client.describe_stack_set(StackSetName="lw")["StackSet"]["TemplateBody"] == '{"Resources": {"X": {}}}'
     assert {i["status"] for i in double.instances("lw").values()} == {"OUTDATED"}
     wait(client, "lw", op)
     statuses = {a: i["status"] for a, i in double.instances("lw").items()}
@@ -814,9 +774,7 @@ def test_update_stack_set_needs_exactly_one_template_source(client: StackSetsCli
 # --------------------------------------------------------------------------- deletion
 
 
-def test_delete_stack_set_fails_while_instances_remain(
-    client: StackSetsClient, double: StackSetsDouble
-) -> None:
+def test_delete_stack_set_fails_while_instances_remain(client: StackSetsClient, double: StackSetsDouble) -> None:
     service_set(client)
     create_and_wait(client, {"OrganizationalUnitIds": [OU_A]})
     with pytest.raises(ClientError) as exc:
@@ -851,14 +809,10 @@ def test_failed_delete_leaves_inoperable_instance_and_retain_stacks_removes_it()
         client.create_stack_instances(StackSetName="lw-self", Accounts=[A1], Regions=[REGION])["OperationId"],
     )
     double.failing_accounts[A1] = "Access denied"
-    op = client.delete_stack_instances(
-        StackSetName="lw-self", Accounts=[A1], Regions=[REGION], RetainStacks=False
-    )
+    op = client.delete_stack_instances(StackSetName="lw-self", Accounts=[A1], Regions=[REGION], RetainStacks=False)
     assert wait(client, "lw-self", op["OperationId"])[-1] == "FAILED"
     assert double.instances("lw-self")[A1]["status"] == "INOPERABLE"
-    op = client.delete_stack_instances(
-        StackSetName="lw-self", Accounts=[A1], Regions=[REGION], RetainStacks=True
-    )
+    op = client.delete_stack_instances(StackSetName="lw-self", Accounts=[A1], Regions=[REGION], RetainStacks=True)
     assert wait(client, "lw-self", op["OperationId"])[-1] == "SUCCEEDED"
     assert double.instances("lw-self") == {}
 
@@ -879,9 +833,7 @@ def test_stop_operation_goes_through_stopping_and_cancels_unstarted_work(
     assert wait(client, "lw", op) == ["STOPPING", "STOPPED"]
     statuses = sorted(r["status"] for r in double.operations("lw")[0]["results"])
     assert statuses == ["CANCELLED"] * 4 + ["SUCCEEDED"]
-    assert sorted(i["detailed_status"] for i in double.instances("lw").values()) == ["CANCELLED"] * 4 + [
-        "SUCCEEDED"
-    ]
+    assert sorted(i["detailed_status"] for i in double.instances("lw").values()) == ["CANCELLED"] * 4 + ["SUCCEEDED"]
     with pytest.raises(ClientError) as exc:
         client.stop_stack_set_operation(StackSetName="lw", OperationId=op)
     assert error_of(exc) == ("InvalidOperationException", 400)
@@ -927,10 +879,7 @@ def test_delegated_admin_not_registered_is_refused_on_every_call() -> None:
     assert double.operations("lw") == []
 
     double.delegated_admin_registered = True
-    assert (
-        client.describe_stack_set(StackSetName="lw", CallAs="DELEGATED_ADMIN")["StackSet"]["StackSetName"]
-        == "lw"
-    )
+    assert client.describe_stack_set(StackSetName="lw", CallAs="DELEGATED_ADMIN")["StackSet"]["StackSetName"] == "lw"
 
 
 def test_caller_account_rules_for_service_managed_stack_sets() -> None:
@@ -969,9 +918,7 @@ def test_botocore_parameter_validation_applies(client: StackSetsClient, double: 
     with pytest.raises(ParamValidationError):
         client.create_stack_instances(StackSetName="lw-self", Accounts=[A1], Region=[REGION])
     with pytest.raises(ParamValidationError):
-        client.delete_stack_instances(
-            StackSetName="lw-self", Accounts=[A1], Regions=[REGION]
-        )  # no RetainStacks
+        client.delete_stack_instances(StackSetName="lw-self", Accounts=[A1], Regions=[REGION])  # no RetainStacks
     assert double.calls == []  # rejected before any request is sent
     with pytest.raises(ClientError) as exc:
         client.create_stack_instances(StackSetName="lw-self", Accounts=["123"], Regions=[REGION])
@@ -1022,14 +969,10 @@ def test_fail_next_applied_loses_the_response_but_keeps_the_operation(
     self_set(client)
     double.fail_next("create_stack_instances", "InternalFailure", applied=True)
     with pytest.raises(ClientError):
-        client.create_stack_instances(
-            StackSetName="lw-self", Accounts=[A1], Regions=[REGION], OperationId="op-1"
-        )
+        client.create_stack_instances(StackSetName="lw-self", Accounts=[A1], Regions=[REGION], OperationId="op-1")
     # The request was accepted, so retrying it with the same id is reported as a duplicate.
     with pytest.raises(ClientError) as exc:
-        client.create_stack_instances(
-            StackSetName="lw-self", Accounts=[A1], Regions=[REGION], OperationId="op-1"
-        )
+        client.create_stack_instances(StackSetName="lw-self", Accounts=[A1], Regions=[REGION], OperationId="op-1")
     assert error_of(exc)[0] == "OperationIdAlreadyExistsException"
     assert wait(client, "lw-self", "op-1")[-1] == "SUCCEEDED"
 

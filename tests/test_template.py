@@ -126,7 +126,11 @@ def _matches(pattern: dict[str, Any], event: dict[str, Any]) -> bool:
 # (sample, policies that must alert on it)
 EXPECTED = {
     "01_eb_root-consolelogin-success-noMFA_aws-doc.json": {"all", "root-only", "root-and-failures", "no-mfa"},
-    "10_ct_root-consolelogin-success-MFA-uppercase-YES_aws-ct-doc.json": {"all", "root-only", "root-and-failures"},
+    "10_ct_root-consolelogin-success-MFA-uppercase-YES_aws-ct-doc.json": {
+        "all",
+        "root-only",
+        "root-and-failures",
+    },
     "05_ct_iamuser-consolelogin-success-MFA-u2f-MFAIdentifier_aws-ct-doc.json": {"all"},
     "41_ct_iamuser-consolelogin-success-tlsDetails-p_enrichment_panther.json": {"all", "no-mfa"},
     "06_ct_iamuser-consolelogin-failure-failed-authentication-no-arn_aws-ct-doc.json": {

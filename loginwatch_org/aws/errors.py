@@ -46,7 +46,12 @@ def explain(error: BaseException, call_as: str = "SELF") -> AwsProblem:
             "register-delegated-administrator --service-principal member.org.stacksets.cloudformation.amazonaws.com "
             "--account-id ACCOUNT), or set stack_set.call_as: self and run from the management account."
         )
-    if code in ("ExpiredToken", "ExpiredTokenException", "InvalidClientTokenId", "UnrecognizedClientException"):
+    if code in (
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "InvalidClientTokenId",
+        "UnrecognizedClientException",
+    ):
         return AwsProblem(f"The AWS credentials were rejected ({code}: {message}). Refresh them and run again.")
     if code in ("AccessDenied", "AccessDeniedException"):
         return AwsProblem(f"Access denied: {message}. The caller needs the StackSets permissions listed in the README.")

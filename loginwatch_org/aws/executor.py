@@ -79,16 +79,16 @@ class StackSetExecutor:
         settings: StackSetSettings,
         template_body: str,
         *,
-        sleep: Callable[[float], None] = time.sleep,
-        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] | None = None,
+        clock: Callable[[], float] | None = None,
         poll: PollPolicy | None = None,
         progress: ProgressCallback | None = None,
     ) -> None:
         self._cfn = cloudformation
         self._settings = settings
         self._body = template_body
-        self._sleep = sleep
-        self._clock = clock
+        self._sleep = sleep or time.sleep
+        self._clock = clock or time.monotonic
         self._poll = poll or PollPolicy()
         self._progress = progress or (lambda _message: None)
         self._call_as = call_as_value(settings.call_as)
@@ -185,8 +185,10 @@ class StackSetExecutor:
         elif isinstance(step, CreateInstances | UpdateInstances):
             kwargs.update(self._targets(step.accounts, step.regions))
             kwargs["ParameterOverrides"] = _parameters(step.overrides)
-            call = self._cfn.create_stack_instances if isinstance(step, CreateInstances) else (
-                self._cfn.update_stack_instances
+            call = (
+                self._cfn.create_stack_instances
+                if isinstance(step, CreateInstances)
+                else (self._cfn.update_stack_instances)
             )
         else:
             kwargs.update(self._targets(step.accounts, step.regions))
@@ -306,4 +308,3 @@ class StackSetExecutor:
 
 def _parameters(values: Any) -> list[dict[str, str]]:
     return [{"ParameterKey": key, "ParameterValue": value} for key, value in values.items()]
-

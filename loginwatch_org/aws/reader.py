@@ -202,7 +202,11 @@ class StackSetReader:
                     break
             return frozenset(set(wanted) - members), ()
         except Exception as error:
-            if error_code(error) in ("AccessDeniedException", "AWSOrganizationsNotInUseException", "AccessDenied"):
+            if error_code(error) in (
+                "AccessDeniedException",
+                "AWSOrganizationsNotInUseException",
+                "AccessDenied",
+            ):
                 return frozenset(), (f"could not check organisation membership ({error_code(error)}); continuing",)
             raise
 

@@ -111,9 +111,7 @@ _FILTER_TYPES = frozenset({"NONE", "INTERSECTION", "DIFFERENCE", "UNION"})
 _TOLERANCE_CANCEL_REASON = "Cancelled since failure tolerance has exceeded"
 _STOP_CANCEL_REASON = "Cancelled since the operation was stopped by the user"
 # Reported by AWS when the (optional) account gate Lambda function does not exist.
-_GATE_MISSING = (
-    "Function not found: arn:aws:lambda:{region}:{account}:function:AWSCloudFormationStackSetAccountGate"
-)
+_GATE_MISSING = "Function not found: arn:aws:lambda:{region}:{account}:function:AWSCloudFormationStackSetAccountGate"
 # Real AWS wording, as quoted in hashicorp/terraform-provider-aws PR #37069 and cdklabs/cdk-stacksets
 # issue #265 (ValidationError, HTTP 400) for CallAs=DELEGATED_ADMIN from an unregistered account.
 _NOT_DELEGATED_ADMIN = "Account used is not a delegated administrator"
@@ -577,9 +575,7 @@ class StackSetsDouble:
     def _call_as(self, kw: dict[str, Any]) -> str:
         call_as = str(kw.get("CallAs", "SELF"))
         if call_as not in ("SELF", "DELEGATED_ADMIN"):
-            raise _invalid(
-                f"Value '{call_as}' at 'callAs' failed to satisfy constraint: [SELF, DELEGATED_ADMIN]"
-            )
+            raise _invalid(f"Value '{call_as}' at 'callAs' failed to satisfy constraint: [SELF, DELEGATED_ADMIN]")
         if call_as == "DELEGATED_ADMIN" and (
             not self.delegated_admin_registered or self.caller_account == self.management_account
         ):
@@ -637,9 +633,7 @@ class StackSetsDouble:
                 raise _invalid("ParameterKey is required")
             use_previous = bool(item.get("UsePreviousValue"))
             if use_previous and "ParameterValue" in item:
-                raise _invalid(
-                    f"Parameter {key}: specify either ParameterValue or UsePreviousValue, not both"
-                )
+                raise _invalid(f"Parameter {key}: specify either ParameterValue or UsePreviousValue, not both")
             if use_previous:
                 if previous is None or key not in previous:
                     raise _invalid(f"Parameter {key} has no previous value to use")
@@ -663,9 +657,7 @@ class StackSetsDouble:
                 raise _invalid(f"Parameter '{key}' is not a parameter of StackSet {stack_set.name}")
             use_previous = bool(item.get("UsePreviousValue"))
             if use_previous and "ParameterValue" in item:
-                raise _invalid(
-                    f"Parameter {key}: specify either ParameterValue or UsePreviousValue, not both"
-                )
+                raise _invalid(f"Parameter {key}: specify either ParameterValue or UsePreviousValue, not both")
             if not use_previous and "ParameterValue" not in item:
                 raise _invalid(f"Parameter {key} needs a ParameterValue or UsePreviousValue")
             checked.append(dict(item))
@@ -691,13 +683,9 @@ class StackSetsDouble:
         # StackSetOperationPreferences: the count and percentage forms are mutually exclusive.
         prefs = dict(kw.get("OperationPreferences") or {})
         if "FailureToleranceCount" in prefs and "FailureTolerancePercentage" in prefs:
-            raise _invalid(
-                "You can specify either FailureToleranceCount or FailureTolerancePercentage, but not both"
-            )
+            raise _invalid("You can specify either FailureToleranceCount or FailureTolerancePercentage, but not both")
         if "MaxConcurrentCount" in prefs and "MaxConcurrentPercentage" in prefs:
-            raise _invalid(
-                "You can specify either MaxConcurrentCount or MaxConcurrentPercentage, but not both"
-            )
+            raise _invalid("You can specify either MaxConcurrentCount or MaxConcurrentPercentage, but not both")
         if prefs.get("FailureTolerancePercentage", 0) > 100 or prefs.get("MaxConcurrentPercentage", 1) > 100:
             raise _invalid("Percentages in OperationPreferences must be at most 100")
         mode = prefs.get("ConcurrencyMode")
@@ -761,9 +749,7 @@ class StackSetsDouble:
         if stack_set.permission_model == _SELF_MANAGED:
             if targets is not None:
                 if targets.get("OrganizationalUnitIds") or targets.get("AccountFilterType"):
-                    raise _invalid(
-                        "StackSets with SELF_MANAGED permission model can only have accounts as target"
-                    )
+                    raise _invalid("StackSets with SELF_MANAGED permission model can only have accounts as target")
                 if targets.get("AccountsUrl"):
                     raise NotImplementedError("DeploymentTargets.AccountsUrl is not modelled")
                 accounts = targets.get("Accounts")
@@ -775,9 +761,7 @@ class StackSetsDouble:
             return [(account, None) for account in unique], set(unique)
 
         if accounts is not None:
-            raise _invalid(
-                "StackSets with SERVICE_MANAGED permission model can only have OrganizationalUnit as target"
-            )
+            raise _invalid("StackSets with SERVICE_MANAGED permission model can only have OrganizationalUnit as target")
         if targets is None:
             raise _invalid("You must specify at least one value for either Accounts or DeploymentTargets")
         if targets.get("AccountsUrl"):
@@ -797,15 +781,11 @@ class StackSetsDouble:
             raise _invalid(f"Invalid AccountFilterType {filter_type}")
         if action == "CREATE":
             if not ous:
-                raise _invalid(
-                    "OrganizationalUnitIds are required to create stack instances for SERVICE_MANAGED"
-                )
+                raise _invalid("OrganizationalUnitIds are required to create stack instances for SERVICE_MANAGED")
             # DeploymentTargets: for create operations with both OUs and accounts, AccountFilterType is
             # required, and UNION is not supported for CreateStackInstances.
             if named and filter_type is None:
-                raise _invalid(
-                    "AccountFilterType is required when both OrganizationalUnitIds and Accounts are given"
-                )
+                raise _invalid("AccountFilterType is required when both OrganizationalUnitIds and Accounts are given")
             if filter_type == "UNION":
                 raise _invalid("AccountFilterType UNION is not supported for CreateStackInstances")
         if not ous and not named:
@@ -1209,9 +1189,7 @@ class StackSetsDouble:
         name = kw["StackSetName"]
         if not _NAME_RE.match(name):
             # CreateStackSet StackSetName: alphanumerics and hyphens, starting with a letter, <= 128 chars.
-            raise _invalid(
-                f"StackSetName {name} must start with a letter and contain only letters, digits and -"
-            )
+            raise _invalid(f"StackSetName {name} must start with a letter and contain only letters, digits and -")
         permission_model = kw.get("PermissionModel", _SELF_MANAGED)
         if permission_model not in (_SELF_MANAGED, _SERVICE_MANAGED):
             raise _invalid(f"Invalid PermissionModel {permission_model}")
@@ -1312,11 +1290,7 @@ class StackSetsDouble:
         if template_sources != 1:
             # UpdateStackSet: exactly one of TemplateBody, TemplateURL or UsePreviousTemplate=true.
             raise _invalid("Specify exactly one of TemplateBody, TemplateURL or UsePreviousTemplate")
-        if (
-            "PermissionModel" in kw
-            and kw["PermissionModel"] != stack_set.permission_model
-            and stack_set.instances
-        ):
+        if "PermissionModel" in kw and kw["PermissionModel"] != stack_set.permission_model and stack_set.instances:
             raise _invalid("You cannot modify PermissionModel while the stack set has stack instances")
         regions = self._regions(kw, required=False)
         has_targets = "Accounts" in kw or "DeploymentTargets" in kw
@@ -1324,9 +1298,7 @@ class StackSetsDouble:
             # UpdateStackSet: accounts (or deployment targets) and Regions go together.
             raise _invalid("Specify both Regions and Accounts/DeploymentTargets, or neither")
         parameters = (
-            self._parameters(kw["Parameters"], stack_set.parameters)
-            if "Parameters" in kw
-            else stack_set.parameters
+            self._parameters(kw["Parameters"], stack_set.parameters) if "Parameters" in kw else stack_set.parameters
         )
         if has_targets:
             pairs, explicit = self._resolve(stack_set, kw, "UPDATE")
@@ -1394,9 +1366,7 @@ class StackSetsDouble:
         prefs = self._preferences(kw)
         operation_id = self._operation_id(kw)
         pairs, _ = self._resolve(stack_set, kw, "CREATE")
-        overrides = (
-            self._check_overrides(stack_set, kw["ParameterOverrides"]) if "ParameterOverrides" in kw else None
-        )
+        overrides = self._check_overrides(stack_set, kw["ParameterOverrides"]) if "ParameterOverrides" in kw else None
         self._check_can_start(stack_set, operation_id)
         targets: list[_Target] = []
         for region in regions:
@@ -1422,9 +1392,7 @@ class StackSetsDouble:
         prefs = self._preferences(kw)
         operation_id = self._operation_id(kw)
         pairs, explicit = self._resolve(stack_set, kw, "UPDATE")
-        overrides = (
-            self._check_overrides(stack_set, kw["ParameterOverrides"]) if "ParameterOverrides" in kw else None
-        )
+        overrides = self._check_overrides(stack_set, kw["ParameterOverrides"]) if "ParameterOverrides" in kw else None
         # UpdateStackInstances: only existing instances can be updated (StackInstanceNotFoundException).
         targets = self._existing_targets(stack_set, pairs, regions, explicit, missing_is_error=True)
         self._check_can_start(stack_set, operation_id)
@@ -1526,9 +1494,7 @@ class StackSetsDouble:
         stack_set = self._stack_set(kw)
         newest_first = list(reversed(stack_set.operations.values()))
         page, next_token = self._page(newest_first, kw, f"operations:{stack_set.stack_set_id}")
-        result: dict[str, Any] = {
-            "Summaries": [self._operation_summary(stack_set, op, full=False) for op in page]
-        }
+        result: dict[str, Any] = {"Summaries": [self._operation_summary(stack_set, op, full=False) for op in page]}
         if next_token:
             result["NextToken"] = next_token
         return result
@@ -1542,9 +1508,7 @@ class StackSetsDouble:
                 raise _invalid(f"Invalid operation result filter {item}")
             wanted = item["Values"]
         chosen = [t for t in op.targets if wanted is None or t.status == wanted]
-        page, next_token = self._page(
-            chosen, kw, f"results:{stack_set.stack_set_id}:{op.operation_id}:{wanted}"
-        )
+        page, next_token = self._page(chosen, kw, f"results:{stack_set.stack_set_id}:{op.operation_id}:{wanted}")
         summaries = []
         for target in page:
             summary: dict[str, Any] = {
