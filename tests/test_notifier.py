@@ -446,6 +446,13 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(key, raising=False)
 
 
+@pytest.fixture(autouse=True)
+def _fresh_alias_cache() -> Iterator[None]:
+    notifier._ALIAS_CACHE.clear()
+    yield
+    notifier._ALIAS_CACHE.clear()
+
+
 @pytest.fixture
 def ses(aws_env: None) -> Iterator[Any]:
     with mock_aws():
@@ -482,6 +489,13 @@ def test_handler_sends_email_through_ses(
     assert log["outcome"] == "failure" and log["root"] is True
     assert log["recipients"] == 2
     assert "192.0.2.0" not in line and "Mozilla" not in line
+
+
+def test_account_alias_names_the_account_when_no_name_is_configured(ses: Any) -> None:
+    boto3.client("iam", region_name="us-east-1").create_account_alias(AccountAlias="payments-prod")
+    handler(sns_records(eventbridge_envelope(load_sample("11"), account="111122223333")), None)
+    [sent] = ses.sent_messages
+    assert "(payments-prod)" in sent.subject
 
 
 def test_handler_sends_one_email_per_record(ses: Any) -> None:
