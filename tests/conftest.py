@@ -33,3 +33,5 @@ def _no_real_aws(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_CONFIG_FILE", "/dev/null")
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    # The instance metadata service is another address; credentials must never be looked up there.
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")

@@ -128,3 +128,19 @@ def test_status_drift_runs_detection(double: StackSetsDouble, config_file: Path)
     rows = {row["account_id"]: row for row in json.loads(result.stdout)}
     assert rows[drifted]["drift"] == "DRIFTED"
     assert double.count("detect_stack_set_drift") == 1
+
+
+def test_missing_credentials_are_explained(monkeypatch: pytest.MonkeyPatch, config_file: Path) -> None:
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    # A closed local port: the call must fail on credentials before any connection is tried.
+    result = runner.invoke(app, ["plan", "-c", str(config_file), "--endpoint-url", "http://127.0.0.1:9"])
+    assert result.exit_code == 1
+    assert "No AWS credentials found" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_unknown_profile_is_explained(config_file: Path) -> None:
+    result = runner.invoke(app, ["plan", "-c", str(config_file), "--profile", "nope"])
+    assert result.exit_code == 1
+    assert "nope" in result.output and "Traceback" not in result.output
