@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -64,7 +64,7 @@ def _aws(
         if sandbox:
             from loginwatch_org.sandbox.control import sandbox_target
 
-            with sandbox_target(config, progress=_progress_printer()) as target:
+            with sandbox_target(config, progress=_note) as target:
                 yield Clients(client(target, "cloudformation"), client(target, "organizations"))
             return
         target = AwsTarget(profile=profile, region=region, endpoint_url=endpoint_url)
@@ -79,11 +79,36 @@ def _aws(
         raise
 
 
-def _progress_printer() -> Callable[[str], None]:
-    def show(message: str) -> None:
-        typer.echo(f"  ... {message}", err=True)
+def _note(message: str) -> None:
+    typer.echo(f"  ... {message}", err=True)
 
-    return show
+
+class _Progress:
+    """Progress on stderr: a spinner showing the latest step on a terminal, plain lines otherwise."""
+
+    def __init__(self) -> None:
+        self._spinner: Any = None
+
+    def __call__(self, message: str) -> None:
+        if not sys.stderr.isatty():
+            typer.echo(f"  ... {message}", err=True)
+            return
+        if self._spinner is None:
+            from rich.console import Console
+
+            self._spinner = Console(stderr=True).status(message)
+            self._spinner.start()
+        self._spinner.update(message)
+
+    def pause(self) -> None:
+        """Clear the spinner before printing results, so the two never interleave."""
+        if self._spinner is not None:
+            self._spinner.stop()
+            self._spinner = None
+
+
+def _progress_printer() -> _Progress:
+    return _Progress()
 
 
 @app.command()
@@ -187,35 +212,40 @@ def rollout(
     sandbox: SandboxOption = False,
 ) -> None:
     """Make every member account match the config: plan, confirm, apply, report each account."""
+    loaded = _load(config)
+    with _aws(loaded, profile, region, endpoint_url, sandbox) as clients:
+        _rollout(loaded, clients, yes=yes, prune=prune)
+
+
+def _rollout(loaded: Config, clients: Any, *, yes: bool, prune: bool) -> bool:
+    """Plan, confirm and apply; returns whether anything changed (and a per-account table was printed)."""
     from loginwatch_org.render import render_plan, render_result, render_status
     from loginwatch_org.workflow import account_statuses, make_executor, prepare, read_snapshot
 
-    loaded = _load(config)
     progress = _progress_printer()
-    with _aws(loaded, profile, region, endpoint_url, sandbox) as clients:
-        executor = make_executor(loaded, clients, progress=progress)
-        prepared = prepare(loaded, clients, prune=prune, executor=executor, progress=progress)
-        typer.echo(render_plan(prepared.plan))
-        if not prepared.plan.has_changes:
-            return
-        if not yes:
-            if not sys.stdin.isatty():
-                _fail("rollout needs confirmation; rerun with --yes to apply without a prompt", EXIT_USAGE)
-            if not typer.confirm("Apply this plan?"):
-                _fail("nothing changed", EXIT_ERROR)
-        result = executor.apply(prepared.plan)
-        typer.echo(render_result(result))
-        snapshot = read_snapshot(loaded, clients)
-    rows = account_statuses(loaded, snapshot)
+    executor = make_executor(loaded, clients, progress=progress)
+    prepared = prepare(loaded, clients, prune=prune, executor=executor, progress=progress)
+    progress.pause()
+    typer.echo(render_plan(prepared.plan))
+    if not prepared.plan.has_changes:
+        return False
+    if not yes:
+        if not sys.stdin.isatty():
+            _fail("rollout needs confirmation; rerun with --yes to apply without a prompt", EXIT_USAGE)
+        if not typer.confirm("Apply this plan?"):
+            _fail("nothing changed", EXIT_ERROR)
+    result = executor.apply(prepared.plan)
+    rows = account_statuses(loaded, read_snapshot(loaded, clients))
+    progress.pause()
+    typer.echo(render_result(result))
     typer.echo(render_status(rows))
     configured = {t.account_id for t in loaded.targets()} - set(prepared.plan.skipped_accounts)
-    bad = [row for row in rows if row.account_id in configured and not row.in_sync]
-    if bad or result.failed_accounts:
-        _fail(
-            f"{len({r.account_id for r in bad} | {a.account_id for a in result.failed_accounts})} account(s) "
-            "are not current (see the table above); fix the cause and run the rollout again."
-        )
+    bad = {row.account_id for row in rows if row.account_id in configured and not row.in_sync}
+    bad |= {account.account_id for account in result.failed_accounts}
+    if bad:
+        _fail(f"{len(bad)} account(s) are not current (see above); fix the cause and run the rollout again.")
     typer.echo(f"Rollout complete: {len(configured)} account(s) current.")
+    return True
 
 
 @app.command()
@@ -236,9 +266,11 @@ def status(
 
     loaded = _load(config)
     with _aws(loaded, profile, region, endpoint_url, sandbox) as clients:
+        progress = _progress_printer()
         if drift:
-            detect_drift(loaded, clients, make_executor(loaded, clients, progress=_progress_printer()))
+            detect_drift(loaded, clients, make_executor(loaded, clients, progress=progress))
         snapshot = read_snapshot(loaded, clients)
+        progress.pause()
     if snapshot.stack_set is None:
         _fail(f"stack set '{loaded.stack_set.name}' does not exist yet; run: loginwatch-org rollout")
     rows = account_statuses(loaded, snapshot)
@@ -283,10 +315,141 @@ def remove(
                 _fail("remove needs confirmation; rerun with --yes to apply without a prompt", EXIT_USAGE)
             if not typer.confirm("Delete these stack instances?"):
                 _fail("nothing changed", EXIT_ERROR)
-        result = make_executor(loaded, clients, progress=_progress_printer()).apply(removal)
+        progress = _progress_printer()
+        result = make_executor(loaded, clients, progress=progress).apply(removal)
+        progress.pause()
     typer.echo(render_result(result))
     if result.failed_accounts:
         _fail("some instances could not be deleted (see above); run remove again after fixing the cause")
+
+
+sandbox_app = typer.Typer(help="A local AWS emulator on 127.0.0.1 holding the config's organisation.")
+app.add_typer(sandbox_app, name="sandbox")
+
+
+@sandbox_app.command("up")
+def sandbox_up(config: ConfigOption = DEFAULT_CONFIG_PATH) -> None:
+    """Start a sandbox that outlives this command (commands with --sandbox then use it)."""
+    from loginwatch_org.sandbox import control
+
+    loaded = _load(config)
+    try:
+        sandbox, started = control.up(loaded)
+    except control.SandboxError as error:
+        _fail(str(error))
+    verb = "started" if started else "already running"
+    typer.echo(
+        f"Sandbox {verb} at {sandbox.endpoint_url} (pid {sandbox.pid}): management account "
+        f"{sandbox.management_account}, {len(sandbox.accounts) - 1} member account(s). Stop it with: "
+        "loginwatch-org sandbox down"
+    )
+
+
+@sandbox_app.command("down")
+def sandbox_down() -> None:
+    """Stop the sandbox started with 'sandbox up'; everything in it is gone."""
+    from loginwatch_org.sandbox import control
+
+    stopped = control.down()
+    typer.echo(f"Sandbox at {stopped.endpoint_url} stopped." if stopped else "No sandbox is running.")
+
+
+@sandbox_app.command("status")
+def sandbox_status() -> None:
+    """Say where the sandbox runs, if it does (exit 1 if none)."""
+    from loginwatch_org.sandbox import control
+
+    sandbox = control.running()
+    if sandbox is None:
+        typer.echo("No sandbox is running. Start one with: loginwatch-org sandbox up")
+        raise typer.Exit(EXIT_ERROR)
+    typer.echo(
+        f"Sandbox running at {sandbox.endpoint_url} (pid {sandbox.pid}), state in {sandbox.state_file}; "
+        f"management account {sandbox.management_account}, {len(sandbox.accounts) - 1} member account(s)."
+    )
+
+
+IdentityOption = Annotated[str, typer.Option("--identity", help="root, iam-user, sso or failed.")]
+
+
+@app.command("simulate-login")
+def simulate_login(
+    account: Annotated[str, typer.Argument(help="The member account id that someone signs in to.")],
+    identity: IdentityOption = "root",
+    config: ConfigOption = DEFAULT_CONFIG_PATH,
+    sandbox: SandboxOption = False,
+) -> None:
+    """Sign in to ACCOUNT's console in the sandbox and print the email SES accepted."""
+    if not sandbox:
+        _fail("simulate-login only runs in the sandbox (pass --sandbox): real sign-in events come from AWS", EXIT_USAGE)
+    loaded = _load(config)
+    with _sandbox_session(loaded) as running:
+        _simulate(loaded, running, account, identity)
+
+
+def _simulate(loaded: Config, running: Any, account: str, identity: str) -> None:
+    from loginwatch_org.sandbox.simulate import IDENTITIES, simulate_login
+
+    if identity not in IDENTITIES:
+        _fail(f"--identity must be one of {', '.join(IDENTITIES)}, not '{identity}'", EXIT_USAGE)
+    if account not in running.accounts:
+        _fail(f"account {account} is not in the sandbox's organisation", EXIT_USAGE)
+    names = loaded.account_names()
+    label = f"{account} ({names[account]})" if account in names else account
+    emails = simulate_login(running, account, identity)  # type: ignore[arg-type]
+    typer.echo(f"Simulated {identity} console sign-in to {label}.")
+    if not emails:
+        watch = next((t for t in loaded.targets() if t.account_id == account), None)
+        why = (
+            f"its alert policy is '{watch.alert_on}'"
+            if watch
+            else "no watch is deployed there (disabled, not in the config, or no rollout yet)"
+        )
+        typer.echo(f"No email was sent: {why}.")
+        return
+    for sent in emails:
+        typer.echo(
+            f"Email accepted by SES (message {sent['message_id']}):\n"
+            f"  From:    {sent['source']}\n"
+            f"  To:      {', '.join(sent['to'])}\n"
+            f"  Subject: {sent['subject']}\n"
+        )
+        typer.echo("\n".join(f"  | {line}" for line in (sent["text"] or "").splitlines()))
+
+
+@contextmanager
+def _sandbox_session(loaded: Config) -> Iterator[Any]:
+    from loginwatch_org.sandbox import control
+
+    try:
+        with control.sandbox_session(loaded, progress=_note) as running:
+            yield running
+    except control.SandboxError as error:
+        _fail(str(error))
+
+
+@app.command()
+def demo(
+    config: ConfigOption = DEFAULT_CONFIG_PATH,
+    account: Annotated[str | None, typer.Option(help="Account to sign in to (default: the first watched).")] = None,
+    identity: IdentityOption = "root",
+) -> None:
+    """The main job in the sandbox: roll the config out, show the status, simulate a sign-in and its email."""
+    from loginwatch_org.aws.session import client
+    from loginwatch_org.render import render_status
+    from loginwatch_org.workflow import Clients, account_statuses, read_snapshot
+
+    loaded = _load(config)
+    chosen = account or loaded.targets()[0].account_id
+    with _sandbox_session(loaded) as running:
+        target = running.target()
+        clients = Clients(client(target, "cloudformation"), client(target, "organizations"))
+        typer.echo(f"== Rollout of {config} into the sandbox at {running.endpoint_url}")
+        if not _rollout(loaded, clients, yes=True, prune=False):
+            typer.echo("\n== Status")
+            typer.echo(render_status(account_statuses(loaded, read_snapshot(loaded, clients))))
+        typer.echo("\n== A console sign-in")
+        _simulate(loaded, running, chosen, identity)
 
 
 def main() -> None:

@@ -81,7 +81,16 @@ def handler(event, context):
             Message={
                 "Subject": {"Data": f"Console sign-in to {sign_in['account']} by {who['type']}"},
                 "Body": {
-                    "Text": {"Data": json.dumps(sign_in["detail"])},
+                    "Text": {
+                        "Data": json.dumps(
+                            {
+                                "detail": sign_in["detail"],
+                                "topic": record["Sns"]["TopicArn"],
+                                "sns_subject": record["Sns"]["Subject"],
+                                "function": context.function_name,
+                            }
+                        )
+                    },
                     "Html": {"Data": f"<p>{who.get('userName', 'root')}</p>"},
                 },
             },
@@ -135,15 +144,14 @@ def sign_in_template(*, extras: bool = False) -> str:
             },
         )
     )
+    variables = {"SENDER": Ref(sender), "RECIPIENTS": Ref(recipients)}
     function_properties: dict[str, Any] = {
         "Runtime": "python3.12",
         "Handler": "index.handler",
         "Role": GetAtt(role, "Arn"),
         "Timeout": 30,
         "Code": awslambda.Code(ZipFile=FUNCTION_CODE),
-        "Environment": awslambda.Environment(
-            Variables={"SENDER": Ref(sender), "RECIPIENTS": Ref(recipients)}
-        ),
+        "Environment": awslambda.Environment(Variables=variables),
     }
     if extras:
         log_group = template.add_resource(logs.LogGroup("NotifierLogs", RetentionInDays=30))
@@ -167,9 +175,8 @@ def sign_in_template(*, extras: bool = False) -> str:
             )
         )
         function_properties["LoggingConfig"] = awslambda.LoggingConfig(LogGroup=Ref(log_group))
-        function_properties["DeadLetterConfig"] = awslambda.DeadLetterConfig(
-            TargetArn=GetAtt(dead_letters, "Arn")
-        )
+        dead_letters_arn = GetAtt(dead_letters, "Arn")
+        function_properties["DeadLetterConfig"] = awslambda.DeadLetterConfig(TargetArn=dead_letters_arn)
     function = template.add_resource(awslambda.Function("Notifier", **function_properties))
     template.add_resource(
         sns.SubscriptionResource(
@@ -317,20 +324,24 @@ def deployed_function(sandbox: Sandbox, account: str) -> dict[str, Any] | None:
     return functions[0] if functions else None
 
 
-def sign_in(
-    sandbox: Sandbox, account: str, user_type: str = "IAMUser", *, source: str = "aws.signin"
-) -> None:
+def sign_in(sandbox: Sandbox, account: str, user_type: str = "IAMUser", source: str = "aws.signin") -> None:
+    identity = {"type": user_type, "userName": "alice"} if user_type == "IAMUser" else {"type": user_type}
     detail = {
         "eventName": "ConsoleLogin",
-        "userIdentity": {"type": user_type, "userName": "alice"}
-        if user_type == "IAMUser"
-        else {"type": user_type},
+        "userIdentity": identity,
         "responseElements": {"ConsoleLogin": "Success"},
     }
     result = sandbox.client(sandbox.member(account), "events").put_events(
         Entries=[{"Source": source, "DetailType": SIGN_IN, "Detail": json.dumps(detail)}]
     )
     assert result["FailedEntryCount"] == 0
+
+
+def logged(logs_client: Any, group: str) -> list[str]:
+    """Every line of the one log stream in ``group``."""
+    [stream] = logs_client.describe_log_streams(logGroupName=group)["logStreams"]
+    found = logs_client.get_log_events(logGroupName=group, logStreamName=stream["logStreamName"])
+    return [event["message"] for event in found["events"]]
 
 
 def instance_accounts(cloudformation: Any, name: str) -> list[str]:
@@ -350,12 +361,8 @@ def test_sandbox_holds_the_configured_organisation(sandbox: Sandbox) -> None:
     assert [r["Id"] for r in organizations.list_roots()["Roots"]] == [ROOT]
     ous = organizations.list_organizational_units_for_parent(ParentId=ROOT)["OrganizationalUnits"]
     assert sorted(ou["Id"] for ou in ous) == [OU_WORKLOADS, OU_SANDBOXES]
-    assert sorted(
-        a["Id"] for a in organizations.list_accounts_for_parent(ParentId=OU_WORKLOADS)["Accounts"]
-    ) == [
-        DEV,
-        PROD,
-    ]
+    workloads = organizations.list_accounts_for_parent(ParentId=OU_WORKLOADS)["Accounts"]
+    assert sorted(a["Id"] for a in workloads) == [DEV, PROD]
     in_root = organizations.list_accounts_for_parent(ParentId=ROOT)["Accounts"]
     assert sorted(a["Id"] for a in in_root) == sorted([MANAGEMENT, SHARED])
     names = {a["Id"]: a["Name"] for a in organizations.list_accounts()["Accounts"]}
@@ -367,6 +374,50 @@ def test_sandbox_holds_the_configured_organisation(sandbox: Sandbox) -> None:
     assert sandbox.client(member, "sts").get_caller_identity()["Account"] == LAB
     assert SENDER in sandbox.client(member, "ses").list_identities()["Identities"]
     assert sandbox.mailbox() == []
+
+
+def test_mailbox_reads_every_way_of_sending(sandbox: Sandbox) -> None:
+    member = sandbox.member(DEV)
+    ses = sandbox.client(member, "ses")
+    ses.send_email(
+        Source=SENDER,
+        Destination={"ToAddresses": ["a@example.com"]},
+        Message={"Subject": {"Data": "text only"}, "Body": {"Text": {"Data": "plain"}}},
+    )
+    sandbox.client(member, "sesv2").send_email(
+        FromEmailAddress=SENDER,
+        Destination={"ToAddresses": ["b@example.com", "c@example.com"]},
+        Content={
+            "Simple": {
+                "Subject": {"Data": "both parts"},
+                "Body": {"Text": {"Data": "plain"}, "Html": {"Data": "<b>rich</b>"}},
+            }
+        },
+    )
+    raw = (
+        f"From: {SENDER}\r\nTo: d@example.com\r\nSubject: raw\r\nMIME-Version: 1.0\r\n"
+        'Content-Type: multipart/alternative; boundary="b"\r\n\r\n'
+        "--b\r\nContent-Type: text/plain\r\n\r\nplain\r\n"
+        "--b\r\nContent-Type: text/html\r\n\r\n<i>rich</i>\r\n--b--\r\n"
+    )
+    ses.send_raw_email(RawMessage={"Data": raw.encode()})
+    with pytest.raises(ClientError, match="not verified"):
+        ses.send_email(
+            Source="someone@else.example",
+            Destination={"ToAddresses": ["a@example.com"]},
+            Message={"Subject": {"Data": "rejected"}, "Body": {"Text": {"Data": "x"}}},
+        )
+
+    mail = sandbox.mailbox(DEV)
+    assert [(m["subject"], m["to"], m["text"], m["html"]) for m in mail] == [
+        ("text only", ["a@example.com"], "plain", None),
+        ("both parts", ["b@example.com", "c@example.com"], "plain", "<b>rich</b>"),
+        ("raw", ["d@example.com"], "plain", "<i>rich</i>"),
+    ]
+    assert {m["account"] for m in mail} == {DEV}
+    assert {m["source"] for m in mail} == {SENDER}
+    assert len({m["message_id"] for m in mail}) == 3
+    assert sandbox.mailbox(PROD) == []
 
 
 # ---------------------------------------------------------------------------------------------
@@ -471,9 +522,8 @@ def test_parameter_overrides_update_the_deployed_function(sandbox: Sandbox) -> N
     described = cloudformation.describe_stack_instance(
         StackSetName="loginwatch", StackInstanceAccount=DEV, StackInstanceRegion=REGION
     )["StackInstance"]
-    assert described["ParameterOverrides"] == [
-        {"ParameterKey": "Recipients", "ParameterValue": "dev-team@example.com"}
-    ]
+    override = {"ParameterKey": "Recipients", "ParameterValue": "dev-team@example.com"}
+    assert described["ParameterOverrides"] == [override]
 
     # A stack set update reaches every instance; the override survives it.
     cloudformation.update_stack_set(
@@ -536,7 +586,14 @@ def test_sign_in_in_a_member_account_emails_that_accounts_recipients(sandbox: Sa
     assert email["source"] == SENDER
     assert email["to"] == ["prod-oncall@example.com", "cto@example.com"]
     assert email["subject"] == f"Console sign-in to {PROD} by IAMUser"
-    assert email["text"] is not None and json.loads(email["text"])["userIdentity"]["userName"] == "alice"
+    assert email["text"] is not None
+    delivered = json.loads(email["text"])
+    assert delivered["detail"]["userIdentity"]["userName"] == "alice"
+    # The function got the notification of its own topic, in its own account.
+    assert delivered["topic"].startswith(f"arn:aws:sns:{REGION}:{PROD}:")
+    assert delivered["sns_subject"] is None
+    prod_function = deployed_function(sandbox, PROD)
+    assert prod_function is not None and delivered["function"] == prod_function["FunctionName"]
     assert email["html"] == "<p>alice</p>"
     assert email["message_id"]
     assert sandbox.mailbox(DEV) == []
@@ -549,16 +606,8 @@ def test_sign_in_in_a_member_account_emails_that_accounts_recipients(sandbox: Sa
     # The function's output went to its log group, as in AWS.
     function = deployed_function(sandbox, DEV)
     assert function is not None
-    logs_client = sandbox.client(sandbox.member(DEV), "logs")
     group = f"/aws/lambda/{function['FunctionName']}"
-    [stream] = logs_client.describe_log_streams(logGroupName=group)["logStreams"]
-    messages = [
-        e["message"]
-        for e in logs_client.get_log_events(logGroupName=group, logStreamName=stream["logStreamName"])[
-            "events"
-        ]
-    ]
-    assert "notified security@example.com" in messages
+    assert "notified security@example.com" in logged(sandbox.client(sandbox.member(DEV), "logs"), group)
 
 
 def test_events_the_rule_does_not_match_send_nothing(sandbox: Sandbox) -> None:
@@ -629,11 +678,7 @@ def test_resource_types_moto_lacks_are_created(sandbox: Sandbox) -> None:
     logs_client = sandbox.client(member, "logs")
     groups = [g["logGroupName"] for g in logs_client.describe_log_groups()["logGroups"]]
     [group] = [g for g in groups if "NotifierLogs" in g]
-    [stream] = logs_client.describe_log_streams(logGroupName=group)["logStreams"]
-    events_logged = logs_client.get_log_events(logGroupName=group, logStreamName=stream["logStreamName"])[
-        "events"
-    ]
-    assert "notified security@example.com" in [e["message"] for e in events_logged]
+    assert "notified security@example.com" in logged(logs_client, group)
 
 
 def test_self_managed_instances_deliver_too(sandbox: Sandbox) -> None:
@@ -661,16 +706,28 @@ def test_self_managed_instances_deliver_too(sandbox: Sandbox) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-TREE = {
-    "child_ous": {ROOT: [OU_WORKLOADS, OU_SANDBOXES], OU_SANDBOXES: [OU_NESTED]},
-    "accounts_by_parent": {
-        ROOT: [MANAGEMENT, SHARED],
-        OU_WORKLOADS: [DEV, PROD],
-        OU_SANDBOXES: [LAB],
-        OU_NESTED: [LAB2],
-    },
-    "management_account": MANAGEMENT,
+# An organisation with a nested OU, for the target selection on its own.
+CHILD_OUS = {ROOT: [OU_WORKLOADS, OU_SANDBOXES], OU_SANDBOXES: [OU_NESTED]}
+ACCOUNTS_BY_PARENT = {
+    ROOT: [MANAGEMENT, SHARED],
+    OU_WORKLOADS: [DEV, PROD],
+    OU_SANDBOXES: [LAB],
+    OU_NESTED: [LAB2],
 }
+
+
+def select(ous: list[str], accounts: list[str], filter_type: str | None, operation: Any) -> list[str]:
+    from loginwatch_org.sandbox.behaviour import select_target_accounts
+
+    return select_target_accounts(
+        organizational_unit_ids=ous,
+        accounts=accounts,
+        filter_type=filter_type,
+        operation=operation,
+        child_ous=CHILD_OUS,
+        accounts_by_parent=ACCOUNTS_BY_PARENT,
+        management_account=MANAGEMENT,
+    )
 
 
 @pytest.mark.parametrize(
@@ -689,28 +746,15 @@ TREE = {
 def test_target_account_selection(
     ous: list[str], accounts: list[str], filter_type: str | None, operation: Any, expected: list[str]
 ) -> None:
-    from loginwatch_org.sandbox.behaviour import select_target_accounts
-
-    selected = select_target_accounts(
-        organizational_unit_ids=ous, accounts=accounts, filter_type=filter_type, operation=operation, **TREE
-    )
-    assert selected == expected
+    assert select(ous, accounts, filter_type, operation) == expected
 
 
-@pytest.mark.parametrize("filter_type", [None, "UNION"])
+@pytest.mark.parametrize("filter_type", [None, "UNION", "SOME"])
 def test_create_needs_a_filter_that_can_create(filter_type: str | None) -> None:
     from moto.cloudformation.exceptions import ValidationError
 
-    from loginwatch_org.sandbox.behaviour import select_target_accounts
-
     with pytest.raises(ValidationError):
-        select_target_accounts(
-            organizational_unit_ids=[OU_WORKLOADS],
-            accounts=[DEV],
-            filter_type=filter_type,
-            operation="create",
-            **TREE,
-        )
+        select([OU_WORKLOADS], [DEV], filter_type, "create")
 
 
 def test_apply_is_idempotent_and_revert_restores_moto() -> None:
@@ -734,9 +778,8 @@ def test_apply_is_idempotent_and_revert_restores_moto() -> None:
             parsing.resource_class_from_type,
         ) == patched
         assert all(p is not o for p, o in zip(patched, originals, strict=True))
-        assert (
-            parsing.resource_class_from_type("AWS::SNS::Subscription").__name__ == "SnsSubscriptionResource"
-        )
+        added = parsing.resource_class_from_type("AWS::SNS::Subscription")
+        assert added.__name__ == "SnsSubscriptionResource"
         assert hasattr(CloudFormationResponse, "describe_organizations_access")
     finally:
         behaviour.revert()

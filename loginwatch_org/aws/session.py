@@ -14,6 +14,10 @@ class AwsTarget:
     profile: str | None = None
     region: str | None = None
     endpoint_url: str | None = None
+    # Explicit keys bypass the credential chain; only the sandbox uses them (its keys are fake).
+    access_key_id: str | None = None
+    secret_access_key: str | None = None
+    session_token: str | None = None
 
 
 DEFAULT_ADMIN_REGION = "us-east-1"
@@ -23,7 +27,15 @@ def client(target: AwsTarget, service: str) -> Any:
     import boto3  # lazily: --help, validate and export must start without it
     from botocore.config import Config as BotoConfig
 
-    session = boto3.Session(profile_name=target.profile, region_name=target.region)
+    if target.access_key_id:
+        session = boto3.Session(
+            aws_access_key_id=target.access_key_id,
+            aws_secret_access_key=target.secret_access_key,
+            aws_session_token=target.session_token,
+            region_name=target.region,
+        )
+    else:
+        session = boto3.Session(profile_name=target.profile, region_name=target.region)
     region = target.region or session.region_name or DEFAULT_ADMIN_REGION
     config = BotoConfig(
         # Adaptive mode retries throttling with client-side rate limiting: a 1,000-account plan reads in

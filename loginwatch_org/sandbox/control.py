@@ -1,0 +1,246 @@
+"""Starting, finding and stopping sandboxes, for the CLI.
+
+A sandbox started with ``sandbox up`` outlives the command (its state file lives in ``.loginwatch/`` of
+the working directory, or ``$LOGINWATCH_SANDBOX_DIR``), so ``plan`` -> ``rollout`` -> edit -> ``plan``
+shows real diffs. A command run with ``--sandbox`` when none is up starts a private one for its own
+duration. Sandbox clients always carry the sandbox's fake credentials: real ones are never sent to it,
+and sandbox state never reaches a real endpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from loginwatch_org.aws.session import AwsTarget
+from loginwatch_org.config import Config
+
+STATE_DIR_ENV = "LOGINWATCH_SANDBOX_DIR"
+STATE_FILE = "sandbox.json"
+LOG_FILE = "sandbox.log"
+DEFAULT_MANAGEMENT_ACCOUNT = "000011112222"
+DEFAULT_ROOT = "r-sbox"
+START_TIMEOUT = 60.0
+
+
+class SandboxError(Exception):
+    """The sandbox could not be started, found or stopped; the message says why."""
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    endpoint_url: str
+    pid: int
+    management_account: str
+    access_key_id: str
+    secret_access_key: str
+    member_role_name: str
+    accounts: tuple[str, ...]
+    state_file: Path
+
+    @classmethod
+    def from_state(cls, path: Path) -> Sandbox:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        endpoint = str(data["endpoint_url"])
+        if urlparse(endpoint).hostname != "127.0.0.1":
+            raise SandboxError(f"{path} names {endpoint}; a sandbox only ever runs on 127.0.0.1")
+        return cls(
+            endpoint_url=endpoint,
+            pid=int(data["pid"]),
+            management_account=str(data["management_account"]),
+            access_key_id=str(data["credentials"]["aws_access_key_id"]),
+            secret_access_key=str(data["credentials"]["aws_secret_access_key"]),
+            member_role_name=str(data["member_role_name"]),
+            accounts=tuple(data.get("accounts", ())),
+            state_file=path,
+        )
+
+    def target(self) -> AwsTarget:
+        return AwsTarget(
+            region="us-east-1",
+            endpoint_url=self.endpoint_url,
+            access_key_id=self.access_key_id,
+            secret_access_key=self.secret_access_key,
+        )
+
+    def alive(self) -> bool:
+        if not _pid_alive(self.pid):
+            return False
+        parsed = urlparse(self.endpoint_url)
+        try:
+            with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or 80), timeout=1):
+                return True
+        except OSError:
+            return False
+
+
+def state_dir() -> Path:
+    return Path(os.environ.get(STATE_DIR_ENV) or ".loginwatch")
+
+
+def organization_spec(config: Config) -> dict[str, Any]:
+    """The organisation the sandbox holds: the config's management account, root, OUs and accounts."""
+    units = config.stack_set.organizational_units
+    roots = [unit for unit in units if unit.startswith("r-")]
+    ous = [unit for unit in units if unit.startswith("ou-")]
+    root = roots[0] if roots else ("r-" + ous[0].split("-")[1] if ous else DEFAULT_ROOT)
+    # An OU id embeds its root's id; OUs of another root cannot exist in this organisation.
+    ous = [ou for ou in ous if ou.split("-")[1] == root.removeprefix("r-")]
+    management = config.management_account.id if config.management_account else DEFAULT_MANAGEMENT_ACCOUNT
+    members = [account.id for account in config.accounts if account.id != management]
+    placement: dict[str, list[str]] = {ou: [] for ou in ous}
+    for index, account_id in enumerate(members):
+        if ous:
+            placement[ous[index % len(ous)]].append(account_id)
+    return {
+        "management_account": management,
+        "root_id": root,
+        "organizational_units": placement,
+        "accounts_in_root": [] if ous else members,
+        "account_names": config.account_names(),
+        "sender": config.delivery.sender,
+        "regions": list(config.stack_set.regions),
+    }
+
+
+def running() -> Sandbox | None:
+    """The sandbox ``sandbox up`` started, if it still runs (a stale state file is removed)."""
+    path = state_dir() / STATE_FILE
+    if not path.exists():
+        return None
+    sandbox = Sandbox.from_state(path)
+    if sandbox.alive():
+        return sandbox
+    path.unlink(missing_ok=True)
+    return None
+
+
+def start(config: Config, directory: Path, *, detach: bool) -> Sandbox:
+    """Start a sandbox whose state file is ``directory/sandbox.json``; returns once it is ready."""
+    directory.mkdir(parents=True, exist_ok=True)
+    state = directory / STATE_FILE
+    organization = directory / "organization.json"
+    organization.write_text(json.dumps(organization_spec(config), indent=2), encoding="utf-8")
+    log = (directory / LOG_FILE).open("ab")
+    command = [
+        sys.executable,
+        "-m",
+        "loginwatch_org.sandbox.server",
+        "--state-file",
+        str(state),
+        "--organization-json",
+        f"@{organization}",
+    ]
+    process = subprocess.Popen(
+        command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=detach, env=_server_env()
+    )
+    log.close()
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if state.exists():
+            return Sandbox.from_state(state)
+        if process.poll() is not None:
+            raise SandboxError(f"the sandbox exited during start-up:\n{_tail(directory / LOG_FILE)}")
+        time.sleep(0.05)
+    process.terminate()
+    raise SandboxError(f"the sandbox was not ready after {START_TIMEOUT:.0f}s:\n{_tail(directory / LOG_FILE)}")
+
+
+def stop(sandbox: Sandbox, timeout: float = 10.0) -> None:
+    with suppress(ProcessLookupError):
+        os.kill(sandbox.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while _pid_alive(sandbox.pid) and time.monotonic() < deadline:
+        _reap(sandbox.pid)
+        time.sleep(0.05)
+    if _pid_alive(sandbox.pid):
+        os.kill(sandbox.pid, signal.SIGKILL)
+        _reap(sandbox.pid)
+    sandbox.state_file.unlink(missing_ok=True)
+
+
+def up(config: Config) -> tuple[Sandbox, bool]:
+    """The running sandbox, or a new detached one; the flag says whether it was started now."""
+    existing = running()
+    if existing is not None:
+        return existing, False
+    return start(config, state_dir(), detach=True), True
+
+
+def down() -> Sandbox | None:
+    sandbox = running()
+    if sandbox is not None:
+        stop(sandbox)
+    return sandbox
+
+
+@contextmanager
+def sandbox_target(config: Config, progress: Callable[[str], None] | None = None) -> Iterator[AwsTarget]:
+    """Clients' target for a command run with ``--sandbox``: the running sandbox, or a private one."""
+    with sandbox_session(config, progress) as sandbox:
+        yield sandbox.target()
+
+
+@contextmanager
+def sandbox_session(config: Config, progress: Callable[[str], None] | None = None) -> Iterator[Sandbox]:
+    existing = running()
+    if existing is not None:
+        yield existing
+        return
+    if progress:
+        progress("starting a private sandbox for this command (loginwatch-org sandbox up keeps one running)")
+    with tempfile.TemporaryDirectory(prefix="loginwatch-sandbox-") as directory:
+        sandbox = start(config, Path(directory), detach=False)
+        try:
+            yield sandbox
+        finally:
+            stop(sandbox)
+
+
+def _server_env() -> dict[str, str]:
+    env = dict(os.environ)
+    for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                 "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_ENDPOINT_URL"):  # fmt: skip
+        env.pop(name, None)
+    env["AWS_CONFIG_FILE"] = os.devnull
+    env["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
+    env["AWS_EC2_METADATA_DISABLED"] = "true"
+    return env
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return not _reap(pid)
+
+
+def _reap(pid: int) -> bool:
+    """Collect our own exited child so it does not linger as a zombie; True if it had exited."""
+    try:
+        finished, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return False
+    return finished == pid
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
