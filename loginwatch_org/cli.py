@@ -72,11 +72,20 @@ def _aws(
     except AwsProblem as problem:
         _fail(str(problem))
     except Exception as error:  # botocore's credential/endpoint errors, raised while creating clients
-        from loginwatch_org.aws.errors import explain
+        from loginwatch_org.aws.errors import explain, is_aws_error
 
-        if type(error).__module__.startswith("botocore"):
+        if is_aws_error(error):
             _fail(str(explain(error)))
         raise
+
+
+def _confirm(yes: bool, command: str, question: str) -> None:
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        _fail(f"{command} needs confirmation; rerun with --yes to apply without a prompt", EXIT_USAGE)
+    if not typer.confirm(question):
+        _fail("nothing changed", EXIT_ERROR)
 
 
 def _note(message: str) -> None:
@@ -229,11 +238,7 @@ def _rollout(loaded: Config, clients: Any, *, yes: bool, prune: bool) -> bool:
     typer.echo(render_plan(prepared.plan))
     if not prepared.plan.has_changes:
         return False
-    if not yes:
-        if not sys.stdin.isatty():
-            _fail("rollout needs confirmation; rerun with --yes to apply without a prompt", EXIT_USAGE)
-        if not typer.confirm("Apply this plan?"):
-            _fail("nothing changed", EXIT_ERROR)
+    _confirm(yes, "rollout", "Apply this plan?")
     result = executor.apply(prepared.plan)
     rows = account_statuses(loaded, read_snapshot(loaded, clients))
     progress.pause()
@@ -310,11 +315,7 @@ def remove(
         typer.echo(render_plan(removal))
         if not removal.has_changes:
             return
-        if not yes:
-            if not sys.stdin.isatty():
-                _fail("remove needs confirmation; rerun with --yes to apply without a prompt", EXIT_USAGE)
-            if not typer.confirm("Delete these stack instances?"):
-                _fail("nothing changed", EXIT_ERROR)
+        _confirm(yes, "remove", "Delete these stack instances?")
         progress = _progress_printer()
         result = make_executor(loaded, clients, progress=progress).apply(removal)
         progress.pause()

@@ -102,6 +102,7 @@ def render_status(rows: Sequence[AccountStatus]) -> str:
             "yes" if row.in_sync else "no",
             recipients(row),
             row.drift or "-",
+            row.last_operation or "-",
             row.reason or "",
         )
         for row in rows
@@ -114,6 +115,7 @@ def render_status(rows: Sequence[AccountStatus]) -> str:
         "IN SYNC",
         "RECIPIENTS [ALERT ON] (deployed -> config)",
         "DRIFT",
+        "LAST OPERATION",
         "REASON",
     )
     return table(headers, body)

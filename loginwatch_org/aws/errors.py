@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 
@@ -56,3 +58,20 @@ def explain(error: BaseException, call_as: str = "SELF") -> AwsProblem:
     if code in ("AccessDenied", "AccessDeniedException"):
         return AwsProblem(f"Access denied: {message}. The caller needs the StackSets permissions listed in the README.")
     return AwsProblem(f"AWS call failed ({code or name}): {message}")
+
+
+def is_aws_error(error: BaseException) -> bool:
+    return bool(error_code(error)) or type(error).__module__.startswith("botocore")
+
+
+@contextmanager
+def explained(call_as: str = "SELF") -> Iterator[None]:
+    """Turn AWS failures raised inside the block into ``AwsProblem`` with an actionable message."""
+    try:
+        yield
+    except AwsProblem:
+        raise
+    except Exception as error:
+        if is_aws_error(error):
+            raise explain(error, call_as) from error
+        raise

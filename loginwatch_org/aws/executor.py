@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from loginwatch_org.aws.errors import AwsProblem, error_code, explain
+from loginwatch_org.aws.errors import AwsProblem, error_code, explained
 from loginwatch_org.aws.reader import call_as_value
 from loginwatch_org.config import StackSetSettings
 from loginwatch_org.plan import (
@@ -98,7 +98,7 @@ class StackSetExecutor:
     def apply(self, plan: Plan) -> ApplyResult:
         result = ApplyResult()
         submitted: list[tuple[str, str]] = []
-        try:
+        with explained(self._call_as):
             for step in plan.steps:
                 if isinstance(step, CreateStackSet):
                     self._create_stack_set(step)
@@ -112,18 +112,13 @@ class StackSetExecutor:
                     if resumed:
                         result.resumed.append(operation_id)
             self._finish(submitted, result)
-        except AwsProblem:
-            raise
-        except Exception as error:
-            if error_code(error) or type(error).__module__.startswith("botocore"):
-                raise explain(error, self._call_as) from error
-            raise
         return result
 
     def wait_for(self, operation_ids: Sequence[str]) -> list[OperationResult]:
         """Wait for operations submitted earlier (by an interrupted run) and collect their results."""
         result = ApplyResult()
-        self._finish([(op, "resume") for op in operation_ids], result)
+        with explained(self._call_as):
+            self._finish([(op, "resume") for op in operation_ids], result)
         return result.operations
 
     # -- steps --------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from loginwatch_org.aws.errors import AwsProblem, error_code, explain
+from loginwatch_org.aws.errors import AwsProblem, error_code, explained
 from loginwatch_org.state import (
     OWNER_TAG_KEY,
     OWNER_TAG_VALUE,
@@ -62,7 +62,7 @@ class StackSetReader:
         """Snapshot of stack set ``name``. ``desired_overrides`` (account -> overrides) says which instances'
         overrides are worth a describe: those we cannot show to be right from their LastOperationId."""
         desired = desired_overrides or {}
-        try:
+        with explained(self._call_as):
             stack_set = self._describe_stack_set(name)
             if stack_set is None:
                 unknown = self._outside_organization(desired.keys()) if check_organization else (frozenset(), ())
@@ -79,12 +79,6 @@ class StackSetReader:
             have_instance = {instance.account_id for instance in instances}
             to_check = [account for account in desired if account not in have_instance]
             outside, warnings = self._outside_organization(to_check) if check_organization else (frozenset(), ())
-        except AwsProblem:
-            raise
-        except Exception as error:
-            if error_code(error) or type(error).__module__.startswith("botocore"):
-                raise explain(error, self._call_as) from error
-            raise
         return Snapshot(stack_set, tuple(instances), pending, outside, warnings)
 
     def pending_operations(self, name: str) -> tuple[PendingOperation, ...]:
