@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from loginwatch_org.aws.executor import ApplyResult, PollPolicy, StackSetExecutor
-from loginwatch_org.aws.reader import StackSetReader, call_as_value
+from loginwatch_org.aws.reader import StackSetReader, call_as_args
 from loginwatch_org.config import Config
 from loginwatch_org.plan import Plan, account_overrides, make_plan, make_removal_plan
 from loginwatch_org.state import Snapshot
@@ -147,7 +147,7 @@ def account_statuses(config: Config, snapshot: Snapshot) -> list[AccountStatus]:
 
 def detect_drift(config: Config, clients: Clients, executor: StackSetExecutor) -> None:
     operation = clients.cloudformation.detect_stack_set_drift(
-        StackSetName=config.stack_set.name, CallAs=call_as_value(config.stack_set.call_as)
+        StackSetName=config.stack_set.name, **call_as_args(config.stack_set.call_as)
     )
     executor.wait_for([operation["OperationId"]])
 

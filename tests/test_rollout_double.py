@@ -254,3 +254,10 @@ def test_template_change_keeps_reads_low_on_the_next_plan() -> None:
     harness.double.reset_calls()
     assert not harness.prepare(changed_sender).plan.has_changes
     assert harness.double.count("describe_stack_instance") == 0
+
+
+def test_call_as_is_left_to_its_default_when_acting_as_self() -> None:
+    harness = make_harness()
+    harness.rollout(config_for(24, groups=2, call_as="self"))
+    assert harness.double.calls
+    assert all("CallAs" not in kwargs for _, kwargs in harness.double.calls)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from loginwatch_org.aws.errors import AwsProblem, error_code, explained
-from loginwatch_org.aws.reader import call_as_value
+from loginwatch_org.aws.reader import call_as_args, call_as_value
 from loginwatch_org.config import StackSetSettings
 from loginwatch_org.plan import (
     CreateInstances,
@@ -92,6 +92,7 @@ class StackSetExecutor:
         self._poll = poll or PollPolicy()
         self._progress = progress or (lambda _message: None)
         self._call_as = call_as_value(settings.call_as)
+        self._call_as_args = call_as_args(settings.call_as)
 
     # -- public -------------------------------------------------------------------------------------------
 
@@ -124,7 +125,7 @@ class StackSetExecutor:
     # -- steps --------------------------------------------------------------------------------------------
 
     def _common(self) -> dict[str, Any]:
-        return {"StackSetName": self._settings.name, "CallAs": self._call_as}
+        return {"StackSetName": self._settings.name, **self._call_as_args}
 
     def _create_stack_set(self, step: CreateStackSet) -> None:
         settings = self._settings
@@ -260,7 +261,7 @@ class StackSetExecutor:
                 if operation_id in done:
                     continue
                 operation = self._cfn.describe_stack_set_operation(
-                    StackSetName=self._settings.name, OperationId=operation_id, CallAs=self._call_as
+                    StackSetName=self._settings.name, OperationId=operation_id, **self._call_as_args
                 )["StackSetOperation"]
                 status = operation.get("Status", "")
                 if status not in PENDING_OPERATION_STATES:
@@ -282,7 +283,7 @@ class StackSetExecutor:
             kwargs: dict[str, Any] = {
                 "StackSetName": self._settings.name,
                 "OperationId": operation_id,
-                "CallAs": self._call_as,
+                **self._call_as_args,
                 "MaxResults": 100,
             }
             if token:

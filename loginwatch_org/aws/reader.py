@@ -46,11 +46,19 @@ def call_as_value(call_as: str) -> str:
     return "DELEGATED_ADMIN" if call_as == "delegated-admin" else "SELF"
 
 
+def call_as_args(call_as: str) -> dict[str, str]:
+    """The CallAs argument of every StackSet call. SELF is the API's default, and CallAs is valid only for
+    service-managed stack sets, so it is sent only when acting as delegated administrator."""
+    value = call_as_value(call_as)
+    return {"CallAs": value} if value == "DELEGATED_ADMIN" else {}
+
+
 class StackSetReader:
     def __init__(self, cloudformation: Any, *, call_as: str = "self", organizations: Any | None = None) -> None:
         self._cfn = cloudformation
         self._org = organizations
         self._call_as = call_as_value(call_as)
+        self._call_as_args = call_as_args(call_as)
 
     def read(
         self,
@@ -86,7 +94,7 @@ class StackSetReader:
 
     def _describe_stack_set(self, name: str) -> DeployedStackSet | None:
         try:
-            response = self._cfn.describe_stack_set(StackSetName=name, CallAs=self._call_as)
+            response = self._cfn.describe_stack_set(StackSetName=name, **self._call_as_args)
         except Exception as error:
             if error_code(error) == "StackSetNotFoundException":
                 return None
@@ -108,7 +116,7 @@ class StackSetReader:
     def _pages(self, method: str, key: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
         token: str | None = None
         while True:
-            call = dict(kwargs, CallAs=self._call_as)
+            call = dict(kwargs, **self._call_as_args)
             if token:
                 call["NextToken"] = token
             response = getattr(self._cfn, method)(**call)
@@ -155,14 +163,14 @@ class StackSetReader:
             StackSetName=name,
             StackInstanceAccount=instance.account_id,
             StackInstanceRegion=instance.region,
-            CallAs=self._call_as,
+            **self._call_as_args,
         )
         overrides = response["StackInstance"].get("ParameterOverrides", [])
         return {p["ParameterKey"]: p.get("ParameterValue", "") for p in overrides}
 
     def _pending_operations(self, name: str) -> tuple[PendingOperation, ...]:
         # Operations are listed newest first; anything still pending is recent, so one page suffices.
-        response = self._cfn.list_stack_set_operations(StackSetName=name, MaxResults=100, CallAs=self._call_as)
+        response = self._cfn.list_stack_set_operations(StackSetName=name, MaxResults=100, **self._call_as_args)
         return tuple(
             PendingOperation(op["OperationId"], op.get("Action", ""), op.get("Status", ""))
             for op in response.get("Summaries", [])
