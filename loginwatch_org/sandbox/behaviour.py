@@ -4,7 +4,8 @@ moto emulates the AWS APIs, but a few things this product relies on either are n
 act differently from AWS.  Every such difference is corrected here, and only here, as a small patch
 that names the AWS behaviour it adds and where AWS documents it:
 
-* StackSets: ``ManagedExecution`` remembered as requested, as DescribeStackSet reports it.
+* StackSets: ``ManagedExecution`` remembered as requested, as DescribeStackSet reports it; the caller's
+  ``OperationId`` used (and a reused one refused), and each instance's ``LastOperationId`` reported.
 * StackSets (service-managed): ``DeploymentTargets`` with ``AccountFilterType`` and nested OUs on
   create/update/delete, no instance in the management account, parameter overrides and stack set
   updates that really update the stack in each account, ``RetainStacks``, trusted access.
@@ -49,6 +50,7 @@ from moto.awslambda.models import LambdaFunction
 from moto.awslambda.utils import get_backend as get_lambda_backend
 from moto.cloudformation import parsing as cfn_parsing
 from moto.cloudformation.exceptions import (
+    CloudFormationError,
     StackInstanceNotFound,
     UnformattedGetAttTemplateException,
     ValidationError,
@@ -172,9 +174,19 @@ def _patches() -> list[_Patch]:
     return [
         # StackSets
         _Patch(StackSet, "create_stack_instances", _make_create_stack_instances),
-        _Patch(CloudFormationResponse, "update_stack_instances", lambda _: _response_update_stack_instances),
-        _Patch(CloudFormationResponse, "delete_stack_instances", lambda _: _response_delete_stack_instances),
-        _Patch(CloudFormationResponse, "update_stack_set", lambda _: _response_update_stack_set),
+        _Patch(CloudFormationResponse, "create_stack_instances", _with_operation_id),
+        _Patch(
+            CloudFormationResponse,
+            "update_stack_instances",
+            lambda _: _with_operation_id(_response_update_stack_instances),
+        ),
+        _Patch(
+            CloudFormationResponse,
+            "delete_stack_instances",
+            lambda _: _with_operation_id(_response_delete_stack_instances),
+        ),
+        _Patch(CloudFormationResponse, "update_stack_set", lambda _: _with_operation_id(_response_update_stack_set)),
+        _Patch(StackSet, "_create_operation", _make_create_operation),
         _Patch(StackSet, "update", lambda _: _stack_set_update),
         _Patch(StackInstances, "update", lambda _: _stack_instances_update),
         _Patch(StackInstances, "delete", lambda _: _stack_instances_delete),
@@ -403,6 +415,63 @@ def _response_update_stack_set(self: CloudFormationResponse) -> ActionResult:
     return ActionResult({"OperationId": operation["OperationId"]})
 
 
+class OperationIdAlreadyExists(CloudFormationError):
+    code = "OperationIdAlreadyExistsException"
+
+
+_requested_operation = threading.local()
+
+
+def _with_operation_id(original: Any) -> Any:
+    """StackSet writes use the caller's ``OperationId`` and refuse one the stack set has seen before
+    (moto makes up a new id every time).
+
+    https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_CreateStackInstances.html
+    """
+
+    @functools.wraps(original)
+    def handle(self: CloudFormationResponse) -> ActionResult:
+        requested = self._get_param("OperationId")
+        if requested:
+            stack_set = self.cloudformation_backend.describe_stack_set(self._get_param("StackSetName"))
+            if any(op["OperationId"] == requested for op in stack_set.operations):
+                raise OperationIdAlreadyExists(f"The operation id {requested} already exists")
+        _requested_operation.value = requested
+        try:
+            result = original(self)
+        finally:
+            _requested_operation.value = None
+        return ActionResult({"OperationId": requested}) if requested else result
+
+    return handle
+
+
+def _make_create_operation(original: Any) -> Any:
+    """Every operation is recorded as each targeted instance's ``LastOperationId``, as
+    ListStackInstances reports it.
+
+    https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_StackInstanceSummary.html
+    """
+
+    @functools.wraps(original)
+    def create_operation(
+        self: StackSet,
+        operation_id: str,
+        action: str,
+        status: str,
+        accounts: list[str] | None = None,
+        regions: list[str] | None = None,
+    ) -> dict[str, Any]:
+        operation_id = getattr(_requested_operation, "value", None) or operation_id
+        operation: dict[str, Any] = original(self, operation_id, action, status, accounts, regions)
+        for instance in self.stack_instances:
+            if (not accounts or instance.account_id in accounts) and (not regions or instance.region_name in regions):
+                instance._sandbox_last_operation_id = operation_id  # type: ignore[attr-defined]
+        return operation
+
+    return create_operation
+
+
 def _record_managed_execution(response: CloudFormationResponse, stack_set: StackSet) -> None:
     requested = response._get_param("ManagedExecution")
     if isinstance(requested, dict) and "Active" in requested:
@@ -615,6 +684,9 @@ def _make_stack_instance_to_dict(original: Any) -> Any:
         described: dict[str, Any] = original(self)
         described["StackId"] = self.stack.stack_id
         described["ParameterOverrides"] = _overrides_of(self)
+        last_operation = getattr(self, "_sandbox_last_operation_id", None)
+        if last_operation:
+            described["LastOperationId"] = last_operation
         return described
 
     return to_dict
