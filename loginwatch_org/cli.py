@@ -62,10 +62,13 @@ def _aws(
 
     try:
         if sandbox:
-            from loginwatch_org.sandbox.control import sandbox_target
+            from loginwatch_org.sandbox.control import SandboxError, sandbox_target
 
-            with sandbox_target(config, progress=_note) as target:
-                yield Clients(client(target, "cloudformation"), client(target, "organizations"))
+            try:
+                with sandbox_target(config, progress=_note) as target:
+                    yield Clients(client(target, "cloudformation"), client(target, "organizations"))
+            except SandboxError as error:
+                _fail(str(error))
             return
         target = AwsTarget(profile=profile, region=region, endpoint_url=endpoint_url)
         yield Clients(client(target, "cloudformation"), client(target, "organizations"))
@@ -351,7 +354,10 @@ def sandbox_down() -> None:
     """Stop the sandbox started with 'sandbox up'; everything in it is gone."""
     from loginwatch_org.sandbox import control
 
-    stopped = control.down()
+    try:
+        stopped = control.down()
+    except control.SandboxError as error:
+        _fail(str(error))
     typer.echo(f"Sandbox at {stopped.endpoint_url} stopped." if stopped else "No sandbox is running.")
 
 
@@ -360,7 +366,10 @@ def sandbox_status() -> None:
     """Say where the sandbox runs, if it does (exit 1 if none)."""
     from loginwatch_org.sandbox import control
 
-    sandbox = control.running()
+    try:
+        sandbox = control.running()
+    except control.SandboxError as error:
+        _fail(str(error))
     if sandbox is None:
         typer.echo("No sandbox is running. Start one with: loginwatch-org sandbox up")
         raise typer.Exit(EXIT_ERROR)
@@ -388,11 +397,17 @@ def simulate_login(
         _simulate(loaded, running, account, identity)
 
 
-def _simulate(loaded: Config, running: Any, account: str, identity: str) -> None:
-    from loginwatch_org.sandbox.simulate import IDENTITIES, simulate_login
+def _check_identity(identity: str) -> None:
+    from loginwatch_org.sandbox.simulate import IDENTITIES
 
     if identity not in IDENTITIES:
         _fail(f"--identity must be one of {', '.join(IDENTITIES)}, not '{identity}'", EXIT_USAGE)
+
+
+def _simulate(loaded: Config, running: Any, account: str, identity: str) -> None:
+    from loginwatch_org.sandbox.simulate import simulate_login
+
+    _check_identity(identity)
     if account not in running.accounts:
         _fail(f"account {account} is not in the sandbox's organisation", EXIT_USAGE)
     names = loaded.account_names()
@@ -440,6 +455,7 @@ def demo(
     from loginwatch_org.render import render_status
     from loginwatch_org.workflow import Clients, account_statuses, read_snapshot
 
+    _check_identity(identity)
     loaded = _load(config)
     chosen = account or loaded.targets()[0].account_id
     with _sandbox_session(loaded) as running:

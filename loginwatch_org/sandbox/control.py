@@ -52,20 +52,23 @@ class Sandbox:
 
     @classmethod
     def from_state(cls, path: Path) -> Sandbox:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        endpoint = str(data["endpoint_url"])
-        if urlparse(endpoint).hostname != "127.0.0.1":
-            raise SandboxError(f"{path} names {endpoint}; a sandbox only ever runs on 127.0.0.1")
-        return cls(
-            endpoint_url=endpoint,
-            pid=int(data["pid"]),
-            management_account=str(data["management_account"]),
-            access_key_id=str(data["credentials"]["aws_access_key_id"]),
-            secret_access_key=str(data["credentials"]["aws_secret_access_key"]),
-            member_role_name=str(data["member_role_name"]),
-            accounts=tuple(data.get("accounts", ())),
-            state_file=path,
-        )
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            sandbox = cls(
+                endpoint_url=str(data["endpoint_url"]),
+                pid=int(data["pid"]),
+                management_account=str(data["management_account"]),
+                access_key_id=str(data["credentials"]["aws_access_key_id"]),
+                secret_access_key=str(data["credentials"]["aws_secret_access_key"]),
+                member_role_name=str(data["member_role_name"]),
+                accounts=tuple(data.get("accounts", ())),
+                state_file=path,
+            )
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise SandboxError(f"the sandbox state file {path} is unreadable ({error!r}); delete it") from None
+        if urlparse(sandbox.endpoint_url).hostname != "127.0.0.1":
+            raise SandboxError(f"{path} names {sandbox.endpoint_url}; a sandbox only ever runs on 127.0.0.1")
+        return sandbox
 
     def target(self) -> AwsTarget:
         return AwsTarget(

@@ -1,0 +1,512 @@
+"""The command line against the sandbox, as a user runs it: every command is its own process.
+
+Each test's sandbox state lives in a temporary directory (``LOGINWATCH_SANDBOX_DIR``), the environment carries no
+AWS settings, and every sandbox a test starts is stopped when it ends, even when it fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import pytest
+import yaml
+
+from loginwatch_org.config import load_config
+from loginwatch_org.sandbox.control import STATE_DIR_ENV, STATE_FILE
+from loginwatch_org.sandbox.mailbox import MAILBOX_PATH
+from tests.conftest import EXAMPLE_CONFIG
+
+SERVER_MODULE = "loginwatch_org.sandbox.server"
+COMMAND_TIMEOUT = 180.0
+SENDER = "alerts@example.com"
+MANAGEMENT = "999900000000"
+_PROXY_VARIABLES = {"http_proxy", "https_proxy", "all_proxy", "no_proxy"}
+
+
+def _clean_env(state_dir: Path, temp_dir: Path) -> dict[str, str]:
+    """This process's environment without any AWS setting or proxy, pointed at the test's own directories."""
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith("AWS_") and name.lower() not in _PROXY_VARIABLES and name != STATE_DIR_ENV
+    }
+    env.update(
+        {
+            "AWS_CONFIG_FILE": os.devnull,
+            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "NO_PROXY": "127.0.0.1",
+            "no_proxy": "127.0.0.1",
+            STATE_DIR_ENV: str(state_dir),
+            # A private sandbox keeps its state in a temporary directory: this one, so nothing is left elsewhere.
+            "TMPDIR": str(temp_dir),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    return env
+
+
+def _server_pids(marker: str) -> list[int]:
+    """Sandbox server processes whose command line mentions ``marker`` (a test's own directory)."""
+    found: list[int] = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
+        except OSError:
+            continue
+        if SERVER_MODULE in command and marker in command:
+            found.append(int(entry.name))
+    return found
+
+
+@dataclass
+class Workspace:
+    """A directory holding a test's configs, its sandbox state and its temporary files."""
+
+    root: Path
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / "state"
+
+    @property
+    def temp_dir(self) -> Path:
+        return self.root / "tmp"
+
+    @property
+    def state_file(self) -> Path:
+        return self.state_dir / STATE_FILE
+
+    def run(self, *args: str, timeout: float = COMMAND_TIMEOUT) -> subprocess.CompletedProcess[str]:
+        self.temp_dir.mkdir(parents=True, exist_ok=True)
+        return subprocess.run(
+            [sys.executable, "-m", "loginwatch_org.cli", *args],
+            cwd=self.root,
+            env=_clean_env(self.state_dir, self.temp_dir),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def config(self, name: str = "accounts.yaml", text: str | None = None) -> Path:
+        """A config file in the workspace: a copy of the example config, or ``text``."""
+        path = self.root / name
+        if text is None:
+            shutil.copyfile(EXAMPLE_CONFIG, path)
+        else:
+            path.write_text(text, encoding="utf-8")
+        return path
+
+    def up(self, config: Path) -> dict[str, Any]:
+        """``sandbox up``; the state file it wrote."""
+        result = self.run("sandbox", "up", "-c", str(config))
+        assert result.returncode == 0, result.stderr
+        assert "Sandbox started at http://127.0.0.1:" in result.stdout
+        state: dict[str, Any] = json.loads(self.state_file.read_text(encoding="utf-8"))
+        return state
+
+    def stop_everything(self) -> None:
+        """``sandbox down``, then kill whatever sandbox of this workspace still runs."""
+        if self.state_file.exists():
+            with suppress(subprocess.TimeoutExpired):
+                self.run("sandbox", "down", timeout=60)
+        pids = set(_server_pids(str(self.root)))
+        with suppress(OSError, ValueError, KeyError):
+            pids.add(int(json.loads(self.state_file.read_text(encoding="utf-8"))["pid"]))
+        for pid in pids:
+            # Only a process that is one of this workspace's sandboxes, never a reused pid.
+            if pid in _server_pids(str(self.root)):
+                with suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+
+
+@contextmanager
+def _workspace(root: Path) -> Iterator[Workspace]:
+    root.mkdir(parents=True, exist_ok=True)
+    workspace = Workspace(root)
+    try:
+        yield workspace
+    finally:
+        workspace.stop_everything()
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Iterator[Workspace]:
+    with _workspace(tmp_path / "ws") as created:
+        yield created
+
+
+@dataclass
+class Example:
+    """The example config rolled out into a sandbox shared by the tests that only read it or restore it."""
+
+    workspace: Workspace
+    config: Path
+    rollout: subprocess.CompletedProcess[str]
+
+    def simulate(self, account: str, identity: str, config: Path | None = None) -> subprocess.CompletedProcess[str]:
+        return self.workspace.run(
+            "simulate-login", account, "--identity", identity, "--sandbox", "-c", str(config or self.config)
+        )
+
+
+@pytest.fixture(scope="module")
+def example(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Example]:
+    with _workspace(tmp_path_factory.mktemp("example")) as shared:
+        config = shared.config()
+        shared.up(config)
+        rollout = shared.run("rollout", "--sandbox", "--yes", "-c", str(config))
+        yield Example(shared, config, rollout)
+
+
+@dataclass(frozen=True)
+class Email:
+    sender: str
+    to: list[str]
+    subject: str
+    body: str
+
+
+def _emails(output: str) -> list[Email]:
+    """The emails ``simulate-login`` printed."""
+    found: list[Email] = []
+    for chunk in output.split("Email accepted by SES")[1:]:
+        headers: dict[str, str] = {}
+        body: list[str] = []
+        for line in chunk.splitlines():
+            stripped = line.strip()
+            for name in ("From", "To", "Subject"):
+                if stripped.startswith(f"{name}:") and name not in headers:
+                    headers[name] = stripped.removeprefix(f"{name}:").strip()
+            if line.startswith("  |"):
+                body.append(line.removeprefix("  |").removeprefix(" "))
+        found.append(Email(headers["From"], headers["To"].split(", "), headers["Subject"], "\n".join(body)))
+    return found
+
+
+def _one_email(result: subprocess.CompletedProcess[str]) -> Email:
+    assert result.returncode == 0, result.stderr
+    emails = _emails(result.stdout)
+    assert len(emails) == 1, result.stdout
+    return emails[0]
+
+
+def _recipients(config: Path, account: str) -> list[str]:
+    return next(list(t.recipients) for t in load_config(config).targets() if t.account_id == account)
+
+
+# --- the shared sandbox holding the example config ---------------------------------------------------------------
+
+
+def test_rollout_then_sign_ins_email_the_configured_recipients(example: Example) -> None:
+    rollout = example.rollout
+    assert rollout.returncode == 0, rollout.stderr
+    assert "Rollout complete: 7 account(s) current." in rollout.stdout
+
+    root = _one_email(example.simulate("111122223333", "root"))
+    assert root.sender == SENDER
+    assert root.to == _recipients(example.config, "111122223333")
+    assert root.to == ["payments-oncall@example.com", "security@example.com"]
+    assert root.subject.startswith("[ROOT]")
+    assert "111122223333" in root.subject
+    assert "Account:              111122223333 (payments-prod)" in root.body
+
+    sso = _one_email(example.simulate("222233334444", "sso"))
+    assert sso.sender == SENDER
+    assert sso.to == _recipients(example.config, "222233334444")
+    assert not sso.subject.startswith("[ROOT]")
+    assert "AdministratorAccess" in sso.subject
+    assert "alice@example.com" in sso.subject
+    assert "IAM Identity Center user alice@example.com with permission set AdministratorAccess" in sso.body
+    assert "222233334444" in sso.body
+
+
+def test_recipient_change_is_planned_rolled_out_and_used(example: Example, tmp_path: Path) -> None:
+    account = "555566667777"
+    new = ["platform-oncall@example.com", "security-leads@example.com"]
+    original = example.config.read_text(encoding="utf-8")
+    block = f'  - id: "{account}"\n    name: shared-services\n'
+    assert block in original
+    config = tmp_path / "accounts.yaml"
+    config.write_text(original.replace(block, block + f"    recipients: [{', '.join(new)}]\n"), encoding="utf-8")
+    old = _recipients(example.config, account)
+    assert _recipients(config, account) == new
+    run = example.workspace.run
+    try:
+        plan = run("plan", "--sandbox", "--detailed-exitcode", "-c", str(config))
+        assert plan.returncode == 2, plan.stdout + plan.stderr
+        assert f"{account} (shared-services): recipients changed" in plan.stdout
+        assert f"recipients={','.join(old)} alert_on=all" in plan.stdout
+        assert f"-> recipients={','.join(new)} alert_on=all" in plan.stdout
+        assert "Plan: 1 StackSet operation(s); 6 account(s) unchanged." in plan.stdout
+
+        rollout = run("rollout", "--sandbox", "--yes", "-c", str(config))
+        assert rollout.returncode == 0, rollout.stdout + rollout.stderr
+        assert "Rollout complete: 7 account(s) current." in rollout.stdout
+
+        email = _one_email(example.simulate(account, "root", config))
+        assert email.to == new
+        assert not set(old) & set(email.to)
+
+        again = run("plan", "--sandbox", "--detailed-exitcode", "-c", str(config))
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert "No changes." in again.stdout
+    finally:
+        # Leave the shared sandbox as the example config has it, whatever happened above.
+        restored = run("rollout", "--sandbox", "--yes", "-c", str(example.config))
+        assert restored.returncode == 0, restored.stdout + restored.stderr
+
+
+@pytest.mark.parametrize(
+    ("account", "policy", "ignored", "alerted", "flag"),
+    [
+        ("666677778888", "root-only", "iam-user", "root", "[ROOT]"),
+        ("888899990000", "failures-only", "root", "failed", "[FAILED]"),
+        ("777788889999", "no-mfa", "iam-user", "root", "[ROOT]"),
+    ],
+)
+def test_alert_policy_decides_which_sign_ins_email(
+    example: Example, account: str, policy: str, ignored: str, alerted: str, flag: str
+) -> None:
+    quiet = example.simulate(account, ignored)
+    assert quiet.returncode == 0, quiet.stderr
+    assert "Email accepted" not in quiet.stdout
+    assert f"No email was sent: its alert policy is '{policy}'." in quiet.stdout
+
+    email = _one_email(example.simulate(account, alerted))
+    assert email.subject.startswith(flag)
+    assert email.to == _recipients(example.config, account)
+
+
+def test_simulate_login_refuses_what_it_cannot_simulate(example: Example, workspace: Workspace) -> None:
+    no_flag = workspace.run("simulate-login", "111122223333", "-c", str(workspace.config()))
+    assert no_flag.returncode == 2
+    assert "only runs in the sandbox (pass --sandbox)" in no_flag.stderr
+    assert not workspace.state_file.exists()
+
+    stranger = example.simulate("123456789012", "root")
+    assert stranger.returncode == 2
+    assert "account 123456789012 is not in the sandbox's organisation" in stranger.stderr
+
+    identity = example.simulate("111122223333", "admin")
+    assert identity.returncode == 2
+    assert "--identity must be one of root, iam-user, sso, failed" in identity.stderr
+
+    disabled = example.simulate("444455556666", "root")
+    assert disabled.returncode == 0, disabled.stderr
+    assert "Email accepted" not in disabled.stdout
+    assert "No email was sent: no watch is deployed there" in disabled.stdout
+
+
+# --- an organisation of 22 accounts, for each permission model ---------------------------------------------------
+
+ACCOUNTS = [f"{100000000000 + index:012d}" for index in range(22)]
+
+
+def _org_config(model: str, recipients: dict[str, list[str]] | None = None, drop: str | None = None) -> str:
+    stack_set: dict[str, Any] = {"name": "loginwatch", "permission_model": model, "regions": ["us-east-1"]}
+    if model == "service-managed":
+        stack_set["organizational_units"] = ["r-ab12"]
+    accounts = [
+        {
+            "id": account,
+            "name": f"account-{index}",
+            "recipients": (recipients or {}).get(account, [f"team-{index % 3}@example.com"]),
+        }
+        for index, account in enumerate(ACCOUNTS)
+        if account != drop
+    ]
+    data = {
+        "stack_set": stack_set,
+        "delivery": {"sender": SENDER},
+        "defaults": {"recipients": ["security@example.com"], "alert_on": "all"},
+        "management_account": {"id": MANAGEMENT, "name": "management"},
+        "accounts": accounts,
+    }
+    return yaml.safe_dump(data, sort_keys=False)
+
+
+def _status(workspace: Workspace, config: Path) -> list[dict[str, Any]]:
+    result = workspace.run("status", "--sandbox", "--json", "-c", str(config))
+    assert result.returncode == 0, result.stderr
+    rows: list[dict[str, Any]] = json.loads(result.stdout)
+    return rows
+
+
+@pytest.mark.parametrize("model", ["service-managed", "self-managed"])
+def test_organisation_of_22_accounts(workspace: Workspace, model: str) -> None:
+    config = workspace.config(text=_org_config(model))
+    state = workspace.up(config)
+    assert len(state["accounts"]) == 23
+    assert state["management_account"] == MANAGEMENT
+    run = workspace.run
+
+    first = run("rollout", "--sandbox", "--yes", "-c", str(config))
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "Rollout complete: 22 account(s) current." in first.stdout
+
+    second = run("rollout", "--sandbox", "--yes", "-c", str(config))
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "No changes." in second.stdout
+    assert "Rollout complete" not in second.stdout
+    rows = _status(workspace, config)
+    assert sorted(row["account_id"] for row in rows) == ACCOUNTS
+    assert all(row["in_sync"] for row in rows), rows
+
+    changed = {ACCOUNTS[4]: ["moved@example.com"], ACCOUNTS[5]: ["moved@example.com", "team-0@example.com"]}
+    edited = workspace.config("changed.yaml", _org_config(model, recipients=changed))
+    plan = run("plan", "--sandbox", "--json", "-c", str(edited))
+    assert plan.returncode == 0, plan.stderr
+    steps = json.loads(plan.stdout)["steps"]
+    assert steps
+    assert {step["action"] for step in steps} == {"update-instances"}
+    assert sorted(account for step in steps for account in step["accounts"]) == sorted(changed)
+    assert {change["account_id"] for step in steps for change in step["changes"]} == set(changed)
+
+    removed = ACCOUNTS[21]
+    pruned = workspace.config("pruned.yaml", _org_config(model, drop=removed))
+    before = {row["account_id"]: row for row in _status(workspace, pruned)}
+    assert before[removed]["status"] == "CURRENT"
+    assert before[removed]["recipients_config"] is None
+    prune_plan = run("plan", "--sandbox", "--json", "--prune", "-c", str(pruned))
+    assert prune_plan.returncode == 0, prune_plan.stderr
+    prune_steps = json.loads(prune_plan.stdout)["steps"]
+    assert [(step["action"], step["accounts"]) for step in prune_steps] == [("delete-instances", [removed])]
+
+    prune = run("rollout", "--sandbox", "--yes", "--prune", "-c", str(pruned))
+    assert prune.returncode == 0, prune.stdout + prune.stderr
+    assert "Rollout complete: 21 account(s) current." in prune.stdout
+    after = _status(workspace, pruned)
+    assert sorted(row["account_id"] for row in after) == [a for a in ACCOUNTS if a != removed]
+    assert all(row["in_sync"] and row["status"] == "CURRENT" for row in after), after
+    # The remaining instances were not touched: their deployed recipients are what the first rollout set.
+    deployed = {row["account_id"]: row["recipients_deployed"] for row in after}
+    assert deployed[ACCOUNTS[4]] == "team-1@example.com"
+    assert deployed[ACCOUNTS[20]] == "team-2@example.com"
+
+
+# --- starting and stopping -------------------------------------------------------------------------------------
+
+
+def _listening_addresses(port: int) -> list[str] | None:
+    """Local addresses (as the kernel writes them) listening on TCP ``port``; None where /proc/net is missing."""
+    tables = [Path("/proc/net/tcp"), Path("/proc/net/tcp6")]
+    if not tables[0].exists():
+        return None
+    found: list[str] = []
+    for table in tables:
+        with suppress(OSError):
+            for line in table.read_text(encoding="ascii").splitlines()[1:]:
+                fields = line.split()
+                address, port_hex = fields[1].rsplit(":", 1)
+                if fields[3] == "0A" and int(port_hex, 16) == port:
+                    found.append(address)
+    return found
+
+
+def test_sandboxes_bind_127_0_0_1_on_a_free_port(tmp_path: Path) -> None:
+    with ExitStack() as stack:
+        first = stack.enter_context(_workspace(tmp_path / "first"))
+        second = stack.enter_context(_workspace(tmp_path / "second"))
+        states = [first.up(first.config()), second.up(second.config())]
+
+        ports = []
+        for workspace, state in zip([first, second], states, strict=True):
+            endpoint = urlparse(state["endpoint_url"])
+            assert endpoint.hostname == "127.0.0.1"
+            assert endpoint.port == state["port"]
+            ports.append(state["port"])
+            status = workspace.run("sandbox", "status")
+            assert status.returncode == 0, status.stdout
+            assert f"Sandbox running at {state['endpoint_url']} (pid {state['pid']})" in status.stdout
+            with urllib.request.urlopen(state["endpoint_url"] + MAILBOX_PATH, timeout=10) as response:
+                assert json.loads(response.read())["messages"] == []
+            addresses = _listening_addresses(state["port"])
+            if addresses is not None:
+                assert addresses == ["0100007F"]  # 127.0.0.1 only: not 0.0.0.0, not IPv6
+        assert ports[0] != ports[1]
+        assert not {4566, 5000} & set(ports)
+
+        for workspace, state in zip([first, second], states, strict=True):
+            down = workspace.run("sandbox", "down")
+            assert down.returncode == 0, down.stderr
+            assert f"Sandbox at {state['endpoint_url']} stopped." in down.stdout
+            assert not workspace.state_file.exists()
+            assert _server_pids(str(workspace.root)) == []
+            status = workspace.run("sandbox", "status")
+            assert status.returncode == 1
+            assert "No sandbox is running" in status.stdout
+
+
+def test_sandbox_flag_starts_a_private_sandbox_for_one_command(workspace: Workspace) -> None:
+    config = workspace.config()
+    assert not workspace.state_dir.exists()
+
+    plan = workspace.run("plan", "--sandbox", "--detailed-exitcode", "-c", str(config))
+    assert plan.returncode == 2, plan.stdout + plan.stderr
+    assert "starting a private sandbox" in plan.stderr
+    assert "create stack set loginwatch" in plan.stdout
+
+    assert not workspace.state_file.exists()
+    assert _server_pids(str(workspace.root)) == []
+    assert list(workspace.temp_dir.iterdir()) == []  # the private sandbox's directory is gone too
+    status = workspace.run("sandbox", "status")
+    assert status.returncode == 1
+    assert "No sandbox is running" in status.stdout
+
+
+def test_stale_state_file_is_reported_and_removed(workspace: Workspace) -> None:
+    exited = subprocess.Popen([sys.executable, "-c", "pass"])
+    exited.wait()
+    workspace.state_dir.mkdir(parents=True)
+    state = {
+        "endpoint_url": "http://127.0.0.1:9",
+        "pid": exited.pid,
+        "management_account": "999988887777",
+        "credentials": {"aws_access_key_id": "AKIA999988887777SBOX", "aws_secret_access_key": "testing"},
+        "member_role_name": "OrganizationAccountAccessRole",
+    }
+    workspace.state_file.write_text(json.dumps(state), encoding="utf-8")
+
+    status = workspace.run("sandbox", "status")
+    assert status.returncode == 1
+    assert "No sandbox is running" in status.stdout
+    assert not workspace.state_file.exists()
+
+
+def test_demo_rolls_out_and_shows_one_email(workspace: Workspace) -> None:
+    config = workspace.config()
+    started = time.monotonic()
+    demo = workspace.run("demo", "-c", str(config))
+    elapsed = time.monotonic() - started
+    print(f"demo wall time: {elapsed:.2f} s")
+
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    assert "== Rollout of" in demo.stdout
+    assert "Rollout complete: 7 account(s) current." in demo.stdout
+    table = [line for line in demo.stdout.splitlines() if re.match(r"\d{12}  ", line)]
+    assert "ACCOUNT" in demo.stdout
+    assert "IN SYNC" in demo.stdout
+    assert len(table) == 7, demo.stdout
+    assert "== A console sign-in" in demo.stdout
+    email = _one_email(demo)
+    assert email.to == ["payments-oncall@example.com", "security@example.com"]
+    assert email.subject.startswith("[ROOT]")
+    assert _server_pids(str(workspace.root)) == []
+    assert not workspace.state_file.exists()
