@@ -93,7 +93,7 @@ class Plan:
     stack_set: str
     steps: tuple[Step, ...]
     unchanged_accounts: int = 0
-    # Accounts whose instances exist but that the config no longer lists; deleted only with --prune.
+    # Instances of accounts (or regions) the config no longer lists; deleted only with --prune.
     kept_orphans: tuple[str, ...] = ()
     # Config accounts skipped because the organisation does not have them.
     skipped_accounts: tuple[str, ...] = ()
@@ -211,8 +211,14 @@ def make_plan(
             group.changes.append(
                 AccountChange(watch.account_id, watch.name, "; ".join(dict.fromkeys(reasons)), before, desired)
             )
-        elif stack_set_changed:
+        elif stack_set_changed and not missing:
             current_by_digest.setdefault(digest, []).append(watch.account_id)
+        elif stack_set_changed:
+            # UpdateStackSet would name a region where this account has no instance yet: refresh its
+            # existing instances with its own group instead.
+            group = updates.setdefault((digest, present), _Group(desired, present))
+            group.accounts.append(watch.account_id)
+            group.changes.append(AccountChange(watch.account_id, watch.name, "the stack set changed", desired, desired))
         elif not missing:
             unchanged += 1
 
@@ -271,25 +277,35 @@ def make_plan(
 
     listed = {account.id for account in config.accounts}
     disabled = config.disabled_account_ids()
-    deletions: list[AccountChange] = []
+    # (account, regions to delete, why); an account or a region the config no longer lists is only deleted
+    # with --prune, so a truncated config cannot wipe out watches. Disabling an account is explicit intent.
+    deletions: list[tuple[str, tuple[str, ...], str]] = []
     orphans: list[str] = []
     for account_id in sorted(deployed):
+        deployed_regions = tuple(sorted(deployed[account_id]))
         if account_id in disabled:
-            deletions.append(AccountChange(account_id, _name(config, account_id), "disabled in the config"))
-        elif account_id not in listed:
-            if prune:
-                deletions.append(AccountChange(account_id, "", "no longer in the config (--prune)"))
-            else:
-                orphans.append(account_id)
-    if deletions:
-        accounts = tuple(change.account_id for change in deletions)
-        delete_regions = tuple(sorted({r for a in accounts for r in deployed[a]}))
+            deletions.append((account_id, deployed_regions, "disabled in the config"))
+            continue
+        gone = deployed_regions if account_id not in listed else tuple(r for r in deployed_regions if r not in regions)
+        if not gone:
+            continue
+        if prune:
+            why = "no longer in the config" if account_id not in listed else f"region(s) {', '.join(gone)} removed"
+            deletions.append((account_id, gone, f"{why} (--prune)"))
+        else:
+            orphans.append(account_id if account_id not in listed else f"{account_id} in {', '.join(gone)}")
+    # DeleteStackInstances deletes accounts x regions, so each distinct region set is one operation.
+    by_regions: dict[tuple[str, ...], list[AccountChange]] = {}
+    for account_id, gone, why in deletions:
+        by_regions.setdefault(gone, []).append(AccountChange(account_id, _name(config, account_id), why))
+    for delete_regions, changes in sorted(by_regions.items()):
+        accounts = tuple(change.account_id for change in changes)
         steps.append(
             DeleteInstances(
                 operation_id("d", None, [state_marker, "d", accounts, delete_regions]),
                 accounts,
                 delete_regions,
-                tuple(deletions),
+                tuple(changes),
             )
         )
     return Plan(

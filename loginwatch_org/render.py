@@ -72,8 +72,8 @@ def render_plan(plan: Plan) -> str:
             out.append(f"  - delete stack set {step.name} ({step.reason})")
     if plan.kept_orphans:
         out.append(
-            f"  ? {len(plan.kept_orphans)} instance(s) belong to accounts no longer in the config "
-            f"({', '.join(plan.kept_orphans)}); rerun with --prune to delete them"
+            f"  ? instances the config no longer lists are kept: {', '.join(plan.kept_orphans)}; "
+            "rerun with --prune to delete them"
         )
     if plan.steps:
         out.append(

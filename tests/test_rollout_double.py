@@ -11,7 +11,7 @@ import pytest
 from loginwatch_org.aws.errors import AwsProblem
 from loginwatch_org.aws.executor import ApplyResult
 from loginwatch_org.config import Config
-from loginwatch_org.plan import UpdateInstances, account_overrides
+from loginwatch_org.plan import CreateInstances, DeleteInstances, UpdateInstances, account_overrides
 from loginwatch_org.workflow import Clients, Prepared, account_statuses, make_executor, prepare
 from tests.doubles.stacksets import StackSetsDouble
 from tests.orgs import (
@@ -261,3 +261,42 @@ def test_call_as_is_left_to_its_default_when_acting_as_self() -> None:
     harness.rollout(config_for(24, groups=2, call_as="self"))
     assert harness.double.calls
     assert all("CallAs" not in kwargs for _, kwargs in harness.double.calls)
+
+
+def test_regions_are_added_and_removed_per_instance() -> None:
+    harness = make_harness()
+    two_regions = config_for(24, groups=3, stack_set_extra={"regions": ["us-east-1", "eu-west-1"]})
+    result = harness.rollout(two_regions)
+    assert len(result.operations) == 3  # each group's accounts in both regions, one operation
+    for region in ("us-east-1", "eu-west-1"):
+        assert set(harness.double.instances("loginwatch", region=region)) == set(account_ids(24))
+
+    one_region = config_for(24, groups=3)
+    kept = harness.prepare(one_region)
+    assert kept.plan.steps == ()
+    assert kept.plan.kept_orphans and all("eu-west-1" in orphan for orphan in kept.plan.kept_orphans)
+    pruned = harness.prepare(one_region, prune=True)
+    (step,) = pruned.plan.steps
+    assert isinstance(step, DeleteInstances) and step.regions == ("eu-west-1",)
+    harness.executor(one_region).apply(pruned.plan)
+    assert harness.double.instances("loginwatch", region="eu-west-1") == {}
+    assert set(harness.double.instances("loginwatch", region="us-east-1")) == set(account_ids(24))
+
+    back = harness.prepare(two_regions)
+    assert {type(s) for s in back.plan.steps} == {CreateInstances}
+    assert all(s.regions == ("eu-west-1",) for s in back.plan.steps)  # type: ignore[union-attr]
+
+
+def test_template_change_while_a_region_is_added_converges() -> None:
+    harness = make_harness()
+    config = config_for(24, groups=3)
+    harness.rollout(config)
+    changed = config_for(
+        24,
+        groups=3,
+        stack_set_extra={"regions": ["us-east-1", "eu-west-1"]},
+        extra={"delivery": {"sender": "alerts@corp.example"}},
+    )
+    result = harness.rollout(changed)
+    assert result.failed_accounts == []
+    assert not harness.prepare(changed).plan.has_changes
