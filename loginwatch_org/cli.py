@@ -7,6 +7,7 @@ import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -23,7 +24,9 @@ app = typer.Typer(
 
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="The accounts file.")]
 ProfileOption = Annotated[str | None, typer.Option(help="AWS profile (standard credential chain otherwise).")]
-RegionOption = Annotated[str | None, typer.Option(help="StackSets administrator region (default us-east-1).")]
+RegionOption = Annotated[
+    str | None, typer.Option(help="StackSets administrator region (default: the config's stack_set.admin_region).")
+]
 EndpointOption = Annotated[
     str | None, typer.Option(help="AWS endpoint URL, for a local emulator (or set AWS_ENDPOINT_URL).")
 ]
@@ -41,14 +44,14 @@ def _fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
     raise typer.Exit(code)
 
 
-def _load(path: Path) -> Config:
+def _load(path: Path, exit_code: int = EXIT_USAGE) -> Config:
     try:
         return load_config(path)
     except ConfigError as error:
         typer.echo(f"Invalid configuration ({len(error.problems)} problem(s)):", err=True)
         for problem in error.problems:
             typer.echo(f"  {problem}", err=True)
-        raise typer.Exit(EXIT_USAGE) from None
+        raise typer.Exit(exit_code) from None
 
 
 @contextmanager
@@ -70,7 +73,8 @@ def _aws(
             except SandboxError as error:
                 _fail(str(error))
             return
-        target = AwsTarget(profile=profile, region=region, endpoint_url=endpoint_url)
+        # The stack set lives in one administrator region: a caller's default region must not pick another.
+        target = AwsTarget(profile=profile, region=region or config.stack_set.admin_region, endpoint_url=endpoint_url)
         yield Clients(client(target, "cloudformation"), client(target, "organizations"))
     except AwsProblem as problem:
         _fail(str(problem))
@@ -172,6 +176,8 @@ def export(
     if output is None:
         sys.stdout.write(text)
         return
+    if output.is_dir():
+        _fail(f"--output {output} is a directory; name the file, e.g. {output / f'{loaded.stack_set.name}.{fmt}'}")
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(text, encoding="utf-8")
     typer.echo(f"wrote {output} ({size} bytes as a StackSet template body)", err=True)
@@ -196,7 +202,8 @@ def plan(
     from loginwatch_org.render import render_plan
     from loginwatch_org.workflow import prepare
 
-    loaded = _load(config)
+    # With --detailed-exitcode, 2 means "changes pending", so every error is 1 (terraform's convention).
+    loaded = _load(config, EXIT_ERROR if detailed_exitcode else EXIT_USAGE)
     with _aws(loaded, profile, region, endpoint_url, sandbox) as clients:
         prepared = prepare(loaded, clients, prune=prune)
     if as_json:
@@ -231,27 +238,35 @@ def rollout(
 
 def _rollout(loaded: Config, clients: Any, *, yes: bool, prune: bool) -> bool:
     """Plan, confirm and apply; returns whether anything changed (and a per-account table was printed)."""
+    from loginwatch_org.aws.executor import ApplyResult
     from loginwatch_org.render import render_plan, render_result, render_status
-    from loginwatch_org.workflow import account_statuses, make_executor, prepare, read_snapshot
+    from loginwatch_org.workflow import account_statuses, make_executor, prepare, read_snapshot, unconverged
 
     progress = _progress_printer()
     executor = make_executor(loaded, clients, progress=progress)
     prepared = prepare(loaded, clients, prune=prune, executor=executor, progress=progress)
     progress.pause()
+    if prepared.resumed:
+        typer.echo("Operations an earlier, interrupted run had submitted:")
+        typer.echo(render_result(ApplyResult(operations=prepared.resumed)))
     typer.echo(render_plan(prepared.plan))
     if not prepared.plan.has_changes:
         return False
     _confirm(yes, "rollout", "Apply this plan?")
     result = executor.apply(prepared.plan)
-    rows = account_statuses(loaded, read_snapshot(loaded, clients))
+    snapshot = read_snapshot(loaded, clients)
     progress.pause()
     typer.echo(render_result(result))
-    typer.echo(render_status(rows))
+    typer.echo(render_status(account_statuses(loaded, snapshot)))
+    problems = unconverged(loaded, prepared.plan, snapshot)
+    for failed in result.failed_accounts:
+        problems.setdefault(failed.account_id, failed.reason or failed.status)
+    if problems:
+        typer.echo("Not converged:", err=True)
+        for account_id, why in sorted(problems.items()):
+            typer.echo(f"  {account_id}: {why}", err=True)
+        _fail(f"{len(problems)} account(s) are not as the config says; fix the cause and run the rollout again.")
     configured = {t.account_id for t in loaded.targets()} - set(prepared.plan.skipped_accounts)
-    bad = {row.account_id for row in rows if row.account_id in configured and not row.in_sync}
-    bad |= {account.account_id for account in result.failed_accounts}
-    if bad:
-        _fail(f"{len(bad)} account(s) are not current (see above); fix the cause and run the rollout again.")
     typer.echo(f"Rollout complete: {len(configured)} account(s) current.")
     return True
 
@@ -286,6 +301,10 @@ def status(
         typer.echo(json.dumps([{**asdict(row), "in_sync": row.in_sync} for row in rows], indent=2))
     else:
         typer.echo(render_status(rows))
+    # Non-zero when anything needs attention, so status can gate a pipeline or feed a monitor.
+    watched = {t.account_id for t in loaded.targets()}
+    if any(row.account_id in watched and (not row.in_sync or row.drift == "DRIFTED") for row in rows):
+        raise typer.Exit(EXIT_ERROR)
 
 
 @app.command()
@@ -459,7 +478,7 @@ def demo(
     loaded = _load(config)
     chosen = account or loaded.targets()[0].account_id
     with _sandbox_session(loaded) as running:
-        target = running.target()
+        target = replace(running.target(), region=loaded.stack_set.admin_region)
         clients = Clients(client(target, "cloudformation"), client(target, "organizations"))
         typer.echo(f"== Rollout of {config} into the sandbox at {running.endpoint_url}")
         if not _rollout(loaded, clients, yes=True, prune=False):

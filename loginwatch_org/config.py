@@ -34,6 +34,9 @@ AWS_REGIONS: frozenset[str] = frozenset(
     }
 )  # fmt: skip
 
+MAX_RECIPIENTS = 50
+MAX_RECIPIENTS_LENGTH = 3000
+
 _ACCOUNT_ID = re.compile(r"^\d{12}$")
 # Deliberately simple: SES rejects what it cannot deliver; this catches typos before any AWS write.
 _EMAIL = re.compile(
@@ -41,7 +44,8 @@ _EMAIL = re.compile(
 )
 _OU_OR_ROOT = re.compile(r"^(r-[0-9a-z]{4,32}|ou-[0-9a-z]{4,32}-[a-z0-9]{8,32})$")
 _STACK_SET_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,127}$")
-_SES_IDENTITY_ARN = re.compile(r"^arn:aws[a-z-]*:ses:[a-z0-9-]+:\d{12}:identity/.+$")
+_SES_IDENTITY_ARN = re.compile(r"^arn:aws[a-z-]*:ses:[a-z0-9-]+:\d{12}:identity/(?P<identity>.+)$")
+_SNS_TOPIC_ARN = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$")
 
 
 def _account_id(value: str) -> str:
@@ -62,9 +66,14 @@ def _recipients(values: list[str]) -> list[str]:
         if value.lower() in seen:
             raise ValueError(f"'{value}' is listed twice")
         seen.add(value.lower())
-    # One parameter override carries the list; CloudFormation caps a parameter value at 4,096 bytes.
-    if len(",".join(values)) > 4096:
-        raise ValueError("the recipient list is longer than the 4,096 characters a parameter can hold")
+    # SES sends one message to at most 50 recipients, and the list travels in the function's environment,
+    # which Lambda caps at 4 KB for all variables together.
+    if len(values) > MAX_RECIPIENTS:
+        raise ValueError(
+            f"{len(values)} recipients; SES sends a message to at most {MAX_RECIPIENTS}: use a list address"
+        )
+    if len(",".join(values)) > MAX_RECIPIENTS_LENGTH:
+        raise ValueError(f"the recipient list is longer than {MAX_RECIPIENTS_LENGTH} characters; use a list address")
     return values
 
 
@@ -105,6 +114,8 @@ class StackSetSettings(_Model):
     description: str = "Emails every AWS console sign-in in this account to its owners (loginwatch-org)."
     permission_model: Literal["service-managed", "self-managed"] = "service-managed"
     call_as: Literal["self", "delegated-admin"] = "self"
+    # Where the stack set itself lives (the StackSets administrator region), whatever the caller's default.
+    admin_region: Region = "us-east-1"
     regions: list[Region] = Field(default_factory=lambda: ["us-east-1"], min_length=1)
     organizational_units: list[OrganizationalUnit] = Field(default_factory=list)
     administration_role_arn: str | None = None
@@ -133,14 +144,27 @@ class StackSetSettings(_Model):
 class Delivery(_Model):
     sender: Email
     ses_identity_arn: str | None = None
+    # An SNS topic told when an alert could not be delivered and waits in an account's dead-letter queue.
+    alarm_topic_arn: str | None = None
 
     @model_validator(mode="after")
     def _check(self) -> Delivery:
-        if self.ses_identity_arn is not None and not _SES_IDENTITY_ARN.match(self.ses_identity_arn):
-            raise ValueError(
-                f"ses_identity_arn '{self.ses_identity_arn}' is not an SES identity ARN "
-                "(arn:aws:ses:REGION:ACCOUNT:identity/NAME)"
-            )
+        if self.ses_identity_arn is not None:
+            match = _SES_IDENTITY_ARN.match(self.ses_identity_arn)
+            if match is None:
+                raise ValueError(
+                    f"ses_identity_arn '{self.ses_identity_arn}' is not an SES identity ARN "
+                    "(arn:aws:ses:REGION:ACCOUNT:identity/NAME)"
+                )
+            # Sending authorization only covers From addresses of the identity: the address or its domain.
+            identity = match.group("identity").lower()
+            if identity not in (self.sender.lower(), self.sender.split("@")[1].lower()):
+                raise ValueError(
+                    f"ses_identity_arn names the identity '{identity}', which cannot send as {self.sender}; "
+                    "use the sender's address or domain identity"
+                )
+        if self.alarm_topic_arn is not None and not _SNS_TOPIC_ARN.match(self.alarm_topic_arn):
+            raise ValueError(f"alarm_topic_arn '{self.alarm_topic_arn}' is not an SNS topic ARN")
         return self
 
 

@@ -12,8 +12,15 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from loginwatch_org.config import AccountWatch, Config
-from loginwatch_org.state import DeployedInstance, Snapshot, operation_id, overrides_digest
-from loginwatch_org.template import ALERT_POLICY_PARAMETER, RECIPIENTS_PARAMETER
+from loginwatch_org.state import (
+    OWNER_TAG_KEY,
+    OWNER_TAG_VALUE,
+    DeployedInstance,
+    Snapshot,
+    operation_id,
+    overrides_digest,
+)
+from loginwatch_org.template import ALERT_POLICY_PARAMETER, RECIPIENTS_PARAMETER, template_digest
 
 
 def account_overrides(watch: AccountWatch) -> dict[str, str]:
@@ -49,6 +56,8 @@ class UpdateStackSet:
     reasons: tuple[str, ...]
     parameters: Mapping[str, str]
     parameter_changes: Mapping[str, tuple[str | None, str]] = field(default_factory=dict)
+    # UpdateStackSet replaces the tag list: the stack set's own tags are kept, the owner tag added.
+    tags: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -98,6 +107,8 @@ class Plan:
     # Config accounts skipped because the organisation does not have them.
     skipped_accounts: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
+    # The exact body the plan was made against (and its digest compared); what the executor sends.
+    template_body: str = field(default="", repr=False, compare=False)
 
     @property
     def has_changes(self) -> bool:
@@ -146,9 +157,13 @@ class _Group:
     changes: list[AccountChange] = field(default_factory=list)
 
 
+class PlanError(Exception):
+    """The config cannot be reached from the deployed state by a rollout; the message says what to do."""
+
+
 def make_plan(
     config: Config,
-    template_digest: str,
+    template_body: str,
     shared_parameters: Mapping[str, str],
     snapshot: Snapshot,
     *,
@@ -156,6 +171,7 @@ def make_plan(
 ) -> Plan:
     settings = config.stack_set
     regions = tuple(settings.regions)
+    digest_of_template = template_digest(template_body)
     deployed = snapshot.instances_by_account()
     targets = [t for t in config.targets() if t.account_id not in snapshot.accounts_outside_organization]
     skipped = tuple(t.account_id for t in config.targets() if t.account_id in snapshot.accounts_outside_organization)
@@ -165,7 +181,14 @@ def make_plan(
 
     steps: list[Step] = []
     stack_set = snapshot.stack_set
-    template_changed = stack_set is not None and stack_set.template_digest != template_digest
+    wanted_model = settings.permission_model.replace("-", "_").upper()
+    if stack_set is not None and stack_set.permission_model != wanted_model:
+        raise PlanError(
+            f"stack set '{settings.name}' is {stack_set.permission_model} but the config says "
+            f"{settings.permission_model}; StackSets cannot change the permission model of a stack set. Remove it "
+            "(loginwatch-org remove) and roll out again, or give the new one another stack_set.name."
+        )
+    template_changed = stack_set is not None and stack_set.template_digest != digest_of_template
     parameter_changes: dict[str, tuple[str | None, str]] = {}
     if stack_set is None:
         steps.append(CreateStackSet(settings.name, dict(shared_parameters)))
@@ -179,7 +202,7 @@ def make_plan(
 
     creates: dict[tuple[str, tuple[str, ...]], _Group] = {}
     updates: dict[tuple[str, tuple[str, ...]], _Group] = {}
-    # Accounts already right whose only change is the template: candidates for the UpdateStackSet target.
+    # Accounts whose overrides are right and need only the stack set's change: UpdateStackSet target candidates.
     current_by_digest: dict[str, list[str]] = {}
     unchanged = 0
     desired_by_account = {watch.account_id: account_overrides(watch) for watch in targets}
@@ -203,6 +226,8 @@ def make_plan(
             if _known_digest(instance) != digest:
                 before = instance.overrides
                 reasons.append(_override_reason(instance, desired))
+            elif instance.suspended:
+                warnings.append(f"account {watch.account_id} is suspended; StackSets skips it until it is reinstated")
             elif not instance.healthy:
                 reasons.append(_retry_reason(instance))
         if reasons:
@@ -222,36 +247,45 @@ def make_plan(
         elif not missing:
             unchanged += 1
 
-    state_marker = _state_marker(snapshot, template_digest)
+    state_marker = _state_marker(snapshot, digest_of_template)
     if stack_set is not None and stack_set_changed:
         reasons = _stack_set_reasons(template_changed, parameter_changes, stack_set.managed_execution)
         # UpdateStackSet cannot carry per-account overrides, so it targets the largest group of accounts whose
-        # overrides are already right, and its OperationId carries their digest. Every other current account
-        # is refreshed by an UpdateStackInstances of its own group: every LastOperationId stays meaningful.
+        # overrides are already right, and its OperationId carries their digest. Every other account is
+        # refreshed by an UpdateStackInstances of its own group: every LastOperationId stays meaningful.
         target_digest = max(current_by_digest, key=lambda d: (len(current_by_digest[d]), d), default="")
         names = config.account_names()
         for digest, account_ids in current_by_digest.items():
             if digest == target_digest:
                 continue
-            overrides = desired_by_account[account_ids[0]]
-            group = updates.setdefault((digest, regions), _Group(overrides, regions))
+            group_overrides = desired_by_account[account_ids[0]]
+            group = updates.setdefault((digest, regions), _Group(group_overrides, regions))
             for account_id in account_ids:
                 group.accounts.append(account_id)
                 group.changes.append(AccountChange(account_id, names.get(account_id, ""), "; ".join(reasons)))
         accounts = tuple(current_by_digest.get(target_digest, ()))
-        overrides = desired_by_account[accounts[0]] if accounts else {}
+        overrides: Mapping[str, str] = desired_by_account[accounts[0]] if accounts else {}
+        target_regions = regions
+        if not accounts and updates:
+            # No account is right yet, but naming no targets would make AWS update every instance, only for
+            # the group operations to update them again. Target the smallest group; its overrides still change
+            # afterwards, so this OperationId claims no digest.
+            smallest = min(updates.values(), key=lambda g: (len(g.accounts), g.accounts[0]))
+            accounts, target_regions = tuple(smallest.accounts), smallest.regions
+            overrides = {}
         steps.append(
             UpdateStackSet(
                 name=settings.name,
                 operation_id=operation_id(
-                    "s", overrides or None, [state_marker, "s", accounts, regions, dict(shared_parameters)]
+                    "s", overrides or None, [state_marker, "s", accounts, target_regions, dict(shared_parameters)]
                 ),
                 accounts=accounts,
-                regions=regions,
+                regions=target_regions,
                 overrides=overrides,
                 reasons=tuple(reasons),
                 parameters=dict(shared_parameters),
                 parameter_changes=parameter_changes,
+                tags={**stack_set.tags, OWNER_TAG_KEY: OWNER_TAG_VALUE},
             )
         )
     for (_, group_regions), group in sorted(updates.items(), key=lambda item: item[1].accounts[0]):
@@ -315,6 +349,7 @@ def make_plan(
         kept_orphans=tuple(orphans),
         skipped_accounts=skipped,
         warnings=tuple(warnings),
+        template_body=template_body,
     )
 
 
@@ -379,12 +414,13 @@ def _retry_reason(instance: DeployedInstance) -> str:
 
 
 def _state_marker(snapshot: Snapshot, salt: str) -> list[Any]:
-    # What the step starts from: the same observed state always yields the same OperationId (a rerun
-    # finds its own submitted operation), and any change in state yields a fresh one.
+    # What the step starts from: the same observed state always yields the same OperationId (a rerun finds
+    # its own submitted operation), and any later operation on the stack set yields a fresh one.
     stack_set = snapshot.stack_set
     return [
         salt,
         stack_set.template_digest if stack_set else None,
+        snapshot.latest_operation_id,
         sorted((i.account_id, i.region, i.last_operation_id or "", i.status) for i in snapshot.instances),
     ]
 

@@ -126,6 +126,7 @@ def render_result(result: ApplyResult) -> str:
     for operation in result.operations:
         reason = f" ({operation.reason})" if operation.reason else ""
         lines.append(f"operation {operation.operation_id} [{operation.action}]: {operation.status}{reason}")
+    lines.extend(f"note: {note}" for note in result.notes)
     failed = result.failed_accounts
     if failed:
         lines.append("Failed accounts:")

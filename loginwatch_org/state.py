@@ -15,8 +15,10 @@ from dataclasses import dataclass, field
 OWNER_TAG_KEY = "managed-by"
 OWNER_TAG_VALUE = "loginwatch-org"
 
-# Instances whose last operation left them anything but CURRENT/SUCCEEDED are retried by the next rollout.
+# Instances whose last operation left them anything but CURRENT/SUCCEEDED are retried by the next rollout,
+# except in suspended accounts: StackSets skips those until the account is reinstated.
 HEALTHY_STATUS = "CURRENT"
+SUSPENDED_DETAILED_STATUS = "SKIPPED_SUSPENDED_ACCOUNT"
 PENDING_OPERATION_STATES = frozenset({"QUEUED", "RUNNING", "STOPPING"})
 
 # OperationIds this tool submits: "lw-<verb>-<overrides digest>-<step digest>". The overrides digest is what
@@ -56,7 +58,6 @@ def is_own_operation(value: str) -> bool:
 class DeployedStackSet:
     name: str
     stack_set_id: str
-    status: str
     template_digest: str
     parameters: Mapping[str, str]
     tags: Mapping[str, str]
@@ -85,6 +86,10 @@ class DeployedInstance:
     def healthy(self) -> bool:
         return self.status == HEALTHY_STATUS and self.detailed_status in (None, "SUCCEEDED")
 
+    @property
+    def suspended(self) -> bool:
+        return self.detailed_status == SUSPENDED_DETAILED_STATUS
+
 
 @dataclass(frozen=True)
 class PendingOperation:
@@ -98,6 +103,9 @@ class Snapshot:
     stack_set: DeployedStackSet | None
     instances: tuple[DeployedInstance, ...] = ()
     pending_operations: tuple[PendingOperation, ...] = ()
+    # The newest operation on the stack set: part of every OperationId, so that new work after any change
+    # never reuses an id that an earlier, finished operation had.
+    latest_operation_id: str | None = None
     # Member accounts of the config that the organisation does not have (None: not checked).
     accounts_outside_organization: frozenset[str] = field(default_factory=frozenset)
     warnings: tuple[str, ...] = ()

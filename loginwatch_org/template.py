@@ -62,7 +62,6 @@ ALERT_POLICY_PARAMETER = "AlertOn"
 SENDER_PARAMETER = "Sender"
 SES_IDENTITY_PARAMETER = "SesIdentityArn"
 ALARM_ACTION_PARAMETER = "DeadLetterAlarmAction"
-PER_ACCOUNT_PARAMETERS: tuple[str, ...] = (RECIPIENTS_PARAMETER, ALERT_POLICY_PARAMETER)
 
 Format = Literal["yaml", "json"]
 
@@ -167,8 +166,9 @@ def build_template(config: Config) -> Template:
         Parameter(
             ALARM_ACTION_PARAMETER,
             Type="String",
-            Description="Optional ARN (an SNS topic) notified when an alert lands in the dead-letter queue.",
-            Default="",
+            Description="Optional SNS topic ARN notified when an alert lands in the dead-letter queue.",
+            Default=config.delivery.alarm_topic_arn or "",
+            AllowedPattern=r"^$|^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$",
         )
     )
 
@@ -422,5 +422,5 @@ def shared_parameters(config: Config) -> dict[str, str]:
         SES_IDENTITY_PARAMETER: config.delivery.ses_identity_arn or "",
         RECIPIENTS_PARAMETER: ",".join(config.defaults.recipients),
         ALERT_POLICY_PARAMETER: config.defaults.alert_on,
-        ALARM_ACTION_PARAMETER: "",
+        ALARM_ACTION_PARAMETER: config.delivery.alarm_topic_arn or "",
     }

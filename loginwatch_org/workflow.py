@@ -10,12 +10,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from loginwatch_org.aws.executor import ApplyResult, PollPolicy, StackSetExecutor
+from loginwatch_org.aws.executor import OperationResult, PollPolicy, StackSetExecutor
 from loginwatch_org.aws.reader import StackSetReader, call_as_args
 from loginwatch_org.config import Config
-from loginwatch_org.plan import Plan, account_overrides, make_plan, make_removal_plan
-from loginwatch_org.state import Snapshot
-from loginwatch_org.template import build_template, shared_parameters, template_body, template_digest
+from loginwatch_org.plan import DeleteInstances, Plan, account_overrides, make_plan
+from loginwatch_org.state import SUSPENDED_DETAILED_STATUS, Snapshot
+from loginwatch_org.template import build_template, shared_parameters, template_body
 
 
 @dataclass
@@ -28,8 +28,8 @@ class Clients:
 class Prepared:
     plan: Plan
     snapshot: Snapshot
-    body: str
-    resumed: list[str] = field(default_factory=list)
+    # Operations an interrupted run had submitted, waited for before planning, with their outcome.
+    resumed: list[OperationResult] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -78,15 +78,15 @@ def prepare(
     """Read, resume anything an interrupted run left pending, and plan."""
     body = template_body(build_template(config))
     snapshot = read_snapshot(config, clients)
-    resumed: list[str] = []
+    resumed: list[OperationResult] = []
     if snapshot.pending_operations and executor is not None:
-        resumed = [op.operation_id for op in snapshot.pending_operations]
+        pending = [op.operation_id for op in snapshot.pending_operations]
         if progress:
-            progress(f"waiting for {len(resumed)} operation(s) an earlier run submitted")
-        executor.wait_for(resumed)
+            progress(f"waiting for {len(pending)} operation(s) an earlier run submitted")
+        resumed = executor.wait_for(pending)
         snapshot = read_snapshot(config, clients)
-    plan = make_plan(config, template_digest(body), shared_parameters(config), snapshot, prune=prune)
-    return Prepared(plan, snapshot, body, resumed)
+    plan = make_plan(config, body, shared_parameters(config), snapshot, prune=prune)
+    return Prepared(plan, snapshot, resumed)
 
 
 def make_executor(
@@ -97,12 +97,7 @@ def make_executor(
     sleep: Callable[[float], None] | None = None,
     poll: PollPolicy | None = None,
 ) -> StackSetExecutor:
-    body = template_body(build_template(config))
-    return StackSetExecutor(clients.cloudformation, config.stack_set, body, progress=progress, sleep=sleep, poll=poll)
-
-
-def apply(plan: Plan, executor: StackSetExecutor) -> ApplyResult:
-    return executor.apply(plan)
+    return StackSetExecutor(clients.cloudformation, config.stack_set, progress=progress, sleep=sleep, poll=poll)
 
 
 def account_statuses(config: Config, snapshot: Snapshot) -> list[AccountStatus]:
@@ -152,5 +147,26 @@ def detect_drift(config: Config, clients: Clients, executor: StackSetExecutor) -
     executor.wait_for([operation["OperationId"]])
 
 
-def removal_plan(config: Config, snapshot: Snapshot, accounts: tuple[str, ...], retain_stacks: bool) -> Plan:
-    return make_removal_plan(config, snapshot, accounts, retain_stacks=retain_stacks)
+def unconverged(config: Config, plan: Plan, snapshot: Snapshot) -> dict[str, str]:
+    """Accounts a rollout left different from the plan's intent, with why: a watched account that is not
+    current with the config's overrides, or an account whose instances were to be deleted but remain."""
+    problems: dict[str, str] = {}
+    skipped = set(plan.skipped_accounts)
+    for row in account_statuses(config, snapshot):
+        if row.recipients_config is None or row.account_id in skipped or row.in_sync:
+            continue
+        if row.detailed_status == SUSPENDED_DETAILED_STATUS:
+            continue
+        problems[row.account_id] = row.reason or (
+            "no stack instance: is the account under the stack set's organizational units?"
+            if row.status == "MISSING"
+            else f"{row.status}, overrides differ from the config"
+        )
+    deployed = snapshot.instances_by_account()
+    for step in plan.steps:
+        if isinstance(step, DeleteInstances):
+            for account_id in step.accounts:
+                left = sorted(set(step.regions) & set(deployed.get(account_id, {})))
+                if left:
+                    problems[account_id] = f"instances in {', '.join(left)} were to be deleted but remain"
+    return problems

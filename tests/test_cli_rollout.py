@@ -122,12 +122,14 @@ def test_remove_one_account_then_everything(double: StackSetsDouble, config_file
 def test_status_drift_runs_detection(double: StackSetsDouble, config_file: Path) -> None:
     assert runner.invoke(app, ["rollout", "-c", str(config_file), "--yes"]).exit_code == 0
     drifted = account_ids(COUNT)[1]
+    healthy = runner.invoke(app, ["status", "-c", str(config_file), "--drift"])
+    assert healthy.exit_code == 0, healthy.output
     double.drifted_accounts.add(drifted)
     result = runner.invoke(app, ["status", "-c", str(config_file), "--drift", "--json"])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, "a drifted account needs attention"
     rows = {row["account_id"]: row for row in json.loads(result.stdout)}
     assert rows[drifted]["drift"] == "DRIFTED"
-    assert double.count("detect_stack_set_drift") == 1
+    assert double.count("detect_stack_set_drift") == 2  # once per --drift run
 
 
 def test_missing_credentials_are_explained(monkeypatch: pytest.MonkeyPatch, config_file: Path) -> None:
@@ -144,3 +146,48 @@ def test_unknown_profile_is_explained(config_file: Path) -> None:
     result = runner.invoke(app, ["plan", "-c", str(config_file), "--profile", "nope"])
     assert result.exit_code == 1
     assert "nope" in result.output and "Traceback" not in result.output
+
+
+def test_detailed_exitcode_reports_config_errors_as_1(double: StackSetsDouble, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("stack_set:\n  name: 1bad\n")
+    result = runner.invoke(app, ["plan", "-c", str(bad), "--detailed-exitcode"])
+    assert result.exit_code == 1  # 2 would read as "changes pending"
+    assert "Invalid configuration" in result.output
+
+
+def test_status_is_non_zero_when_an_account_is_out_of_sync(double: StackSetsDouble, config_file: Path) -> None:
+    assert runner.invoke(app, ["rollout", "-c", str(config_file), "--yes"]).exit_code == 0
+    assert runner.invoke(app, ["status", "-c", str(config_file)]).exit_code == 0
+    edit(config_file, account_ids(COUNT)[0], ["someone-else@example.com"])
+    result = runner.invoke(app, ["status", "-c", str(config_file)])
+    assert result.exit_code == 1
+    assert "team-0@example.com [all] -> someone-else@example.com [all]" in result.output
+
+
+def test_the_admin_region_comes_from_the_config_not_the_environment(
+    monkeypatch: pytest.MonkeyPatch, config_file: Path
+) -> None:
+    seen: list[str | None] = []
+
+    def client(target: session.AwsTarget, service: str) -> Any:
+        seen.append(target.region)
+        raise session_error()
+
+    def session_error() -> Exception:
+        from botocore.exceptions import NoCredentialsError
+
+        return NoCredentialsError()
+
+    monkeypatch.setattr(session, "client", client)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    runner.invoke(app, ["plan", "-c", str(config_file)])
+    runner.invoke(app, ["plan", "-c", str(config_file), "--region", "eu-central-1"])
+    assert seen == ["us-east-1", "eu-central-1"]
+
+
+def test_export_to_a_directory_is_an_error(tmp_path: Path) -> None:
+    from tests.conftest import EXAMPLE_CONFIG
+
+    result = runner.invoke(app, ["export", "-c", str(EXAMPLE_CONFIG), "-o", str(tmp_path)])
+    assert result.exit_code == 1 and "is a directory" in result.output

@@ -149,3 +149,32 @@ def test_management_account_cannot_be_a_service_managed_member(write_config: Cal
     text = VALID + 'management_account:\n  id: "555566667777"\n'
     found = problems(write_config, text)
     assert "accounts[2].id" in found[0] and "management account" in found[0]
+
+
+def test_more_recipients_than_ses_sends_to_is_refused(write_config: Callable[[str], Path]) -> None:
+    many = ", ".join(f"person{i}@example.com" for i in range(51))
+    found = problems(write_config, VALID.replace("[security@example.com]", f"[{many}]", 1))
+    assert any("defaults.recipients" in p and "at most 50" in p for p in found), found
+
+
+def test_ses_identity_must_be_able_to_send_as_the_sender(write_config: Callable[[str], Path]) -> None:
+    other = "  sender: alerts@example.com\n  ses_identity_arn: arn:aws:ses:us-east-1:999988887777:identity/other.org\n"
+    found = problems(write_config, VALID.replace("  sender: alerts@example.com\n", other))
+    assert any("delivery" in p and "cannot send as alerts@example.com" in p for p in found), found
+    same_domain = other.replace("other.org", "example.com")
+    assert load_config(write_config(VALID.replace("  sender: alerts@example.com\n", same_domain)))
+
+
+def test_alarm_topic_flows_into_the_template(write_config: Callable[[str], Path]) -> None:
+    from loginwatch_org.template import build_template, shared_parameters
+
+    arn = "arn:aws:sns:us-east-1:999988887777:security-paging"
+    config = load_config(
+        write_config(
+            VALID.replace("  sender: alerts@example.com\n", f"  sender: alerts@example.com\n  alarm_topic_arn: {arn}\n")
+        )
+    )
+    assert shared_parameters(config)["DeadLetterAlarmAction"] == arn
+    assert build_template(config).to_dict()["Parameters"]["DeadLetterAlarmAction"]["Default"] == arn
+    bad = VALID.replace("  sender: alerts@example.com\n", "  sender: alerts@example.com\n  alarm_topic_arn: nope\n")
+    assert any("alarm_topic_arn" in p for p in problems(write_config, bad))

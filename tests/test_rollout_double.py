@@ -11,7 +11,14 @@ import pytest
 from loginwatch_org.aws.errors import AwsProblem
 from loginwatch_org.aws.executor import ApplyResult
 from loginwatch_org.config import Config
-from loginwatch_org.plan import CreateInstances, DeleteInstances, UpdateInstances, account_overrides
+from loginwatch_org.plan import (
+    CreateInstances,
+    DeleteInstances,
+    PlanError,
+    UpdateInstances,
+    UpdateStackSet,
+    account_overrides,
+)
 from loginwatch_org.workflow import Clients, Prepared, account_statuses, make_executor, prepare
 from tests.doubles.stacksets import StackSetsDouble
 from tests.orgs import (
@@ -300,3 +307,79 @@ def test_template_change_while_a_region_is_added_converges() -> None:
     result = harness.rollout(changed)
     assert result.failed_accounts == []
     assert not harness.prepare(changed).plan.has_changes
+
+
+def test_an_account_disabled_and_enabled_again_is_redeployed() -> None:
+    # The state after re-enabling equals an earlier one; a fresh OperationId must still be used.
+    harness = make_harness()
+    config = config_for(24, groups=2)
+    harness.rollout(config)
+    target = account_ids(24)[6]
+    disabled = config.model_copy(
+        update={"accounts": [a.model_copy(update={"enabled": a.id != target}) for a in config.accounts]}
+    )
+    harness.rollout(disabled)
+    assert target not in harness.double.instances("loginwatch")
+    result = harness.rollout(config)
+    assert result.resumed == []
+    assert target in harness.double.instances("loginwatch")
+    assert not harness.prepare(config).plan.has_changes
+
+
+def test_stack_set_change_with_every_account_changing_targets_one_group_not_all() -> None:
+    harness = make_harness()
+    config = config_for(24, groups=3)
+    harness.rollout(config)
+    everyone_moves = with_recipients(config, {a: ["all-new@example.com"] for a in account_ids(24)})
+    changed = everyone_moves.model_copy(
+        update={"delivery": everyone_moves.delivery.model_copy(update={"sender": "alerts@corp.example"})}
+    )
+    prepared = harness.prepare(changed)
+    stack_set_step = prepared.plan.steps[0]
+    assert isinstance(stack_set_step, UpdateStackSet)
+    assert stack_set_step.accounts, "an UpdateStackSet without targets would update every instance"
+    harness.executor(changed).apply(prepared.plan)
+    assert harness.overrides() == expected_overrides(changed)
+    assert not harness.prepare(changed).plan.has_changes
+
+
+def test_stack_set_update_keeps_the_organisations_tags() -> None:
+    harness = make_harness()
+    config = config_for(24, groups=2)
+    harness.rollout(config)
+    client = harness.double.client()
+    described = client.describe_stack_set(StackSetName="loginwatch")["StackSet"]
+    assert {"Key": "managed-by", "Value": "loginwatch-org"} in described["Tags"]
+    # Someone tagged the stack set for the organisation's cost reports.
+    harness.double._sets["loginwatch"].tags = [
+        {"Key": "managed-by", "Value": "loginwatch-org"},
+        {"Key": "cost-centre", "Value": "security"},
+    ]
+    changed = config.model_copy(update={"delivery": config.delivery.model_copy(update={"sender": "a@corp.example"})})
+    harness.rollout(changed)
+    update = next(kwargs for name, kwargs in harness.double.calls if name == "update_stack_set")
+    assert {"Key": "cost-centre", "Value": "security"} in update["Tags"]
+
+
+def test_changing_the_permission_model_is_refused_before_any_write() -> None:
+    harness = make_harness()
+    harness.rollout(config_for(24, groups=2, permission_model="service-managed"))
+    harness.double.reset_calls()
+    with pytest.raises(PlanError, match="cannot change the permission model"):
+        harness.prepare(config_for(24, groups=2, permission_model="self-managed"))
+    assert harness.double.count(kind="write") == 0
+
+
+def test_self_managed_update_passes_the_roles_again() -> None:
+    harness = make_harness()
+    roles = {
+        "administration_role_arn": "arn:aws:iam::999900000000:role/StackSetAdmin",
+        "execution_role_name": "StackSetExecution",
+    }
+    config = config_for(24, groups=2, permission_model="self-managed", stack_set_extra=roles)
+    harness.rollout(config)
+    changed = config.model_copy(update={"delivery": config.delivery.model_copy(update={"sender": "a@corp.example"})})
+    harness.rollout(changed)
+    update = next(kwargs for name, kwargs in harness.double.calls if name == "update_stack_set")
+    assert update["AdministrationRoleARN"] == roles["administration_role_arn"]
+    assert update["ExecutionRoleName"] == "StackSetExecution"

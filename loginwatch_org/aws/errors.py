@@ -39,9 +39,7 @@ def explain(error: BaseException, call_as: str = "SELF") -> AwsProblem:
         return AwsProblem(f"Cannot reach AWS: {error}. Check --endpoint-url/AWS_ENDPOINT_URL and the network.")
     code = error_code(error)
     message = error_message(error)
-    if "delegated administrator" in message.lower() or (
-        call_as == "DELEGATED_ADMIN" and code in ("ValidationError", "AccessDenied", "AccessDeniedException")
-    ):
+    if call_as == "DELEGATED_ADMIN" and "delegated administrator" in message.lower():
         return AwsProblem(
             f"AWS refused the call as delegated administrator ({code}: {message}). Register this account as "
             "a StackSets delegated administrator from the management account (aws organizations "

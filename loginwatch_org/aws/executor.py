@@ -66,6 +66,7 @@ class OperationResult:
 class ApplyResult:
     operations: list[OperationResult] = field(default_factory=list)
     resumed: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def failed_accounts(self) -> list[AccountResult]:
@@ -77,7 +78,6 @@ class StackSetExecutor:
         self,
         cloudformation: Any,
         settings: StackSetSettings,
-        template_body: str,
         *,
         sleep: Callable[[float], None] | None = None,
         clock: Callable[[], float] | None = None,
@@ -86,17 +86,18 @@ class StackSetExecutor:
     ) -> None:
         self._cfn = cloudformation
         self._settings = settings
-        self._body = template_body
         self._sleep = sleep or time.sleep
         self._clock = clock or time.monotonic
         self._poll = poll or PollPolicy()
         self._progress = progress or (lambda _message: None)
         self._call_as = call_as_value(settings.call_as)
         self._call_as_args = call_as_args(settings.call_as)
+        self._template_body = ""
 
     # -- public -------------------------------------------------------------------------------------------
 
     def apply(self, plan: Plan) -> ApplyResult:
+        self._template_body = plan.template_body
         result = ApplyResult()
         submitted: list[tuple[str, str]] = []
         with explained(self._call_as):
@@ -106,6 +107,10 @@ class StackSetExecutor:
                 elif isinstance(step, DeleteStackSet):
                     self._finish(submitted, result)
                     submitted = []
+                    if result.failed_accounts:
+                        # DeleteStackSet would fail on the instances left, hiding why they are left.
+                        result.notes.append(f"stack set {step.name} kept: some instances could not be deleted")
+                        continue
                     self._delete_stack_set(step)
                 else:
                     operation_id, resumed = self._submit(step)
@@ -132,7 +137,7 @@ class StackSetExecutor:
         kwargs: dict[str, Any] = {
             **self._common(),
             "Description": settings.description,
-            "TemplateBody": self._body,
+            "TemplateBody": self._template_body,
             "Parameters": _parameters(step.parameters),
             "Capabilities": ["CAPABILITY_IAM"],
             "ManagedExecution": {"Active": True},
@@ -144,9 +149,7 @@ class StackSetExecutor:
             kwargs["AutoDeployment"] = {"Enabled": False}
         else:
             kwargs["PermissionModel"] = "SELF_MANAGED"
-            kwargs["ExecutionRoleName"] = settings.execution_role_name
-            if settings.administration_role_arn:
-                kwargs["AdministrationRoleARN"] = settings.administration_role_arn
+            kwargs.update(self._roles())
         self._progress(f"creating stack set {settings.name}")
         try:
             self._cfn.create_stack_set(**kwargs)
@@ -168,12 +171,13 @@ class StackSetExecutor:
         }
         if isinstance(step, UpdateStackSet):
             kwargs.update(
-                TemplateBody=self._body,
+                TemplateBody=self._template_body,
                 Parameters=_parameters(step.parameters),
                 Capabilities=["CAPABILITY_IAM"],
                 ManagedExecution={"Active": True},
-                Tags=[{"Key": OWNER_TAG_KEY, "Value": OWNER_TAG_VALUE}],
+                Tags=[{"Key": key, "Value": value} for key, value in step.tags.items()],
                 Description=self._settings.description,
+                **self._roles(),
             )
             if step.accounts:
                 kwargs.update(self._targets(step.accounts, step.regions))
@@ -199,6 +203,16 @@ class StackSetExecutor:
                 return step.operation_id, True
             raise
         return str(response.get("OperationId") or step.operation_id), False
+
+    def _roles(self) -> dict[str, str]:
+        """Self-managed roles; UpdateStackSet must repeat them, or a custom administration role is lost."""
+        settings = self._settings
+        if settings.permission_model != "self-managed":
+            return {}
+        roles = {"ExecutionRoleName": settings.execution_role_name}
+        if settings.administration_role_arn:
+            roles["AdministrationRoleARN"] = settings.administration_role_arn
+        return roles
 
     def _targets(self, accounts: Sequence[str], regions: Sequence[str]) -> dict[str, Any]:
         if self._settings.permission_model == "service-managed":

@@ -83,14 +83,11 @@ class StackSetReader:
                 )
             summaries = list(self._list_instances(name))
             instances = self._with_overrides(name, summaries, desired)
-            pending = self._pending_operations(name)
+            pending, latest = self._operations(name)
             have_instance = {instance.account_id for instance in instances}
             to_check = [account for account in desired if account not in have_instance]
             outside, warnings = self._outside_organization(to_check) if check_organization else (frozenset(), ())
-        return Snapshot(stack_set, tuple(instances), pending, outside, warnings)
-
-    def pending_operations(self, name: str) -> tuple[PendingOperation, ...]:
-        return self._pending_operations(name)
+        return Snapshot(stack_set, tuple(instances), pending, latest, outside, warnings)
 
     def _describe_stack_set(self, name: str) -> DeployedStackSet | None:
         try:
@@ -105,7 +102,6 @@ class StackSetReader:
         return DeployedStackSet(
             name=data["StackSetName"],
             stack_set_id=data.get("StackSetId", ""),
-            status=data.get("Status", ""),
             template_digest=canonical_template_digest(data.get("TemplateBody", "")),
             parameters={p["ParameterKey"]: p.get("ParameterValue", "") for p in data.get("Parameters", [])},
             tags={t["Key"]: t["Value"] for t in data.get("Tags", [])},
@@ -168,14 +164,19 @@ class StackSetReader:
         overrides = response["StackInstance"].get("ParameterOverrides", [])
         return {p["ParameterKey"]: p.get("ParameterValue", "") for p in overrides}
 
-    def _pending_operations(self, name: str) -> tuple[PendingOperation, ...]:
-        # Operations are listed newest first; anything still pending is recent, so one page suffices.
-        response = self._cfn.list_stack_set_operations(StackSetName=name, MaxResults=100, **self._call_as_args)
-        return tuple(
+    def _operations(self, name: str) -> tuple[tuple[PendingOperation, ...], str | None]:
+        """Operations of ours still pending (to resume), and the newest operation of all."""
+        # Pending operations are recent: the first page (the API lists newest first) holds them.
+        summaries = self._cfn.list_stack_set_operations(StackSetName=name, MaxResults=100, **self._call_as_args).get(
+            "Summaries", []
+        )
+        pending = tuple(
             PendingOperation(op["OperationId"], op.get("Action", ""), op.get("Status", ""))
-            for op in response.get("Summaries", [])
+            for op in summaries
             if op.get("Status") in PENDING_OPERATION_STATES and is_own_operation(op["OperationId"])
         )
+        newest = max(summaries, key=lambda op: (str(op.get("CreationTimestamp", "")), op["OperationId"]), default=None)
+        return pending, newest["OperationId"] if newest else None
 
     def _outside_organization(self, accounts: Iterable[str]) -> tuple[frozenset[str], tuple[str, ...]]:
         """Which of ``accounts`` the organisation lacks: describe each, or list the organisation, whichever

@@ -19,7 +19,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -193,7 +193,7 @@ def down() -> Sandbox | None:
 def sandbox_target(config: Config, progress: Callable[[str], None] | None = None) -> Iterator[AwsTarget]:
     """Clients' target for a command run with ``--sandbox``: the running sandbox, or a private one."""
     with sandbox_session(config, progress) as sandbox:
-        yield sandbox.target()
+        yield replace(sandbox.target(), region=config.stack_set.admin_region)
 
 
 @contextmanager
