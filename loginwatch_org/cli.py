@@ -140,6 +140,11 @@ def validate(config: ConfigOption = DEFAULT_CONFIG_PATH) -> None:
         + f", {len(groups)} distinct recipient/policy group(s); stack set '{loaded.stack_set.name}' "
         f"({loaded.stack_set.permission_model}) in {', '.join(loaded.stack_set.regions)}."
     )
+    if loaded.stack_set.regions == ["us-east-1"]:
+        typer.echo(
+            "Note: only us-east-1 is watched. Sign-ins through regional sign-in endpoints are recorded in their "
+            "own region; add those regions to stack_set.regions (README: Regions and SES)."
+        )
 
 
 @app.command()
