@@ -20,7 +20,7 @@ runner = CliRunner()
 def test_validate_accepts_the_example() -> None:
     result = runner.invoke(app, ["validate", "--config", str(EXAMPLE_CONFIG)])
     assert result.exit_code == 0, result.output
-    assert "valid. 7 account(s) watched, 1 disabled" in result.output
+    assert "valid. 8 account(s) watched, 1 disabled, 6 distinct recipient/policy group(s)" in result.output
 
 
 def test_validate_rejects_bad_input_with_exit_2(write_config: Callable[[str], Path]) -> None:

@@ -44,6 +44,9 @@ def test_shipped_example_is_realistic() -> None:
     recipient_lists = [t.recipients for t in targets]
     assert any(recipient_lists.count(r) > 1 for r in recipient_lists if r != config.defaults.recipients)
     assert any(t.recipients == tuple(config.defaults.recipients) for t in targets)
+    # Some accounts share their whole watch, so the rollout groups them into one operation.
+    watches = [(t.recipients, t.alert_on) for t in targets]
+    assert len(set(watches)) < len(watches)
 
 
 def test_defaults_fill_missing_recipients_and_policy(write_config: Callable[[str], Path]) -> None:

@@ -217,7 +217,7 @@ def _recipients(config: Path, account: str) -> list[str]:
 def test_rollout_then_sign_ins_email_the_configured_recipients(example: Example) -> None:
     rollout = example.rollout
     assert rollout.returncode == 0, rollout.stderr
-    assert "Rollout complete: 7 account(s) current." in rollout.stdout
+    assert "Rollout complete: 8 account(s) current." in rollout.stdout
 
     root = _one_email(example.simulate("111122223333", "root"))
     assert root.sender == SENDER
@@ -227,21 +227,21 @@ def test_rollout_then_sign_ins_email_the_configured_recipients(example: Example)
     assert "111122223333" in root.subject
     assert "Account:              111122223333 (payments-prod)" in root.body
 
-    sso = _one_email(example.simulate("222233334444", "sso"))
+    sso = _one_email(example.simulate("333344445555", "sso"))
     assert sso.sender == SENDER
-    assert sso.to == _recipients(example.config, "222233334444")
+    assert sso.to == _recipients(example.config, "333344445555")
     assert not sso.subject.startswith("[ROOT]")
     assert "AdministratorAccess" in sso.subject
     assert "alice@example.com" in sso.subject
     assert "IAM Identity Center user alice@example.com with permission set AdministratorAccess" in sso.body
-    assert "222233334444" in sso.body
+    assert "333344445555" in sso.body
 
 
 def test_recipient_change_is_planned_rolled_out_and_used(example: Example, tmp_path: Path) -> None:
-    account = "555566667777"
+    account = "121212121212"
     new = ["platform-oncall@example.com", "security-leads@example.com"]
     original = example.config.read_text(encoding="utf-8")
-    block = f'  - id: "{account}"\n    name: shared-services\n'
+    block = f'  - id: "{account}"\n    name: networking\n'
     assert block in original
     config = tmp_path / "accounts.yaml"
     config.write_text(original.replace(block, block + f"    recipients: [{', '.join(new)}]\n"), encoding="utf-8")
@@ -251,14 +251,14 @@ def test_recipient_change_is_planned_rolled_out_and_used(example: Example, tmp_p
     try:
         plan = run("plan", "--sandbox", "--detailed-exitcode", "-c", str(config))
         assert plan.returncode == 2, plan.stdout + plan.stderr
-        assert f"{account} (shared-services): recipients changed" in plan.stdout
+        assert f"{account} (networking): recipients changed" in plan.stdout
         assert f"recipients={','.join(old)} alert_on=all" in plan.stdout
         assert f"-> recipients={','.join(new)} alert_on=all" in plan.stdout
-        assert "Plan: 1 StackSet operation(s); 6 account(s) unchanged." in plan.stdout
+        assert "Plan: 1 StackSet operation(s); 7 account(s) unchanged." in plan.stdout
 
         rollout = run("rollout", "--sandbox", "--yes", "-c", str(config))
         assert rollout.returncode == 0, rollout.stdout + rollout.stderr
-        assert "Rollout complete: 7 account(s) current." in rollout.stdout
+        assert "Rollout complete: 8 account(s) current." in rollout.stdout
 
         email = _one_email(example.simulate(account, "root", config))
         assert email.to == new
@@ -499,11 +499,11 @@ def test_demo_rolls_out_and_shows_one_email(workspace: Workspace) -> None:
 
     assert demo.returncode == 0, demo.stdout + demo.stderr
     assert "== Rollout of" in demo.stdout
-    assert "Rollout complete: 7 account(s) current." in demo.stdout
+    assert "Rollout complete: 8 account(s) current." in demo.stdout
     table = [line for line in demo.stdout.splitlines() if re.match(r"\d{12}  ", line)]
     assert "ACCOUNT" in demo.stdout
     assert "IN SYNC" in demo.stdout
-    assert len(table) == 7, demo.stdout
+    assert len(table) == 8, demo.stdout
     assert "== A console sign-in" in demo.stdout
     email = _one_email(demo)
     assert email.to == ["payments-oncall@example.com", "security@example.com"]
