@@ -15,6 +15,7 @@ from loginwatch_org.plan import (
     UpdateInstances,
     UpdateStackSet,
 )
+from loginwatch_org.template import ALERT_POLICY_PARAMETER, RECIPIENTS_PARAMETER
 from loginwatch_org.workflow import AccountStatus
 
 
@@ -29,7 +30,7 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 def _overrides(values: Mapping[str, str] | None) -> str:
     if not values:
         return "(unknown)"
-    return f"recipients={values.get('Recipients', '?')} alert_on={values.get('AlertOn', '?')}"
+    return f"recipients={values.get(RECIPIENTS_PARAMETER, '?')} alert_on={values.get(ALERT_POLICY_PARAMETER, '?')}"
 
 
 def _change_line(symbol: str, change: AccountChange) -> str:

@@ -15,7 +15,13 @@ from loginwatch_org.aws.reader import StackSetReader, call_as_args
 from loginwatch_org.config import Config
 from loginwatch_org.plan import DeleteInstances, Plan, account_overrides, make_plan
 from loginwatch_org.state import SUSPENDED_DETAILED_STATUS, Snapshot
-from loginwatch_org.template import build_template, shared_parameters, template_body
+from loginwatch_org.template import (
+    ALERT_POLICY_PARAMETER,
+    RECIPIENTS_PARAMETER,
+    build_template,
+    shared_parameters,
+    template_body,
+)
 
 
 @dataclass
@@ -129,10 +135,10 @@ def account_statuses(config: Config, snapshot: Snapshot) -> list[AccountStatus]:
                     status=instance.status if instance else "MISSING",
                     detailed_status=(instance.detailed_status or "") if instance else "",
                     reason=(instance.status_reason or "") if instance else "",
-                    recipients_deployed=overrides.get("Recipients") if overrides else None,
-                    recipients_config=wanted.get("Recipients") if wanted else None,
-                    alert_on_deployed=overrides.get("AlertOn") if overrides else None,
-                    alert_on_config=wanted.get("AlertOn") if wanted else None,
+                    recipients_deployed=overrides.get(RECIPIENTS_PARAMETER) if overrides else None,
+                    recipients_config=wanted.get(RECIPIENTS_PARAMETER) if wanted else None,
+                    alert_on_deployed=overrides.get(ALERT_POLICY_PARAMETER) if overrides else None,
+                    alert_on_config=wanted.get(ALERT_POLICY_PARAMETER) if wanted else None,
                     last_operation=(instance.last_operation_id or "") if instance else "",
                     drift=(instance.drift_status or "") if instance else "",
                 )
