@@ -19,11 +19,13 @@ MAX_SUBJECT = 200
 MAX_RAW = 10000
 MISSING = "not recorded"
 
-# C0/C1 controls, DEL, line/paragraph separators and bidi controls: they could fold mail headers or make a
-# hostile value display as something else (e.g. a reversed ARN).
-_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]")
+# C0/C1 controls, DEL, line/paragraph separators, zero-width and bidi controls: they could fold mail headers or
+# make a hostile value display as something else (e.g. a reversed ARN, or a user name that looks like another).
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028\u2029\u202a-\u202e\u2060\u2066-\u2069\ufeff]")
 # Raw payloads are shown in a <pre> block, where keeping newlines and tabs makes them readable.
-_UNSAFE_RAW = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]")
+_UNSAFE_RAW = re.compile(
+    r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028\u2029\u202a-\u202e\u2060\u2066-\u2069\ufeff]"
+)
 _TIME = re.compile(
     r"(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d):(\d\d)(?:\.(\d+))?\s*(Z|UTC|[+-]\d\d:?\d\d)?", re.IGNORECASE
 )
@@ -260,6 +262,9 @@ def _compose(event: Any, account_name: str | None) -> tuple[Alert, dict[str, Any
 
     mfa, no_mfa = _mfa(who, extra, extra_raw, event_name)
     no_mfa = no_mfa and not failed and event_name == "ConsoleLogin"
+    if failed and who.kind == "direct" and _str(extra.get("MFAUsed")):
+        # On a failed sign-in MFAUsed says whether the user has MFA, not that anyone got past it.
+        mfa = f"not reached: the sign-in failed (event reports MFAUsed: {_str(extra.get('MFAUsed'))})"
     is_root = itype == "Root"
 
     account = _str(envelope.get("account")) or _str(detail.get("recipientAccountId"))

@@ -83,11 +83,13 @@ def event_pattern(policy: str) -> dict[str, Any]:
         detail["$or"] = [root, *failures]
     elif policy == "no-mfa":
         # CloudTrail records MFAUsed only for root and IAM users; federated sign-ins carry no MFA fact.
+        # Only successful sign-ins: a failed one got nobody in, whatever MFAUsed says.
         detail.update(
             {
                 "eventName": ["ConsoleLogin"],
                 "userIdentity": {"type": ["Root", "IAMUser"]},
                 "additionalEventData": {"MFAUsed": [{"equals-ignore-case": "no"}]},
+                "responseElements": {"ConsoleLogin": ["Success"]},
             }
         )
     else:

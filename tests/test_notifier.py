@@ -116,12 +116,25 @@ def test_success_is_not_flagged() -> None:
         ("35", "Yes (device arn:aws:iam::12345:mfa/homer_simpson)"),
         ("04", "No"),
         ("09", "No"),
-        ("11", "No"),
         ("29", "No"),
     ],
 )
 def test_mfa_shown_for_root_and_iam_users(name: str, mfa: str) -> None:
     assert field(alert_for(name), "MFA used") == mfa
+
+
+@pytest.mark.parametrize(("name", "reported"), [("06", "Yes"), ("11", "No"), ("15", "No")])
+def test_failed_sign_in_does_not_claim_mfa_was_used_or_skipped(name: str, reported: str) -> None:
+    alert = alert_for(name)
+    assert field(alert, "MFA used") == f"not reached: the sign-in failed (event reports MFAUsed: {reported})"
+
+
+def test_zero_width_characters_cannot_disguise_a_user_name() -> None:
+    record = load_sample("04")
+    record["userIdentity"]["userName"] = "ad\u200bmin\u2060"
+    alert = compose_alert(eventbridge_envelope(record))
+    assert "\u200b" not in alert.subject + alert.text + alert.html
+    assert "\u2060" not in alert.subject + alert.text + alert.html
 
 
 def test_uppercase_yes_counts_as_mfa() -> None:

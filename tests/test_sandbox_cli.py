@@ -279,6 +279,7 @@ def test_recipient_change_is_planned_rolled_out_and_used(example: Example, tmp_p
         ("666677778888", "root-only", "iam-user", "root", "[ROOT]"),
         ("888899990000", "failures-only", "root", "failed", "[FAILED]"),
         ("777788889999", "no-mfa", "iam-user", "root", "[ROOT]"),
+        ("777788889999", "no-mfa", "failed", "root", "[ROOT]"),  # a failed sign-in got nobody in
     ],
 )
 def test_alert_policy_decides_which_sign_ins_email(

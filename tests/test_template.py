@@ -143,7 +143,6 @@ EXPECTED = {
         "root-only",
         "failures-only",
         "root-and-failures",
-        "no-mfa",
     },
     "07_ct_iamuser-checkmfa-u2f_aws-ct-doc.json": set(),  # a successful CheckMfa follows every MFA sign-in
     "31_ct_assumedrole-sso-AWSReservedSSO-consolelogin-us-west-2-tlsDetails_panther.json": {"all"},
