@@ -2,10 +2,10 @@
 
     .venv/bin/python bench/rollout_bench.py [--sizes 100,1000,5000] [--groups 10]
 
-For each size: a first rollout, a converged rerun and a one-account recipient change, each as read calls,
-write calls and StackSet operations, beside a naive baseline that submits one operation per account and
-describes every instance to plan; and the planner's CPU time on the converged organisation. The double
-answers instantly, so the figures are call counts and CPU, not AWS latency.
+For each size: a first rollout, a converged rerun and a one-account recipient change, each as read calls
+(StackSets and Organizations), write calls and StackSet operations, beside a naive baseline that describes
+every instance to plan and submits and waits for one operation per account; and the planner's CPU time.
+The doubles answer instantly, so the figures are call counts and CPU, not AWS latency.
 """
 
 from __future__ import annotations
@@ -22,18 +22,20 @@ from loginwatch_org.config import Config
 from loginwatch_org.plan import account_overrides, make_plan
 from loginwatch_org.template import build_template, shared_parameters, template_body
 from loginwatch_org.workflow import Clients, make_executor, prepare
+from tests.doubles.organizations import OrganizationsDouble
 from tests.doubles.stacksets import StackSetsDouble
 from tests.orgs import MANAGEMENT_ACCOUNT, account_ids, config_for, organization, with_recipients
 
 Row = tuple[str, int, int, int]
 
 
-def _measure(double: StackSetsDouble, action: Any) -> tuple[int, int, int]:
+def _measure(double: StackSetsDouble, organizations: OrganizationsDouble, action: Any) -> tuple[int, int, int]:
     double.reset_calls()
+    organizations.calls.clear()
     operations_before = len(double.operations("loginwatch")) if _exists(double) else 0
     action()
     operations = len(double.operations("loginwatch")) - operations_before
-    return double.count(kind="read"), double.count(kind="write"), operations
+    return double.count(kind="read") + len(organizations.calls), double.count(kind="write"), operations
 
 
 def _exists(double: StackSetsDouble) -> bool:
@@ -44,8 +46,8 @@ def _exists(double: StackSetsDouble) -> bool:
     return True
 
 
-def _rollout(double: StackSetsDouble, config: Config) -> None:
-    clients = Clients(double.client())
+def _rollout(double: StackSetsDouble, organizations: OrganizationsDouble, config: Config) -> None:
+    clients = Clients(double.client(), organizations)
     executor = make_executor(config, clients, sleep=lambda _seconds: None)
     prepared = prepare(config, clients, executor=executor)
     executor.apply(prepared.plan)
@@ -82,7 +84,7 @@ def _naive_rollout(double: StackSetsDouble, config: Config, *, first: bool) -> N
             token = page.get("NextToken")
             if not token:
                 break
-    operation_ids = []
+    operation_ids: list[str] = []
     for watch in config.targets():
         overrides = account_overrides(watch)
         if deployed.get(watch.account_id) == overrides:
@@ -99,7 +101,11 @@ def _naive_rollout(double: StackSetsDouble, config: Config, *, first: bool) -> N
             ParameterOverrides=[{"ParameterKey": k, "ParameterValue": v} for k, v in overrides.items()],
         )
         operation_ids.append(response["OperationId"])
-    double.finish_all()
+    for operation_id in operation_ids:  # a loop that checks each operation it started
+        while client.describe_stack_set_operation(StackSetName="loginwatch", OperationId=operation_id)[
+            "StackSetOperation"
+        ]["Status"] in ("QUEUED", "RUNNING"):
+            pass
 
 
 def _planner_cpu(double: StackSetsDouble, config: Config) -> float:
@@ -119,25 +125,30 @@ def bench(size: int, groups: int) -> tuple[list[Row], list[Row], float]:
     config = config_for(size, groups)
     changed = with_recipients(config, {account_ids(size)[size // 2]: ["moved@example.com"]})
 
+    members = account_ids(size)
     double = StackSetsDouble(organization(size), MANAGEMENT_ACCOUNT, polls_per_state=1)
+    organizations = OrganizationsDouble(members)
+
+    def ours_run(target: Config) -> Any:
+        return _measure(double, organizations, lambda: _rollout(double, organizations, target))
+
     ours = [
-        ("first rollout", *_measure(double, lambda: _rollout(double, config))),
-        ("converged rerun", *_measure(double, lambda: _rollout(double, config))),
-        ("one-account change", *_measure(double, lambda: _rollout(double, changed))),
+        ("first rollout", *ours_run(config)),
+        ("converged rerun", *ours_run(config)),
+        ("one-account change", *ours_run(changed)),
     ]
     cpu_ms = _planner_cpu(double, changed)
 
     naive_double = StackSetsDouble(organization(size), MANAGEMENT_ACCOUNT, polls_per_state=1)
+    no_organizations = OrganizationsDouble(members)  # the naive loop does not check membership
+
+    def naive_run(target: Config, first: bool) -> Any:
+        return _measure(naive_double, no_organizations, lambda: _naive_rollout(naive_double, target, first=first))
+
     naive = [
-        ("first rollout", *_measure(naive_double, lambda: _naive_rollout(naive_double, config, first=True))),
-        (
-            "converged rerun",
-            *_measure(naive_double, lambda: _naive_rollout(naive_double, config, first=False)),
-        ),
-        (
-            "one-account change",
-            *_measure(naive_double, lambda: _naive_rollout(naive_double, changed, first=False)),
-        ),
+        ("first rollout", *naive_run(config, True)),
+        ("converged rerun", *naive_run(config, False)),
+        ("one-account change", *naive_run(changed, False)),
     ]
     return ours, naive, cpu_ms
 

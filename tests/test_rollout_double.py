@@ -20,6 +20,7 @@ from loginwatch_org.plan import (
     account_overrides,
 )
 from loginwatch_org.workflow import Clients, Prepared, account_statuses, make_executor, prepare
+from tests.doubles.organizations import OrganizationsDouble
 from tests.doubles.stacksets import StackSetsDouble
 from tests.orgs import (
     MANAGEMENT_ACCOUNT,
@@ -29,30 +30,6 @@ from tests.orgs import (
     with_recipients,
     without_accounts,
 )
-
-
-class FakeOrganizations:
-    def __init__(self, members: set[str]) -> None:
-        self.members = members
-        self.calls = 0
-
-    def describe_account(self, AccountId: str) -> dict[str, Any]:
-        from botocore.exceptions import ClientError
-
-        self.calls += 1
-        if AccountId not in self.members:
-            raise ClientError({"Error": {"Code": "AccountNotFoundException", "Message": "no"}}, "DescribeAccount")
-        return {"Account": {"Id": AccountId}}
-
-    def list_accounts(self, NextToken: str | None = None) -> dict[str, Any]:
-        self.calls += 1
-        ordered = sorted(self.members)
-        start = int(NextToken or 0)
-        page = ordered[start : start + 20]
-        response: dict[str, Any] = {"Accounts": [{"Id": a} for a in page]}
-        if start + 20 < len(ordered):
-            response["NextToken"] = str(start + 20)
-        return response
 
 
 class Harness:
@@ -202,7 +179,7 @@ def test_interrupted_rollout_resumes_and_converges_without_duplicates(interrupt_
 
 def test_accounts_outside_the_organisation_are_skipped() -> None:
     members = set(account_ids(24)[:23])
-    harness = Harness(StackSetsDouble(organization(23), MANAGEMENT_ACCOUNT), FakeOrganizations(members))
+    harness = Harness(StackSetsDouble(organization(23), MANAGEMENT_ACCOUNT), OrganizationsDouble(members))
     config = config_for(24, groups=2)
     prepared = harness.prepare(config)
     stray = account_ids(24)[23]

@@ -335,3 +335,13 @@ def test_demo_checks_the_identity_before_starting_anything(tmp_path: Path, monke
     assert result.exit_code == 2
     assert "--identity must be one of" in result.output
     assert "Rollout" not in result.output and list(tmp_path.iterdir()) == []
+
+
+def test_a_missing_emulator_is_explained(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "moto" else real_find_spec(name))
+    with pytest.raises(control.SandboxError, match=r"pip install 'loginwatch-org\[sandbox\]'"):
+        control.start(load_config(EXAMPLE_CONFIG), tmp_path, detach=False)
+    assert not (tmp_path / "sandbox.json").exists()

@@ -9,6 +9,7 @@ and sandbox state never reaches a real endpoint.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -132,6 +133,8 @@ def running() -> Sandbox | None:
 
 def start(config: Config, directory: Path, *, detach: bool) -> Sandbox:
     """Start a sandbox whose state file is ``directory/sandbox.json``; returns once it is ready."""
+    if importlib.util.find_spec("moto") is None:
+        raise SandboxError("the sandbox needs the local AWS emulator: pip install 'loginwatch-org[sandbox]'")
     directory.mkdir(parents=True, exist_ok=True)
     state = directory / STATE_FILE
     organization = directory / "organization.json"
