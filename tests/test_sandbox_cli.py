@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+import boto3
 import pytest
 import yaml
 
@@ -350,6 +351,20 @@ def _status(workspace: Workspace, config: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def _operations(state: dict[str, Any]) -> list[str]:
+    """The stack set's operations, read from the sandbox as the management account: every StackSet write
+    starts one, so an unchanged list means no write."""
+    cloudformation = boto3.client(
+        "cloudformation",
+        region_name="us-east-1",
+        endpoint_url=state["endpoint_url"],
+        aws_access_key_id=state["credentials"]["aws_access_key_id"],
+        aws_secret_access_key=state["credentials"]["aws_secret_access_key"],
+    )
+    summaries = cloudformation.list_stack_set_operations(StackSetName="loginwatch")["Summaries"]
+    return sorted(op["OperationId"] for op in summaries)
+
+
 @pytest.mark.parametrize("model", ["service-managed", "self-managed"])
 def test_organisation_of_22_accounts(workspace: Workspace, model: str) -> None:
     config = workspace.config(text=_org_config(model))
@@ -362,9 +377,11 @@ def test_organisation_of_22_accounts(workspace: Workspace, model: str) -> None:
     assert first.returncode == 0, first.stdout + first.stderr
     assert "Rollout complete: 22 account(s) current." in first.stdout
 
+    operations = _operations(state)
     second = run("rollout", "--sandbox", "--yes", "-c", str(config))
     assert second.returncode == 0, second.stdout + second.stderr
     assert "No changes." in second.stdout
+    assert _operations(state) == operations, "a converged rollout wrote nothing"
     assert "Rollout complete" not in second.stdout
     rows = _status(workspace, config)
     assert sorted(row["account_id"] for row in rows) == ACCOUNTS
@@ -379,6 +396,16 @@ def test_organisation_of_22_accounts(workspace: Workspace, model: str) -> None:
     assert {step["action"] for step in steps} == {"update-instances"}
     assert sorted(account for step in steps for account in step["accounts"]) == sorted(changed)
     assert {change["account_id"] for step in steps for change in step["changes"]} == set(changed)
+    applied = run("rollout", "--sandbox", "--yes", "-c", str(edited))
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert len(_operations(state)) == len(operations) + len(steps)
+    deployed_now = {row["account_id"]: row["recipients_deployed"] for row in _status(workspace, edited)}
+    for account in ACCOUNTS:
+        expected = (
+            ",".join(changed[account]) if account in changed else f"team-{ACCOUNTS.index(account) % 3}@example.com"
+        )
+        assert deployed_now[account] == expected, account
+    assert run("rollout", "--sandbox", "--yes", "-c", str(config)).returncode == 0  # back to the first config
 
     removed = ACCOUNTS[21]
     pruned = workspace.config("pruned.yaml", _org_config(model, drop=removed))
