@@ -44,7 +44,7 @@ import zipfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final, Literal, Self, cast
+from typing import Any, ClassVar, Final, Literal, Self, cast
 
 from moto.awslambda.models import LambdaFunction
 from moto.awslambda.utils import get_backend as get_lambda_backend
@@ -762,12 +762,20 @@ class _AddedResource:
     good, while these are known only through the patched type lookup, and gone after ``revert()``.
     """
 
+    # The Fn::GetAtt attribute the type offers (None: none); ``attribute_value`` answers it.
+    cfn_attribute: ClassVar[str | None] = None
+
     @classmethod
     def has_cfn_attr(cls, attr: str) -> bool:
-        return False
+        return attr == cls.cfn_attribute
 
     def get_cfn_attribute(self, attribute_name: str) -> str:
-        raise UnformattedGetAttTemplateException()
+        if attribute_name != self.cfn_attribute:
+            raise UnformattedGetAttTemplateException()
+        return self.attribute_value()
+
+    def attribute_value(self) -> str:
+        raise NotImplementedError
 
     def is_created(self) -> bool:
         return True
@@ -832,11 +840,9 @@ class SnsSubscriptionResource(_AddedResource):
     def cloudformation_type() -> str:
         return "AWS::SNS::Subscription"
 
-    @classmethod
-    def has_cfn_attr(cls, attr: str) -> bool:
-        return attr == "Arn"
+    cfn_attribute = "Arn"
 
-    def get_cfn_attribute(self, attribute_name: str) -> str:
+    def attribute_value(self) -> str:
         return self.arn
 
     @property
@@ -886,11 +892,9 @@ class SnsTopicPolicyResource(_AddedResource):
     def cloudformation_type() -> str:
         return "AWS::SNS::TopicPolicy"
 
-    @classmethod
-    def has_cfn_attr(cls, attr: str) -> bool:
-        return attr == "Id"
+    cfn_attribute = "Id"
 
-    def get_cfn_attribute(self, attribute_name: str) -> str:
+    def attribute_value(self) -> str:
         return self.policy_id
 
     @property
@@ -947,11 +951,9 @@ class SqsQueuePolicyResource(_AddedResource):
     def cloudformation_type() -> str:
         return "AWS::SQS::QueuePolicy"
 
-    @classmethod
-    def has_cfn_attr(cls, attr: str) -> bool:
-        return attr == "Id"
+    cfn_attribute = "Id"
 
-    def get_cfn_attribute(self, attribute_name: str) -> str:
+    def attribute_value(self) -> str:
         return self.policy_id
 
     @property
@@ -1011,10 +1013,6 @@ class LambdaEventInvokeConfigResource(_AddedResource):
     def cloudformation_type() -> str:
         return "AWS::Lambda::EventInvokeConfig"
 
-    @classmethod
-    def has_cfn_attr(cls, attr: str) -> bool:
-        return False
-
     @property
     def physical_resource_id(self) -> str:
         return f"{self.function_name}:{self.qualifier}"
@@ -1064,11 +1062,9 @@ class CloudWatchAlarmResource(_AddedResource):
     def cloudformation_type() -> str:
         return "AWS::CloudWatch::Alarm"
 
-    @classmethod
-    def has_cfn_attr(cls, attr: str) -> bool:
-        return attr == "Arn"
+    cfn_attribute = "Arn"
 
-    def get_cfn_attribute(self, attribute_name: str) -> str:
+    def attribute_value(self) -> str:
         return self.arn
 
     @property
