@@ -878,123 +878,108 @@ class SnsSubscriptionResource(_AddedResource):
         sns_backends[parsed.account][parsed.region].unsubscribe(self.arn)
 
 
-class SnsTopicPolicyResource(_AddedResource):
+class _PolicyAttachment(_AddedResource):
+    """A policy document attached to each listed resource (a topic or queue policy); deleting it puts the
+    resources' default policy back, as AWS does."""
+
+    targets_property: ClassVar[str]
+    cfn_attribute = "Id"
+
+    def __init__(self, policy_id: str, targets: list[str]) -> None:
+        self.policy_id = policy_id
+        self.targets = targets
+
+    def attribute_value(self) -> str:
+        return self.policy_id
+
+    @property
+    def physical_resource_id(self) -> str:
+        return self.policy_id
+
+    @classmethod
+    def create_from_cloudformation_json(
+        cls,
+        resource_name: str,
+        cloudformation_json: dict[str, Any],
+        account_id: str,
+        region_name: str,
+        **kwargs: Any,
+    ) -> Self:
+        props = cloudformation_json["Properties"]
+        targets = list(props.get(cls.targets_property) or [])
+        for target in targets:
+            cls._attach(target, _json_text(props["PolicyDocument"]), account_id, region_name)
+        return cls(resource_name, targets)
+
+    @classmethod
+    def delete_from_cloudformation_json(
+        cls, resource_name: str, cloudformation_json: dict[str, Any], account_id: str, region_name: str
+    ) -> None:
+        targets = list(cloudformation_json.get("Properties", {}).get(cls.targets_property) or [])
+        cls(resource_name, targets).delete(account_id, region_name)
+
+    def delete(self, account_id: str, region_name: str) -> None:
+        for target in self.targets:
+            with contextlib.suppress(Exception):
+                self._detach(target, account_id, region_name)
+
+    @classmethod
+    def _attach(cls, target: str, policy: str, account_id: str, region_name: str) -> None:
+        raise NotImplementedError
+
+    @classmethod
+    def _detach(cls, target: str, account_id: str, region_name: str) -> None:
+        raise NotImplementedError
+
+
+class SnsTopicPolicyResource(_PolicyAttachment):
     """AWS::SNS::TopicPolicy: sets the policy of each listed topic (moto skips it).
 
     https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-resource-sns-topicpolicy.html
     """
 
-    def __init__(self, policy_id: str, topics: list[str]) -> None:
-        self.policy_id = policy_id
-        self.topics = topics
+    targets_property = "Topics"
 
     @staticmethod
     def cloudformation_type() -> str:
         return "AWS::SNS::TopicPolicy"
 
-    cfn_attribute = "Id"
-
-    def attribute_value(self) -> str:
-        return self.policy_id
-
-    @property
-    def physical_resource_id(self) -> str:
-        return self.policy_id
+    @classmethod
+    def _attach(cls, target: str, policy: str, account_id: str, region_name: str) -> None:
+        parsed = parse_arn(target)
+        sns_backends[parsed.account][parsed.region].set_topic_attribute(target, "policy", policy)
 
     @classmethod
-    def create_from_cloudformation_json(
-        cls,
-        resource_name: str,
-        cloudformation_json: dict[str, Any],
-        account_id: str,
-        region_name: str,
-        **kwargs: Any,
-    ) -> SnsTopicPolicyResource:
-        props = cloudformation_json["Properties"]
-        topics = list(props.get("Topics") or [])
-        for arn in topics:
-            parsed = parse_arn(arn)
-            sns_backends[parsed.account][parsed.region].set_topic_attribute(
-                arn, "policy", _json_text(props["PolicyDocument"])
-            )
-        return cls(resource_name, topics)
-
-    @classmethod
-    def delete_from_cloudformation_json(
-        cls, resource_name: str, cloudformation_json: dict[str, Any], account_id: str, region_name: str
-    ) -> None:
-        topics = list(cloudformation_json.get("Properties", {}).get("Topics") or [])
-        cls(resource_name, topics).delete(account_id, region_name)
-
-    def delete(self, account_id: str, region_name: str) -> None:
-        # AWS gives the topic its default policy back.
-        for arn in self.topics:
-            parsed = parse_arn(arn)
-            backend = sns_backends[parsed.account][parsed.region]
-            with contextlib.suppress(Exception):
-                topic = backend.get_topic(arn)
-                default = topic._create_default_topic_policy(parsed.region, parsed.account, topic.name)
-                topic._policy_json = default
+    def _detach(cls, target: str, account_id: str, region_name: str) -> None:
+        parsed = parse_arn(target)
+        topic = sns_backends[parsed.account][parsed.region].get_topic(target)
+        topic._policy_json = topic._create_default_topic_policy(parsed.region, parsed.account, topic.name)
 
 
-class SqsQueuePolicyResource(_AddedResource):
+class SqsQueuePolicyResource(_PolicyAttachment):
     """AWS::SQS::QueuePolicy: sets the policy of each listed queue (moto skips it).
 
     https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-resource-sqs-queuepolicy.html
     """
 
-    def __init__(self, policy_id: str, queues: list[str]) -> None:
-        self.policy_id = policy_id
-        self.queues = queues
+    targets_property = "Queues"
 
     @staticmethod
     def cloudformation_type() -> str:
         return "AWS::SQS::QueuePolicy"
 
-    cfn_attribute = "Id"
-
-    def attribute_value(self) -> str:
-        return self.policy_id
-
-    @property
-    def physical_resource_id(self) -> str:
-        return self.policy_id
-
-    @staticmethod
-    def _set_policy(queue_url: str, policy: str, account_id: str, region_name: str) -> None:
+    @classmethod
+    def _attach(cls, target: str, policy: str, account_id: str, region_name: str) -> None:
         # https://sqs.<region>.amazonaws.com/<account>/<name>
-        parts = queue_url.rstrip("/").split("/")
+        parts = target.rstrip("/").split("/")
         queue_account = parts[-2] if len(parts) >= 2 and parts[-2].isdigit() else account_id
-        match = re.search(r"sqs\.([a-z0-9-]+)\.", queue_url)
+        match = re.search(r"sqs\.([a-z0-9-]+)\.", target)
         queue_region = match.group(1) if match else region_name
         sqs_backends[queue_account][queue_region].set_queue_attributes(parts[-1], {"Policy": policy})
 
     @classmethod
-    def create_from_cloudformation_json(
-        cls,
-        resource_name: str,
-        cloudformation_json: dict[str, Any],
-        account_id: str,
-        region_name: str,
-        **kwargs: Any,
-    ) -> SqsQueuePolicyResource:
-        props = cloudformation_json["Properties"]
-        queues = list(props.get("Queues") or [])
-        for url in queues:
-            cls._set_policy(url, _json_text(props["PolicyDocument"]), account_id, region_name)
-        return cls(resource_name, queues)
-
-    @classmethod
-    def delete_from_cloudformation_json(
-        cls, resource_name: str, cloudformation_json: dict[str, Any], account_id: str, region_name: str
-    ) -> None:
-        queues = list(cloudformation_json.get("Properties", {}).get("Queues") or [])
-        cls(resource_name, queues).delete(account_id, region_name)
-
-    def delete(self, account_id: str, region_name: str) -> None:
-        for url in self.queues:
-            with contextlib.suppress(Exception):
-                self._set_policy(url, "", account_id, region_name)
+    def _detach(cls, target: str, account_id: str, region_name: str) -> None:
+        cls._attach(target, "", account_id, region_name)
 
 
 class LambdaEventInvokeConfigResource(_AddedResource):
