@@ -318,6 +318,22 @@ def create_stack_set(sandbox: Sandbox, name: str, *, recipients: str, extras: bo
     return cloudformation
 
 
+def deploy_to_ou(cloudformation: Any, ou: str) -> None:
+    cloudformation.create_stack_instances(
+        StackSetName="loginwatch", Regions=[REGION], DeploymentTargets={"OrganizationalUnitIds": [ou]}
+    )
+
+
+def override_parameter(cloudformation: Any, ou: str, account: str, key: str, value: str) -> None:
+    """Give one account of ``ou`` its own parameter value, the way the product targets a single account."""
+    cloudformation.update_stack_instances(
+        StackSetName="loginwatch",
+        Regions=[REGION],
+        DeploymentTargets={"OrganizationalUnitIds": [ou], "Accounts": [account], "AccountFilterType": "INTERSECTION"},
+        ParameterOverrides=[{"ParameterKey": key, "ParameterValue": value}],
+    )
+
+
 def deployed_function(sandbox: Sandbox, account: str) -> dict[str, Any] | None:
     functions = sandbox.client(sandbox.member(account), "lambda").list_functions()["Functions"]
     assert len(functions) <= 1
@@ -500,21 +516,10 @@ def test_intersection_deploys_only_to_the_listed_accounts(sandbox: Sandbox) -> N
 
 def test_parameter_overrides_update_the_deployed_function(sandbox: Sandbox) -> None:
     cloudformation = create_stack_set(sandbox, "loginwatch", recipients="security@example.com")
-    cloudformation.create_stack_instances(
-        StackSetName="loginwatch", Regions=[REGION], DeploymentTargets={"OrganizationalUnitIds": [ROOT]}
-    )
+    deploy_to_ou(cloudformation, ROOT)
     assert instance_accounts(cloudformation, "loginwatch") == sorted([DEV, PROD, LAB, LAB2, SHARED])
 
-    cloudformation.update_stack_instances(
-        StackSetName="loginwatch",
-        Regions=[REGION],
-        DeploymentTargets={
-            "OrganizationalUnitIds": [OU_WORKLOADS],
-            "Accounts": [DEV],
-            "AccountFilterType": "INTERSECTION",
-        },
-        ParameterOverrides=[{"ParameterKey": "Recipients", "ParameterValue": "dev-team@example.com"}],
-    )
+    override_parameter(cloudformation, OU_WORKLOADS, DEV, "Recipients", "dev-team@example.com")
     dev = deployed_function(sandbox, DEV)
     assert dev is not None and dev["Environment"]["Variables"]["RECIPIENTS"] == "dev-team@example.com"
     prod = deployed_function(sandbox, PROD)
@@ -561,23 +566,8 @@ def test_parameter_overrides_update_the_deployed_function(sandbox: Sandbox) -> N
 
 def test_sign_in_in_a_member_account_emails_that_accounts_recipients(sandbox: Sandbox) -> None:
     cloudformation = create_stack_set(sandbox, "loginwatch", recipients="security@example.com")
-    cloudformation.create_stack_instances(
-        StackSetName="loginwatch",
-        Regions=[REGION],
-        DeploymentTargets={"OrganizationalUnitIds": [OU_WORKLOADS]},
-    )
-    cloudformation.update_stack_instances(
-        StackSetName="loginwatch",
-        Regions=[REGION],
-        DeploymentTargets={
-            "OrganizationalUnitIds": [OU_WORKLOADS],
-            "Accounts": [PROD],
-            "AccountFilterType": "INTERSECTION",
-        },
-        ParameterOverrides=[
-            {"ParameterKey": "Recipients", "ParameterValue": "prod-oncall@example.com,cto@example.com"}
-        ],
-    )
+    deploy_to_ou(cloudformation, OU_WORKLOADS)
+    override_parameter(cloudformation, OU_WORKLOADS, PROD, "Recipients", "prod-oncall@example.com,cto@example.com")
 
     sign_in(sandbox, PROD)
 
@@ -612,22 +602,9 @@ def test_sign_in_in_a_member_account_emails_that_accounts_recipients(sandbox: Sa
 
 def test_events_the_rule_does_not_match_send_nothing(sandbox: Sandbox) -> None:
     cloudformation = create_stack_set(sandbox, "loginwatch", recipients="security@example.com")
-    cloudformation.create_stack_instances(
-        StackSetName="loginwatch",
-        Regions=[REGION],
-        DeploymentTargets={"OrganizationalUnitIds": [OU_SANDBOXES]},
-    )
+    deploy_to_ou(cloudformation, OU_SANDBOXES)
     # The lab account only wants to hear about root sign-ins: its rule's pattern changes with it.
-    cloudformation.update_stack_instances(
-        StackSetName="loginwatch",
-        Regions=[REGION],
-        DeploymentTargets={
-            "OrganizationalUnitIds": [OU_SANDBOXES],
-            "Accounts": [LAB],
-            "AccountFilterType": "INTERSECTION",
-        },
-        ParameterOverrides=[{"ParameterKey": "RootOnly", "ParameterValue": "true"}],
-    )
+    override_parameter(cloudformation, OU_SANDBOXES, LAB, "RootOnly", "true")
 
     sign_in(sandbox, LAB, "IAMUser")
     sign_in(sandbox, LAB, "Root", source="aws.console")
