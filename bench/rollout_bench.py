@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from loginwatch_org.config import Config
 from loginwatch_org.plan import account_overrides, make_plan
-from loginwatch_org.template import build_template, shared_parameters, template_body
+from loginwatch_org.templates import build_template, shared_parameters, template_body
 from loginwatch_org.workflow import Clients, make_executor, prepare
 from tests.doubles.organizations import OrganizationsDouble
 from tests.doubles.stacksets import StackSetsDouble

@@ -157,7 +157,7 @@ def export(
     ] = False,
 ) -> None:
     """Write the CloudFormation template one account receives, for review."""
-    from loginwatch_org.template import TEMPLATE_BODY_LIMIT, build_template, render, template_body
+    from loginwatch_org.templates import REGISTRY, TEMPLATE_BODY_LIMIT, build_template, render, template_body
 
     if fmt not in ("yaml", "json"):
         _fail(f"--format must be yaml or json, not '{fmt}'", EXIT_USAGE)
@@ -168,7 +168,7 @@ def export(
     if size > TEMPLATE_BODY_LIMIT:
         _fail(f"the template body is {size} bytes; StackSets accept at most {TEMPLATE_BODY_LIMIT}")
     if check:
-        target = output or Path("templates") / f"{loaded.stack_set.name}.{fmt}"
+        target = output or REGISTRY["watch"].path("json" if fmt == "json" else "yaml")
         current = target.read_text(encoding="utf-8") if target.exists() else ""
         if current != text:
             diff = difflib.unified_diff(
@@ -182,7 +182,7 @@ def export(
         sys.stdout.write(text)
         return
     if output.is_dir():
-        _fail(f"--output {output} is a directory; name the file, e.g. {output / f'{loaded.stack_set.name}.{fmt}'}")
+        _fail(f"--output {output} is a directory; name the file, e.g. {output / f'watch.{fmt}'}")
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(text, encoding="utf-8")
     typer.echo(f"wrote {output} ({size} bytes as a StackSet template body)", err=True)

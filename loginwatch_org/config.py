@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from loginwatch_org.errors import UsageError
 from loginwatch_org.yamlsource import SourceMap, YamlError, load_yaml
 
 DEFAULT_CONFIG_PATH = Path("config/accounts.yaml")
@@ -257,7 +258,7 @@ class _LocatedValueError(ValueError):
         self.message = message
 
 
-class ConfigError(Exception):
+class ConfigError(UsageError):
     """Invalid configuration: ``problems`` are ready-to-print lines naming file, line and field."""
 
     def __init__(self, problems: list[str]) -> None:

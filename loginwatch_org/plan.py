@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from loginwatch_org.config import AccountWatch, Config
+from loginwatch_org.errors import LoginwatchError
 from loginwatch_org.state import (
     OWNER_TAG_KEY,
     OWNER_TAG_VALUE,
@@ -20,7 +21,7 @@ from loginwatch_org.state import (
     operation_id,
     overrides_digest,
 )
-from loginwatch_org.template import ALERT_POLICY_PARAMETER, RECIPIENTS_PARAMETER, template_digest
+from loginwatch_org.templates import ALERT_POLICY_PARAMETER, RECIPIENTS_PARAMETER, template_digest
 
 
 def account_overrides(watch: AccountWatch) -> dict[str, str]:
@@ -157,7 +158,7 @@ class _Group:
     changes: list[AccountChange] = field(default_factory=list)
 
 
-class PlanError(Exception):
+class PlanError(LoginwatchError):
     """The config cannot be reached from the deployed state by a rollout; the message says what to do."""
 
 

@@ -15,7 +15,7 @@ from loginwatch_org.plan import (
     UpdateInstances,
     UpdateStackSet,
 )
-from loginwatch_org.template import ALERT_POLICY_PARAMETER, RECIPIENTS_PARAMETER
+from loginwatch_org.templates import ALERT_POLICY_PARAMETER, RECIPIENTS_PARAMETER
 from loginwatch_org.workflow import AccountStatus
 
 

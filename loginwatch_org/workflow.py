@@ -15,7 +15,7 @@ from loginwatch_org.aws.reader import StackSetReader, call_as_args
 from loginwatch_org.config import Config
 from loginwatch_org.plan import DeleteInstances, Plan, account_overrides, make_plan
 from loginwatch_org.state import SUSPENDED_DETAILED_STATUS, Snapshot
-from loginwatch_org.template import (
+from loginwatch_org.templates import (
     ALERT_POLICY_PARAMETER,
     RECIPIENTS_PARAMETER,
     build_template,

@@ -169,7 +169,7 @@ def test_ses_identity_must_be_able_to_send_as_the_sender(write_config: Callable[
 
 
 def test_alarm_topic_flows_into_the_template(write_config: Callable[[str], Path]) -> None:
-    from loginwatch_org.template import build_template, shared_parameters
+    from loginwatch_org.templates import build_template, shared_parameters
 
     arn = "arn:aws:sns:us-east-1:999988887777:security-paging"
     config = load_config(

@@ -23,7 +23,7 @@ from loginwatch_org.plan import CreateInstances, CreateStackSet, DeleteInstances
 from loginwatch_org.sandbox import behaviour
 from loginwatch_org.sandbox.control import organization_spec
 from loginwatch_org.sandbox.server import MEMBER_ROLE_NAME, OrganizationSpec, access_key_id_for, seed_organization
-from loginwatch_org.template import event_pattern
+from loginwatch_org.templates import event_pattern
 from loginwatch_org.workflow import Clients, Prepared, make_executor, prepare
 from tests.orgs import MANAGEMENT_ACCOUNT, account_ids, config_for, with_recipients, without_accounts
 

@@ -27,7 +27,7 @@ from loginwatch_org.state import (
     digest_from_operation_id,
     operation_id,
 )
-from loginwatch_org.template import build_template, shared_parameters, template_body, template_digest
+from loginwatch_org.templates import build_template, shared_parameters, template_body, template_digest
 from tests.conftest import EXAMPLE_CONFIG
 from tests.orgs import with_recipients
 

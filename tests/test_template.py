@@ -10,7 +10,7 @@ import pytest
 from moto.events.models import EventPattern
 
 from loginwatch_org.config import ALERT_POLICIES, load_config
-from loginwatch_org.template import (
+from loginwatch_org.templates import (
     TEMPLATE_BODY_LIMIT,
     build_template,
     event_pattern,
@@ -48,9 +48,9 @@ def test_lambda_source_is_the_notifier_module(template: dict[str, Any]) -> None:
 
 
 def test_committed_template_is_current() -> None:
-    committed = (ROOT / "templates" / "loginwatch.yaml").read_text(encoding="utf-8")
+    committed = (ROOT / "templates" / "watch.yaml").read_text(encoding="utf-8")
     assert committed == render(build_template(load_config(EXAMPLE_CONFIG))), (
-        "templates/loginwatch.yaml is stale: run loginwatch-org export -o templates/loginwatch.yaml"
+        "templates/watch.yaml is stale: run loginwatch-org export -o templates/watch.yaml"
     )
 
 

@@ -6,8 +6,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from loginwatch_org.errors import LoginwatchError
 
-class AwsProblem(Exception):
+
+class AwsProblem(LoginwatchError):
     """An AWS call failed in a way the user must fix; the message says how."""
 
 

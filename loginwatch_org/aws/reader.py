@@ -26,7 +26,7 @@ from loginwatch_org.state import (
     is_own_operation,
     overrides_digest,
 )
-from loginwatch_org.template import template_digest
+from loginwatch_org.templates import template_digest
 
 DESCRIBE_WORKERS = 8
 # DescribeAccount per account costs one call; ListAccounts returns at most 20 accounts a page.

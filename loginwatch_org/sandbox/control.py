@@ -27,6 +27,7 @@ from urllib.parse import urlparse
 
 from loginwatch_org.aws.session import AwsTarget
 from loginwatch_org.config import Config
+from loginwatch_org.errors import LoginwatchError
 
 STATE_DIR_ENV = "LOGINWATCH_SANDBOX_DIR"
 STATE_FILE = "sandbox.json"
@@ -36,7 +37,7 @@ DEFAULT_ROOT = "r-sbox"
 START_TIMEOUT = 60.0
 
 
-class SandboxError(Exception):
+class SandboxError(LoginwatchError):
     """The sandbox could not be started, found or stopped; the message says why."""
 
 

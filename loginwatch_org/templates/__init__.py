@@ -1,0 +1,79 @@
+"""Every CloudFormation template the tool deploys, and the registry that ``export``, ``export --check`` and the
+golden-file tests loop over. One module per template; each is pure and deterministic."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from troposphere import Template
+
+from loginwatch_org.config import Config
+from loginwatch_org.templates.watch import (
+    ALARM_ACTION_PARAMETER,
+    ALERT_POLICY_PARAMETER,
+    FAILURE_EVENTS,
+    LAMBDA_RUNTIME,
+    RECIPIENTS_PARAMETER,
+    SENDER_PARAMETER,
+    SES_IDENTITY_PARAMETER,
+    SIGNIN_DETAIL_TYPE,
+    TEMPLATE_BODY_LIMIT,
+    WATCHED_EVENTS,
+    Format,
+    build_template,
+    event_pattern,
+    notifier_source,
+    render,
+    shared_parameters,
+    template_body,
+    template_digest,
+)
+
+# Where the reviewed exports live, relative to the project root.
+TEMPLATES_DIRECTORY = Path("templates")
+
+
+@dataclass(frozen=True)
+class TemplateSpec:
+    """One template the tool deploys: its name (also its file's stem under ``templates/``) and its builder."""
+
+    name: str
+    description: str
+    build: Callable[[Config], Template]
+
+    def path(self, fmt: Format = "yaml", directory: Path = TEMPLATES_DIRECTORY) -> Path:
+        return directory / f"{self.name}.{fmt}"
+
+
+REGISTRY: dict[str, TemplateSpec] = {
+    spec.name: spec
+    for spec in (
+        TemplateSpec("watch", "one account's watch: sign-in rule, topic, notifier, dead-letter queue", build_template),
+    )
+}
+
+__all__ = [
+    "ALARM_ACTION_PARAMETER",
+    "ALERT_POLICY_PARAMETER",
+    "FAILURE_EVENTS",
+    "LAMBDA_RUNTIME",
+    "RECIPIENTS_PARAMETER",
+    "REGISTRY",
+    "SENDER_PARAMETER",
+    "SES_IDENTITY_PARAMETER",
+    "SIGNIN_DETAIL_TYPE",
+    "TEMPLATES_DIRECTORY",
+    "TEMPLATE_BODY_LIMIT",
+    "WATCHED_EVENTS",
+    "Format",
+    "TemplateSpec",
+    "build_template",
+    "event_pattern",
+    "notifier_source",
+    "render",
+    "shared_parameters",
+    "template_body",
+    "template_digest",
+]
