@@ -694,7 +694,7 @@ ACCOUNTS_BY_PARENT = {
 
 
 def select(ous: list[str], accounts: list[str], filter_type: str | None, operation: Any) -> list[str]:
-    from loginwatch_org.sandbox.behaviour import select_target_accounts
+    from loginwatch_org.sandbox.behaviour.stacksets import select_target_accounts
 
     return select_target_accounts(
         organizational_unit_ids=ous,

@@ -181,7 +181,7 @@ def seed_organization(spec: OrganizationSpec) -> None:
     from moto.ses.models import ses_backends
     from moto.utilities.utils import get_partition
 
-    from loginwatch_org.sandbox.behaviour import STACKSETS_SERVICE_PRINCIPAL
+    from loginwatch_org.sandbox.behaviour.stacksets import STACKSETS_SERVICE_PRINCIPAL
 
     partition = get_partition(DEFAULT_REGION)
     org = organizations_backends[spec.management_account][partition]

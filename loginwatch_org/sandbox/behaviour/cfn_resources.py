@@ -1,0 +1,427 @@
+"""CloudFormation: the resource types moto skips.
+
+moto creates nothing for a resource type it does not know, so a template's subscription, topic and
+queue policies, asynchronous invocation settings and alarm would silently not exist.  Each class here
+creates the real thing in the service's backend, and is found through the patched type lookup.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import logging
+import re
+from typing import Any, ClassVar, Final, Self, cast
+
+from moto.awslambda.utils import get_backend as get_lambda_backend
+from moto.cloudformation import parsing as cfn_parsing
+from moto.cloudformation.exceptions import (
+    UnformattedGetAttTemplateException,
+)
+from moto.cloudwatch.models import cloudwatch_backends
+from moto.core.common_models import CloudFormationModel
+from moto.sns.models import sns_backends
+from moto.sqs.models import sqs_backends
+from moto.utilities.arns import parse_arn
+
+from loginwatch_org.sandbox.behaviour._core import Patches
+
+logger = logging.getLogger(__name__)
+
+PATCHES: Final = Patches()
+
+
+class _AddedResource:
+    """Base of the resource types the sandbox adds.
+
+    Deliberately not a moto ``CloudFormationModel``: moto registers every subclass of that for
+    good, while these are known only through the patched type lookup, and gone after ``revert()``.
+    """
+
+    # The Fn::GetAtt attribute the type offers (None: none); ``attribute_value`` answers it.
+    cfn_attribute: ClassVar[str | None] = None
+
+    @classmethod
+    def has_cfn_attr(cls, attr: str) -> bool:
+        return attr == cls.cfn_attribute
+
+    def get_cfn_attribute(self, attribute_name: str) -> str:
+        if attribute_name != self.cfn_attribute:
+            raise UnformattedGetAttTemplateException()
+        return self.attribute_value()
+
+    def attribute_value(self) -> str:
+        raise NotImplementedError
+
+    def is_created(self) -> bool:
+        return True
+
+    @classmethod
+    def create_from_cloudformation_json(
+        cls,
+        resource_name: str,
+        cloudformation_json: dict[str, Any],
+        account_id: str,
+        region_name: str,
+        **kwargs: Any,
+    ) -> Self:
+        raise NotImplementedError
+
+    @classmethod
+    def update_from_cloudformation_json(
+        cls,
+        original_resource: Self,
+        new_resource_name: str,
+        cloudformation_json: dict[str, Any],
+        account_id: str,
+        region_name: str,
+    ) -> Self:
+        # Replacement: these resources have nothing worth keeping across an update.
+        original_resource.delete(account_id, region_name)
+        created = (new_resource_name, cloudformation_json, account_id, region_name)
+        return cls.create_from_cloudformation_json(*created)
+
+    def delete(self, account_id: str, region_name: str) -> None:
+        raise NotImplementedError
+
+
+def _json_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict | list):
+        return json.dumps(value)
+    return str(value)
+
+
+class SnsSubscriptionResource(_AddedResource):
+    """AWS::SNS::Subscription (moto skips it, so nothing is ever subscribed to the topic).
+
+    https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-resource-sns-subscription.html
+    """
+
+    # The scope first: moto validates a filter policy against the scope already set.
+    _ATTRIBUTES: Final = (
+        "FilterPolicyScope",
+        "FilterPolicy",
+        "RawMessageDelivery",
+        "RedrivePolicy",
+        "DeliveryPolicy",
+        "SubscriptionRoleArn",
+    )
+
+    def __init__(self, arn: str) -> None:
+        self.arn = arn
+
+    @staticmethod
+    def cloudformation_type() -> str:
+        return "AWS::SNS::Subscription"
+
+    cfn_attribute = "Arn"
+
+    def attribute_value(self) -> str:
+        return self.arn
+
+    @property
+    def physical_resource_id(self) -> str:
+        return self.arn
+
+    @classmethod
+    def create_from_cloudformation_json(
+        cls,
+        resource_name: str,
+        cloudformation_json: dict[str, Any],
+        account_id: str,
+        region_name: str,
+        **kwargs: Any,
+    ) -> SnsSubscriptionResource:
+        props = cloudformation_json["Properties"]
+        topic = parse_arn(props["TopicArn"])
+        backend = sns_backends[topic.account][topic.region]
+        subscription = backend.subscribe(props["TopicArn"], props.get("Endpoint", ""), props["Protocol"])
+        for attribute in cls._ATTRIBUTES:
+            if attribute in props:
+                backend.set_subscription_attributes(subscription.arn, attribute, _json_text(props[attribute]))
+        return cls(subscription.arn)
+
+    @classmethod
+    def delete_from_cloudformation_json(
+        cls, resource_name: str, cloudformation_json: dict[str, Any], account_id: str, region_name: str
+    ) -> None:
+        cls(resource_name).delete(account_id, region_name)
+
+    def delete(self, account_id: str, region_name: str) -> None:
+        parsed = parse_arn(self.arn)
+        sns_backends[parsed.account][parsed.region].unsubscribe(self.arn)
+
+
+class _PolicyAttachment(_AddedResource):
+    """A policy document attached to each listed resource (a topic or queue policy); deleting it puts the
+    resources' default policy back, as AWS does."""
+
+    targets_property: ClassVar[str]
+    cfn_attribute = "Id"
+
+    def __init__(self, policy_id: str, targets: list[str]) -> None:
+        self.policy_id = policy_id
+        self.targets = targets
+
+    def attribute_value(self) -> str:
+        return self.policy_id
+
+    @property
+    def physical_resource_id(self) -> str:
+        return self.policy_id
+
+    @classmethod
+    def create_from_cloudformation_json(
+        cls,
+        resource_name: str,
+        cloudformation_json: dict[str, Any],
+        account_id: str,
+        region_name: str,
+        **kwargs: Any,
+    ) -> Self:
+        props = cloudformation_json["Properties"]
+        targets = list(props.get(cls.targets_property) or [])
+        for target in targets:
+            cls._attach(target, _json_text(props["PolicyDocument"]), account_id, region_name)
+        return cls(resource_name, targets)
+
+    @classmethod
+    def delete_from_cloudformation_json(
+        cls, resource_name: str, cloudformation_json: dict[str, Any], account_id: str, region_name: str
+    ) -> None:
+        targets = list(cloudformation_json.get("Properties", {}).get(cls.targets_property) or [])
+        cls(resource_name, targets).delete(account_id, region_name)
+
+    def delete(self, account_id: str, region_name: str) -> None:
+        for target in self.targets:
+            with contextlib.suppress(Exception):
+                self._detach(target, account_id, region_name)
+
+    @classmethod
+    def _attach(cls, target: str, policy: str, account_id: str, region_name: str) -> None:
+        raise NotImplementedError
+
+    @classmethod
+    def _detach(cls, target: str, account_id: str, region_name: str) -> None:
+        raise NotImplementedError
+
+
+class SnsTopicPolicyResource(_PolicyAttachment):
+    """AWS::SNS::TopicPolicy: sets the policy of each listed topic (moto skips it).
+
+    https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-resource-sns-topicpolicy.html
+    """
+
+    targets_property = "Topics"
+
+    @staticmethod
+    def cloudformation_type() -> str:
+        return "AWS::SNS::TopicPolicy"
+
+    @classmethod
+    def _attach(cls, target: str, policy: str, account_id: str, region_name: str) -> None:
+        parsed = parse_arn(target)
+        sns_backends[parsed.account][parsed.region].set_topic_attribute(target, "policy", policy)
+
+    @classmethod
+    def _detach(cls, target: str, account_id: str, region_name: str) -> None:
+        parsed = parse_arn(target)
+        topic = sns_backends[parsed.account][parsed.region].get_topic(target)
+        topic._policy_json = topic._create_default_topic_policy(parsed.region, parsed.account, topic.name)
+
+
+class SqsQueuePolicyResource(_PolicyAttachment):
+    """AWS::SQS::QueuePolicy: sets the policy of each listed queue (moto skips it).
+
+    https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-resource-sqs-queuepolicy.html
+    """
+
+    targets_property = "Queues"
+
+    @staticmethod
+    def cloudformation_type() -> str:
+        return "AWS::SQS::QueuePolicy"
+
+    @classmethod
+    def _attach(cls, target: str, policy: str, account_id: str, region_name: str) -> None:
+        # https://sqs.<region>.amazonaws.com/<account>/<name>
+        parts = target.rstrip("/").split("/")
+        queue_account = parts[-2] if len(parts) >= 2 and parts[-2].isdigit() else account_id
+        match = re.search(r"sqs\.([a-z0-9-]+)\.", target)
+        queue_region = match.group(1) if match else region_name
+        sqs_backends[queue_account][queue_region].set_queue_attributes(parts[-1], {"Policy": policy})
+
+    @classmethod
+    def _detach(cls, target: str, account_id: str, region_name: str) -> None:
+        cls._attach(target, "", account_id, region_name)
+
+
+class LambdaEventInvokeConfigResource(_AddedResource):
+    """AWS::Lambda::EventInvokeConfig: a function's asynchronous invocation settings (moto skips it).
+
+    https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-resource-lambda-eventinvokeconfig.html
+    """
+
+    _SETTINGS: Final = ("MaximumRetryAttempts", "MaximumEventAgeInSeconds", "DestinationConfig")
+
+    def __init__(self, function_name: str, qualifier: str) -> None:
+        self.function_name = function_name
+        self.qualifier = qualifier
+
+    @staticmethod
+    def cloudformation_type() -> str:
+        return "AWS::Lambda::EventInvokeConfig"
+
+    @property
+    def physical_resource_id(self) -> str:
+        return f"{self.function_name}:{self.qualifier}"
+
+    @classmethod
+    def create_from_cloudformation_json(
+        cls,
+        resource_name: str,
+        cloudformation_json: dict[str, Any],
+        account_id: str,
+        region_name: str,
+        **kwargs: Any,
+    ) -> LambdaEventInvokeConfigResource:
+        props = cloudformation_json["Properties"]
+        config = {key: props[key] for key in cls._SETTINGS if key in props}
+        for key in ("MaximumRetryAttempts", "MaximumEventAgeInSeconds"):
+            if key in config:
+                config[key] = int(config[key])
+        backend = get_lambda_backend(account_id, region_name)
+        backend.put_function_event_invoke_config(props["FunctionName"], config)
+        return cls(props["FunctionName"], str(props.get("Qualifier", "$LATEST")))
+
+    @classmethod
+    def delete_from_cloudformation_json(
+        cls, resource_name: str, cloudformation_json: dict[str, Any], account_id: str, region_name: str
+    ) -> None:
+        props = cloudformation_json.get("Properties", {})
+        cls(props.get("FunctionName", ""), "$LATEST").delete(account_id, region_name)
+
+    def delete(self, account_id: str, region_name: str) -> None:
+        with contextlib.suppress(Exception):
+            backend = get_lambda_backend(account_id, region_name)
+            backend.delete_function_event_invoke_config(self.function_name)
+
+
+class CloudWatchAlarmResource(_AddedResource):
+    """AWS::CloudWatch::Alarm on a single metric (moto skips the type).
+
+    https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-resource-cloudwatch-alarm.html
+    """
+
+    def __init__(self, name: str, arn: str) -> None:
+        self.name = name
+        self.arn = arn
+
+    @staticmethod
+    def cloudformation_type() -> str:
+        return "AWS::CloudWatch::Alarm"
+
+    cfn_attribute = "Arn"
+
+    def attribute_value(self) -> str:
+        return self.arn
+
+    @property
+    def physical_resource_id(self) -> str:
+        return self.name
+
+    @classmethod
+    def create_from_cloudformation_json(
+        cls,
+        resource_name: str,
+        cloudformation_json: dict[str, Any],
+        account_id: str,
+        region_name: str,
+        **kwargs: Any,
+    ) -> CloudWatchAlarmResource:
+        props = cloudformation_json["Properties"]
+        name = props.get("AlarmName") or resource_name
+
+        def number(key: str) -> int | None:
+            return int(props[key]) if key in props else None
+
+        alarm = cloudwatch_backends[account_id][region_name].put_metric_alarm(
+            name=name,
+            namespace=props.get("Namespace", ""),
+            metric_name=props.get("MetricName", ""),
+            comparison_operator=props["ComparisonOperator"],
+            evaluation_periods=int(props["EvaluationPeriods"]),
+            datapoints_to_alarm=number("DatapointsToAlarm"),
+            period=int(props.get("Period", 60)),
+            threshold=float(props.get("Threshold", 0)),
+            statistic=props.get("Statistic", ""),
+            extended_statistic=props.get("ExtendedStatistic"),
+            description=props.get("AlarmDescription", ""),
+            dimensions=list(props.get("Dimensions") or []),
+            alarm_actions=list(props.get("AlarmActions") or []),
+            ok_actions=list(props.get("OKActions") or []),
+            insufficient_data_actions=list(props.get("InsufficientDataActions") or []),
+            unit=props.get("Unit"),
+            actions_enabled=str(props.get("ActionsEnabled", True)).lower() == "true",
+            treat_missing_data=props.get("TreatMissingData"),
+            evaluate_low_sample_count_percentile=props.get("EvaluateLowSampleCountPercentile"),
+            threshold_metric_id=props.get("ThresholdMetricId"),
+            rule=None,
+            tags=list(props.get("Tags") or []) or None,
+        )
+        return cls(name, alarm.alarm_arn)
+
+    @classmethod
+    def update_from_cloudformation_json(
+        cls,
+        original_resource: CloudWatchAlarmResource,
+        new_resource_name: str,
+        cloudformation_json: dict[str, Any],
+        account_id: str,
+        region_name: str,
+    ) -> CloudWatchAlarmResource:
+        # An alarm keeps its generated name across updates; PutMetricAlarm overwrites it in place.
+        props = cloudformation_json["Properties"]
+        if props.get("AlarmName") not in (None, original_resource.name):
+            return super().update_from_cloudformation_json(
+                original_resource, new_resource_name, cloudformation_json, account_id, region_name
+            )
+        same_name = (original_resource.name, cloudformation_json, account_id, region_name)
+        return cls.create_from_cloudformation_json(*same_name)
+
+    @classmethod
+    def delete_from_cloudformation_json(
+        cls, resource_name: str, cloudformation_json: dict[str, Any], account_id: str, region_name: str
+    ) -> None:
+        cls(resource_name, "").delete(account_id, region_name)
+
+    def delete(self, account_id: str, region_name: str) -> None:
+        cloudwatch_backends[account_id][region_name].delete_alarms([self.name])
+
+
+_ADDED_RESOURCE_TYPES: Final[dict[str, type[_AddedResource]]] = {
+    model.cloudformation_type(): model
+    for model in (
+        SnsSubscriptionResource,
+        SnsTopicPolicyResource,
+        SqsQueuePolicyResource,
+        LambdaEventInvokeConfigResource,
+        CloudWatchAlarmResource,
+    )
+}
+
+
+@PATCHES.wrap(cfn_parsing, "resource_class_from_type")
+def _make_resource_class_from_type(original: Any) -> Any:
+    @functools.wraps(original)
+    def resource_class_from_type(resource_type: str) -> type[CloudFormationModel]:
+        added = _ADDED_RESOURCE_TYPES.get(resource_type)
+        if added is not None:
+            return cast(type[CloudFormationModel], added)
+        found: type[CloudFormationModel] = original(resource_type)
+        return found
+
+    return resource_class_from_type
