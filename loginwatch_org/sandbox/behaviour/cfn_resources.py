@@ -39,8 +39,21 @@ class _AddedResource:
     good, while these are known only through the patched type lookup, and gone after ``revert()``.
     """
 
-    # The Fn::GetAtt attribute the type offers (None: none); ``attribute_value`` answers it.
+    #: The CloudFormation type, e.g. ``AWS::SNS::Subscription``.
+    cfn_type: ClassVar[str]
+    #: The instance attribute that holds the physical id (what ``Ref`` returns).
+    physical_id_field: ClassVar[str]
+    #: The one Fn::GetAtt attribute the type offers (None: none) and the instance attribute holding it.
     cfn_attribute: ClassVar[str | None] = None
+    cfn_attribute_field: ClassVar[str] = ""
+
+    @classmethod
+    def cloudformation_type(cls) -> str:
+        return cls.cfn_type
+
+    @property
+    def physical_resource_id(self) -> str:
+        return str(getattr(self, self.physical_id_field))
 
     @classmethod
     def has_cfn_attr(cls, attr: str) -> bool:
@@ -49,10 +62,7 @@ class _AddedResource:
     def get_cfn_attribute(self, attribute_name: str) -> str:
         if attribute_name != self.cfn_attribute:
             raise UnformattedGetAttTemplateException()
-        return self.attribute_value()
-
-    def attribute_value(self) -> str:
-        raise NotImplementedError
+        return str(getattr(self, self.cfn_attribute_field))
 
     def is_created(self) -> bool:
         return True
@@ -100,6 +110,11 @@ class SnsSubscriptionResource(_AddedResource):
     https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-resource-sns-subscription.html
     """
 
+    cfn_type = "AWS::SNS::Subscription"
+    physical_id_field = "arn"
+    cfn_attribute = "Arn"
+    cfn_attribute_field = "arn"
+
     # The scope first: moto validates a filter policy against the scope already set.
     _ATTRIBUTES: Final = (
         "FilterPolicyScope",
@@ -112,19 +127,6 @@ class SnsSubscriptionResource(_AddedResource):
 
     def __init__(self, arn: str) -> None:
         self.arn = arn
-
-    @staticmethod
-    def cloudformation_type() -> str:
-        return "AWS::SNS::Subscription"
-
-    cfn_attribute = "Arn"
-
-    def attribute_value(self) -> str:
-        return self.arn
-
-    @property
-    def physical_resource_id(self) -> str:
-        return self.arn
 
     @classmethod
     def create_from_cloudformation_json(
@@ -160,18 +162,13 @@ class _PolicyAttachment(_AddedResource):
     resources' default policy back, as AWS does."""
 
     targets_property: ClassVar[str]
+    physical_id_field = "policy_id"
     cfn_attribute = "Id"
+    cfn_attribute_field = "policy_id"
 
     def __init__(self, policy_id: str, targets: list[str]) -> None:
         self.policy_id = policy_id
         self.targets = targets
-
-    def attribute_value(self) -> str:
-        return self.policy_id
-
-    @property
-    def physical_resource_id(self) -> str:
-        return self.policy_id
 
     @classmethod
     def create_from_cloudformation_json(
@@ -215,11 +212,8 @@ class SnsTopicPolicyResource(_PolicyAttachment):
     https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-resource-sns-topicpolicy.html
     """
 
+    cfn_type = "AWS::SNS::TopicPolicy"
     targets_property = "Topics"
-
-    @staticmethod
-    def cloudformation_type() -> str:
-        return "AWS::SNS::TopicPolicy"
 
     @classmethod
     def _attach(cls, target: str, policy: str, account_id: str, region_name: str) -> None:
@@ -239,11 +233,8 @@ class SqsQueuePolicyResource(_PolicyAttachment):
     https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-resource-sqs-queuepolicy.html
     """
 
+    cfn_type = "AWS::SQS::QueuePolicy"
     targets_property = "Queues"
-
-    @staticmethod
-    def cloudformation_type() -> str:
-        return "AWS::SQS::QueuePolicy"
 
     @classmethod
     def _attach(cls, target: str, policy: str, account_id: str, region_name: str) -> None:
@@ -267,17 +258,13 @@ class LambdaEventInvokeConfigResource(_AddedResource):
 
     _SETTINGS: Final = ("MaximumRetryAttempts", "MaximumEventAgeInSeconds", "DestinationConfig")
 
+    cfn_type = "AWS::Lambda::EventInvokeConfig"
+    physical_id_field = "config_id"
+
     def __init__(self, function_name: str, qualifier: str) -> None:
         self.function_name = function_name
         self.qualifier = qualifier
-
-    @staticmethod
-    def cloudformation_type() -> str:
-        return "AWS::Lambda::EventInvokeConfig"
-
-    @property
-    def physical_resource_id(self) -> str:
-        return f"{self.function_name}:{self.qualifier}"
+        self.config_id = f"{function_name}:{qualifier}"
 
     @classmethod
     def create_from_cloudformation_json(
@@ -316,22 +303,14 @@ class CloudWatchAlarmResource(_AddedResource):
     https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-resource-cloudwatch-alarm.html
     """
 
+    cfn_type = "AWS::CloudWatch::Alarm"
+    physical_id_field = "name"
+    cfn_attribute = "Arn"
+    cfn_attribute_field = "arn"
+
     def __init__(self, name: str, arn: str) -> None:
         self.name = name
         self.arn = arn
-
-    @staticmethod
-    def cloudformation_type() -> str:
-        return "AWS::CloudWatch::Alarm"
-
-    cfn_attribute = "Arn"
-
-    def attribute_value(self) -> str:
-        return self.arn
-
-    @property
-    def physical_resource_id(self) -> str:
-        return self.name
 
     @classmethod
     def create_from_cloudformation_json(
@@ -403,7 +382,7 @@ class CloudWatchAlarmResource(_AddedResource):
 
 
 _ADDED_RESOURCE_TYPES: Final[dict[str, type[_AddedResource]]] = {
-    model.cloudformation_type(): model
+    model.cfn_type: model
     for model in (
         SnsSubscriptionResource,
         SnsTopicPolicyResource,
