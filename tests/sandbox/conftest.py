@@ -43,7 +43,7 @@ def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
         state = json.loads(state_file.read_text())
         assert state["port"] == port
         assert state["endpoint_url"] == f"http://127.0.0.1:{port}"
-        yield Sandbox(endpoint_url=state["endpoint_url"], state=state)
+        yield Sandbox(endpoint_url=state["endpoint_url"], state=state, state_file=state_file)
     finally:
         process.terminate()
         try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import socket
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -220,6 +221,7 @@ def sign_in_template(*, extras: bool = False) -> str:
 class Sandbox:
     endpoint_url: str
     state: dict[str, Any]
+    state_file: Path
 
     def management(self) -> boto3.Session:
         return boto3.Session(region_name=REGION, **self.state["credentials"])

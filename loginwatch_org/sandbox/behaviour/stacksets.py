@@ -177,7 +177,7 @@ class OperationIdAlreadyExists(CloudFormationError):
 _requested_operation = threading.local()
 
 
-def _with_operation_id(original: Any) -> Any:
+def with_operation_id(original: Any) -> Any:
     """StackSet writes use the caller's ``OperationId`` and refuse one the stack set has seen before
     (moto makes up a new id every time).
 
@@ -202,7 +202,7 @@ def _with_operation_id(original: Any) -> Any:
 
 
 # CreateStackInstances: moto's own handler, with the caller's OperationId.
-PATCHES.wrap(CloudFormationResponse, "create_stack_instances")(_with_operation_id)
+PATCHES.wrap(CloudFormationResponse, "create_stack_instances")(with_operation_id)
 
 
 def _requested_accounts(request: CloudFormationResponse, stack_set: StackSet, op: Operation) -> Accounts:
@@ -223,7 +223,7 @@ def _requested_accounts(request: CloudFormationResponse, stack_set: StackSet, op
     return [a for a in selected if a in existing]
 
 
-@PATCHES.replace(CloudFormationResponse, "update_stack_instances", _with_operation_id)
+@PATCHES.replace(CloudFormationResponse, "update_stack_instances", with_operation_id)
 def _response_update_stack_instances(self: CloudFormationResponse) -> ActionResult:
     """UpdateStackInstances reads ``DeploymentTargets`` (moto only reads ``Accounts``).
 
@@ -240,7 +240,7 @@ def _response_update_stack_instances(self: CloudFormationResponse) -> ActionResu
     return ActionResult({"OperationId": operation["OperationId"]})
 
 
-@PATCHES.replace(CloudFormationResponse, "delete_stack_instances", _with_operation_id)
+@PATCHES.replace(CloudFormationResponse, "delete_stack_instances", with_operation_id)
 def _response_delete_stack_instances(self: CloudFormationResponse) -> ActionResult:
     """DeleteStackInstances reads ``DeploymentTargets`` and ``RetainStacks``.
 
@@ -262,10 +262,16 @@ def _response_delete_stack_instances(self: CloudFormationResponse) -> ActionResu
     return ActionResult({"OperationId": operation["OperationId"]})
 
 
-@PATCHES.replace(CloudFormationResponse, "update_stack_set", _with_operation_id)
+@PATCHES.replace(CloudFormationResponse, "update_stack_set", with_operation_id)
 def _response_update_stack_set(self: CloudFormationResponse) -> ActionResult:
-    """UpdateStackSet reads ``DeploymentTargets``.
+    """UpdateStackSet reads ``DeploymentTargets``, and an update of the template or parameters first
+    marks every instance OUTDATED.
 
+    AWS: "If the stack set update includes changes to the template (that is, if the TemplateBody or
+    TemplateURL properties are specified), or the Parameters property, CloudFormation marks all stack
+    instances with a status of OUTDATED prior to updating the stack instances in the specified accounts
+    and AWS Regions."  The instances the update does not target stay OUTDATED until an operation
+    updates them, so a rollout interrupted after its UpdateStackSet leaves them visibly behind.
     https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_UpdateStackSet.html
     """
     name = self._get_param("StackSetName")
@@ -274,6 +280,10 @@ def _response_update_stack_set(self: CloudFormationResponse) -> ActionResult:
     template_url = self._get_param("TemplateURL")
     if template_url:
         template_body = self._get_stack_from_s3_url(template_url)
+    targets = _requested_accounts(self, stack_set, "update")
+    if template_body or template_url or any(key.split(".")[0] == "Parameters" for key in self.querystring):
+        for instance in stack_set.stack_instances:
+            instance._sandbox_status = "OUTDATED"  # type: ignore[attr-defined]
     operation = self.cloudformation_backend.update_stack_set(
         stackset_name=name,
         template=template_body,
@@ -283,7 +293,7 @@ def _response_update_stack_set(self: CloudFormationResponse) -> ActionResult:
         admin_role=self._get_param("AdministrationRoleARN"),
         execution_role=self._get_param("ExecutionRoleName"),
         # ``None``: every instance (AWS updates them all when no accounts are named).
-        accounts=_requested_accounts(self, stack_set, "update"),  # type: ignore[arg-type]
+        accounts=targets,  # type: ignore[arg-type]
         regions=list(self._get_param("Regions") or []),
         operation_id=self._get_param("OperationId") or str(uuid.uuid4()),
     )
@@ -361,6 +371,7 @@ def _redeploy(instance: StackInstance, template: str, stack_set_parameters: Mapp
     parameters.update({p["ParameterKey"]: p["ParameterValue"] for p in _overrides_of(instance)})
     instance.template = template
     instance.stack.update(template=template, parameters=parameters)
+    instance._sandbox_status = "CURRENT"  # type: ignore[attr-defined]
 
 
 @PATCHES.replace(StackSet, "update")
@@ -530,13 +541,18 @@ def _make_stack_instance_init(original: Any) -> Any:
 
 @PATCHES.wrap(StackInstance, "to_dict")
 def _make_stack_instance_to_dict(original: Any) -> Any:
-    """A stack instance reports its real stack's id and only its own parameter overrides."""
+    """A stack instance reports its real stack's id, only its own parameter overrides, and whether it
+    is up to date with the stack set (moto always says CURRENT).
+
+    https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_StackInstanceSummary.html
+    """
 
     @functools.wraps(original)
     def to_dict(self: StackInstance) -> dict[str, Any]:
         described: dict[str, Any] = original(self)
         described["StackId"] = self.stack.stack_id
         described["ParameterOverrides"] = _overrides_of(self)
+        described["Status"] = getattr(self, "_sandbox_status", "CURRENT")
         last_operation = getattr(self, "_sandbox_last_operation_id", None)
         if last_operation:
             described["LastOperationId"] = last_operation
