@@ -5,6 +5,7 @@ act differently from AWS.  Every such difference is corrected in this package, a
 small patch that names the AWS behaviour it adds and where AWS documents it:
 
 * ``stacksets``: operation ids, targets, overrides, stack set updates, RetainStacks, trusted access.
+* ``stackset_drift``: DetectStackSetDrift, per-instance drift status, the stack set's drift details.
 * ``cfn_resources``: the CloudFormation resource types moto skips.
 * ``cfn_updates``: stack updates (parameters used through Fn::Sub or conditions, inline Lambda code,
   SNS topics updated in place).

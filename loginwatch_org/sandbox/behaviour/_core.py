@@ -18,6 +18,7 @@ __all__ = ["SERVICES", "Patch", "Patches", "apply", "endpoint_url", "is_applied"
 #: The modules of this package that patch moto, in the order they are applied.
 SERVICES: Final = (
     "stacksets",
+    "stackset_drift",
     "cfn_resources",
     "cfn_updates",
     "eventbridge",
