@@ -436,18 +436,12 @@ def _simulate(loaded: Config, running: Any, account: str, identity: str) -> None
         _fail(f"account {account} is not in the sandbox's organisation", EXIT_USAGE)
     names = loaded.account_names()
     label = f"{account} ({names[account]})" if account in names else account
-    emails = simulate_login(running, account, identity)  # type: ignore[arg-type]
+    outcome = simulate_login(running, account, identity)  # type: ignore[arg-type]
     typer.echo(f"Simulated {identity} console sign-in to {label}.")
-    if not emails:
-        watch = next((t for t in loaded.targets() if t.account_id == account), None)
-        why = (
-            f"its alert policy is '{watch.alert_on}'"
-            if watch
-            else "no watch is deployed there (disabled, not in the config, or no rollout yet)"
-        )
-        typer.echo(f"No email was sent: {why}.")
+    if not outcome.emails:
+        typer.echo(f"No email was sent: {outcome.why_no_email(loaded, account)}.")
         return
-    for sent in emails:
+    for sent in outcome.emails:
         typer.echo(
             f"Email accepted by SES (message {sent['message_id']}):\n"
             f"  From:    {sent['source']}\n"

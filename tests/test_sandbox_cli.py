@@ -274,6 +274,29 @@ def test_recipient_change_is_planned_rolled_out_and_used(example: Example, tmp_p
         assert restored.returncode == 0, restored.stdout + restored.stderr
 
 
+def test_sender_change_is_followed_and_a_rejected_email_is_explained(example: Example, tmp_path: Path) -> None:
+    account, new_sender = "111122223333", "new-alerts@example.com"
+    config = tmp_path / "accounts.yaml"
+    config.write_text(example.config.read_text(encoding="utf-8").replace(SENDER, new_sender), encoding="utf-8")
+    run = example.workspace.run
+    try:
+        # The sandbox now verifies the config's sender only; the deployed function still sends as the old one.
+        rejected = example.simulate(account, "root", config)
+        assert rejected.returncode == 0, rejected.stderr
+        assert "Email accepted" not in rejected.stdout
+        assert "No email was sent: the notifier failed:" in rejected.stdout
+        assert "MessageRejected" in rejected.stdout and SENDER in rejected.stdout
+        assert "alert policy" not in rejected.stdout
+
+        rollout = run("rollout", "--sandbox", "--yes", "-c", str(config))
+        assert rollout.returncode == 0, rollout.stdout + rollout.stderr
+        assert _one_email(example.simulate(account, "root", config)).sender == new_sender
+    finally:
+        restored = run("rollout", "--sandbox", "--yes", "-c", str(example.config))
+        assert restored.returncode == 0, restored.stdout + restored.stderr
+    assert _one_email(example.simulate(account, "root")).sender == SENDER
+
+
 @pytest.mark.parametrize(
     ("account", "policy", "ignored", "alerted", "flag"),
     [

@@ -178,11 +178,22 @@ def stop(sandbox: Sandbox, timeout: float = 10.0) -> None:
     sandbox.state_file.unlink(missing_ok=True)
 
 
+def attach(sandbox: Sandbox, config: Config) -> Sandbox:
+    """Use a running sandbox for ``config``: its verified SES sender follows the config's sender."""
+    from loginwatch_org.sandbox.identities import sync_sender
+
+    try:
+        sync_sender(sandbox.endpoint_url, config.delivery.sender)
+    except OSError as error:
+        raise SandboxError(f"the sandbox at {sandbox.endpoint_url} did not answer ({error})") from None
+    return sandbox
+
+
 def up(config: Config) -> tuple[Sandbox, bool]:
     """The running sandbox, or a new detached one; the flag says whether it was started now."""
     existing = running()
     if existing is not None:
-        return existing, False
+        return attach(existing, config), False
     return start(config, state_dir(), detach=True), True
 
 
@@ -204,7 +215,7 @@ def sandbox_target(config: Config, progress: Callable[[str], None] | None = None
 def sandbox_session(config: Config, progress: Callable[[str], None] | None = None) -> Iterator[Sandbox]:
     existing = running()
     if existing is not None:
-        yield existing
+        yield attach(existing, config)
         return
     if progress:
         progress("starting a private sandbox for this command (loginwatch-org sandbox up keeps one running)")

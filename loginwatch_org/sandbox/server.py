@@ -294,9 +294,10 @@ def serve(spec: OrganizationSpec, state_file: Path, port: int = 0, *, started: f
 
     from moto.server import ThreadedMotoServer
 
-    from loginwatch_org.sandbox import behaviour, mailbox
+    from loginwatch_org.sandbox import behaviour, identities, mailbox
 
     mailbox.install_route()
+    identities.install_route([spec.management_account, *spec.member_accounts], spec.regions, spec.sender)
     server = ThreadedMotoServer(ip_address=HOST, port=port, verbose=False)
     server.start()
     try:

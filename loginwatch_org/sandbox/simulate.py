@@ -8,11 +8,14 @@ deployed rule, topic and function carry it exactly as they would in AWS.
 from __future__ import annotations
 
 import json
+import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from loginwatch_org.aws.session import AwsTarget, client
+from loginwatch_org.config import Config
 from loginwatch_org.sandbox.control import Sandbox
 from loginwatch_org.sandbox.mailbox import SentEmail, read_mailbox
 
@@ -110,10 +113,43 @@ def member_target(sandbox: Sandbox, account: str) -> AwsTarget:
     )
 
 
-def simulate_login(sandbox: Sandbox, account: str, identity: Identity) -> list[SentEmail]:
-    """Put a sign-in event on ``account``'s default bus; return the emails SES accepted because of it."""
+@dataclass(frozen=True)
+class SignInOutcome:
+    """What a simulated sign-in caused: the emails SES accepted, and what the functions it ran logged."""
+
+    emails: list[SentEmail]
+    # Every log line a function wrote while handling the sign-in; empty when no function ran.
+    function_log: list[str]
+
+    @property
+    def function_error(self) -> str | None:
+        """The error a function failed with (the last line of its traceback, or its timeout)."""
+        return _error_of(self.function_log)
+
+    def why_no_email(self, config: Config, account: str) -> str:
+        """Why the sign-in sent no email: the function's own error, or that no watch took it."""
+        error = self.function_error
+        if error:
+            return f"the notifier failed: {error}"
+        if self.function_log:
+            return "the notifier ran but sent nothing; its log:\n" + "\n".join(
+                f"  | {line}" for line in self.function_log
+            )
+        watch = next((t for t in config.targets() if t.account_id == account), None)
+        if watch is None:
+            return "no watch is deployed there (disabled, not in the config, or no rollout yet)"
+        # The function never ran: the rule's pattern (the account's policy) did not take the event.
+        return f"its alert policy is '{watch.alert_on}'"
+
+
+def simulate_login(sandbox: Sandbox, account: str, identity: Identity) -> SignInOutcome:
+    """Put a sign-in event on ``account``'s default bus; return the emails SES accepted because of it and
+    what the functions it reached logged."""
     before = {message["message_id"] for message in read_mailbox(sandbox.endpoint_url, account)}
-    events = client(member_target(sandbox, account), "events")
+    target = member_target(sandbox, account)
+    # The sandbox's own clock stamps the log lines: same host, so nothing logged before this is read.
+    started_ms = int(time.time() * 1000)
+    events = client(target, "events")
     response = events.put_events(
         Entries=[
             {
@@ -127,4 +163,30 @@ def simulate_login(sandbox: Sandbox, account: str, identity: Identity) -> list[S
     if response.get("FailedEntryCount"):
         raise RuntimeError(f"the sandbox rejected the event: {response['Entries']}")
     # The sandbox delivers synchronously: the function has run by the time PutEvents returns.
-    return [m for m in read_mailbox(sandbox.endpoint_url, account) if m["message_id"] not in before]
+    emails = [m for m in read_mailbox(sandbox.endpoint_url, account) if m["message_id"] not in before]
+    return SignInOutcome(emails, _logged_since(target, started_ms))
+
+
+def _logged_since(target: AwsTarget, started_ms: int) -> list[str]:
+    """Every line the account's functions logged from ``started_ms`` on, oldest first."""
+    logs = client(target, "logs")
+    lines: list[tuple[int, str]] = []
+    for page in logs.get_paginator("describe_log_groups").paginate():
+        for group in page.get("logGroups", []):
+            events = logs.filter_log_events(logGroupName=group["logGroupName"], startTime=started_ms)
+            lines += [(event["timestamp"], event["message"]) for event in events.get("events", [])]
+    return [message for _, message in sorted(lines, key=lambda line: line[0])]
+
+
+def _error_of(log: list[str]) -> str | None:
+    """The exception a Python function raised (the line after its traceback's frames), or a timeout."""
+    error: str | None = None
+    in_traceback = False
+    for line in log:
+        if line.startswith("Traceback (most recent call last):"):
+            in_traceback = True
+        elif in_traceback and line and not line[0].isspace():
+            error, in_traceback = line, False
+        elif line.startswith("Task timed out after"):
+            error = line
+    return error

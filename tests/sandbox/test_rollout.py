@@ -97,5 +97,5 @@ def test_rollout_interrupted_between_operations_converges_on_rerun(sandbox: Sand
     summaries = cloudformation.list_stack_instances(StackSetName="loginwatch")["Summaries"]
     assert {summary["Account"]: summary["Status"] for summary in summaries} == dict.fromkeys(MEMBERS, "CURRENT")
     for account in MEMBERS:
-        [email] = simulate_login(control_sandbox(sandbox), account, "root")
+        [email] = simulate_login(control_sandbox(sandbox), account, "root").emails
         assert email["source"] == NEW_SENDER, account
