@@ -452,11 +452,11 @@ def _simulate(loaded: Config, running: Any, account: str, identity: str) -> None
 
 
 @contextmanager
-def _sandbox_session(loaded: Config) -> Iterator[Any]:
+def _sandbox_session(loaded: Config, keep: bool = False) -> Iterator[Any]:
     from loginwatch_org.sandbox import control
 
     try:
-        with control.sandbox_session(loaded, progress=_note) as running:
+        with control.sandbox_session(loaded, progress=_note, keep=keep) as running:
             yield running
     except control.SandboxError as error:
         _fail(str(error))
@@ -476,7 +476,7 @@ def demo(
     _check_identity(identity)
     loaded = _load(config)
     chosen = account or loaded.targets()[0].account_id
-    with _sandbox_session(loaded) as running:
+    with _sandbox_session(loaded, keep=True) as running:
         target = replace(running.target(), region=loaded.stack_set.admin_region)
         clients = Clients(client(target, "cloudformation"), client(target, "organizations"))
         typer.echo(f"== Rollout of {config} into the sandbox at {running.endpoint_url}")

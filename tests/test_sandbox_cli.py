@@ -105,6 +105,26 @@ class Workspace:
             check=False,
         )
 
+    def run_from(self, folder: str, *args: str, timeout: float = COMMAND_TIMEOUT) -> subprocess.CompletedProcess[str]:
+        """A command run from ``folder`` (under the workspace) with only the user's own state directory
+        (``XDG_STATE_HOME``), as a user who never set ``LOGINWATCH_SANDBOX_DIR`` runs it."""
+        cwd = self.root / folder
+        cwd.mkdir(parents=True, exist_ok=True)
+        self.temp_dir.mkdir(parents=True, exist_ok=True)
+        env = _clean_env(self.state_dir, self.temp_dir)
+        del env[STATE_DIR_ENV]
+        env.update(XDG_STATE_HOME=str(self.root / "xdg-state"), HOME=str(self.root / "home"))
+        return subprocess.run(
+            [sys.executable, "-m", "loginwatch_org.cli", *args],
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
     def config(self, name: str = "accounts.yaml", text: str | None = None) -> Path:
         """A config file in the workspace: a copy of the example config, or ``text``."""
         path = self.root / name
@@ -272,6 +292,14 @@ def test_recipient_change_is_planned_rolled_out_and_used(example: Example, tmp_p
         # Leave the shared sandbox as the example config has it, whatever happened above.
         restored = run("rollout", "--sandbox", "--yes", "-c", str(example.config))
         assert restored.returncode == 0, restored.stdout + restored.stderr
+
+
+def test_status_runs_drift_detection_in_the_sandbox(example: Example) -> None:
+    result = example.workspace.run("status", "--drift", "--sandbox", "--json", "-c", str(example.config))
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = json.loads(result.stdout)
+    assert len(rows) == 8
+    assert {row["drift"] for row in rows} == {"IN_SYNC"}
 
 
 def test_sender_change_is_followed_and_a_rejected_email_is_explained(example: Example, tmp_path: Path) -> None:
@@ -512,6 +540,7 @@ def test_sandbox_flag_starts_a_private_sandbox_for_one_command(workspace: Worksp
     plan = workspace.run("plan", "--sandbox", "--detailed-exitcode", "-c", str(config))
     assert plan.returncode == 2, plan.stdout + plan.stderr
     assert "starting a private sandbox" in plan.stderr
+    assert "vanish when the command ends" in plan.stderr
     assert "create stack set loginwatch" in plan.stdout
 
     assert not workspace.state_file.exists()
@@ -520,6 +549,27 @@ def test_sandbox_flag_starts_a_private_sandbox_for_one_command(workspace: Worksp
     status = workspace.run("sandbox", "status")
     assert status.returncode == 1
     assert "No sandbox is running" in status.stdout
+
+
+def test_every_folder_sees_the_sandbox_that_sandbox_up_started(workspace: Workspace) -> None:
+    config = workspace.config()
+    up = workspace.run_from("project", "sandbox", "up", "-c", str(config))
+    assert up.returncode == 0, up.stdout + up.stderr
+    assert not (workspace.root / "project" / ".loginwatch").exists()
+
+    status = workspace.run_from("elsewhere", "sandbox", "status")
+    assert status.returncode == 0, status.stdout
+    assert "Sandbox running at http://127.0.0.1:" in status.stdout
+    assert str(workspace.root / "xdg-state" / "loginwatch-org") in status.stdout
+
+    plan = workspace.run_from("elsewhere/deeper", "plan", "--sandbox", "-c", str(config))
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    assert "private sandbox" not in plan.stderr
+
+    down = workspace.run_from("third", "sandbox", "down")
+    assert down.returncode == 0, down.stderr
+    assert "stopped." in down.stdout
+    assert _server_pids(str(workspace.root)) == []
 
 
 def test_stale_state_file_is_reported_and_removed(workspace: Workspace) -> None:
@@ -559,5 +609,14 @@ def test_demo_rolls_out_and_shows_one_email(workspace: Workspace) -> None:
     email = _one_email(demo)
     assert email.to == ["payments-oncall@example.com", "security@example.com"]
     assert email.subject.startswith("[ROOT]")
+
+    # The demo's sandbox keeps running: later --sandbox commands see what it rolled out.
+    assert "keeps running" in demo.stderr
+    assert workspace.state_file.exists()
+    status = workspace.run("status", "--sandbox", "--json", "-c", str(config))
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert "private sandbox" not in status.stderr
+    assert len(json.loads(status.stdout)) == 8
+    down = workspace.run("sandbox", "down")
+    assert down.returncode == 0, down.stderr
     assert _server_pids(str(workspace.root)) == []
-    assert not workspace.state_file.exists()

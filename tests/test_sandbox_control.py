@@ -204,6 +204,23 @@ def _closed_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def test_the_state_directory_is_the_users_own_whatever_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(STATE_DIR_ENV, raising=False)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    seen = set()
+    for folder in ("one", "two/deeper"):
+        (tmp_path / folder).mkdir(parents=True)
+        monkeypatch.chdir(tmp_path / folder)
+        seen.add(control.state_dir())
+    assert seen == {tmp_path / "state" / "loginwatch-org"}
+
+    monkeypatch.delenv("XDG_STATE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert control.state_dir() == tmp_path / "home" / ".local" / "state" / "loginwatch-org"
+
+
 def test_no_state_file_means_no_sandbox(state_dir: Path) -> None:
     assert control.state_dir() == state_dir
     assert control.running() is None

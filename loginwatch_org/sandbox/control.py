@@ -1,10 +1,13 @@
 """Starting, finding and stopping sandboxes, for the CLI.
 
-A sandbox started with ``sandbox up`` outlives the command (its state file lives in ``.loginwatch/`` of
-the working directory, or ``$LOGINWATCH_SANDBOX_DIR``), so ``plan`` -> ``rollout`` -> edit -> ``plan``
-shows real diffs. A command run with ``--sandbox`` when none is up starts a private one for its own
-duration. Sandbox clients always carry the sandbox's fake credentials: real ones are never sent to it,
-and sandbox state never reaches a real endpoint.
+A sandbox started with ``sandbox up`` (or ``demo``) outlives the command, so ``plan`` -> ``rollout`` ->
+edit -> ``plan`` shows real diffs. Its state file lives in a per-user directory
+(``$LOGINWATCH_SANDBOX_DIR``, else ``$XDG_STATE_HOME/loginwatch-org``, else
+``~/.local/state/loginwatch-org``), never in the working directory, so every command finds the same
+sandbox from any folder. A command run with ``--sandbox`` uses it when it holds the config's
+organisation (same management account and root); otherwise the command starts a private sandbox that
+vanishes when it ends, and says so. Sandbox clients always carry the sandbox's fake credentials: real
+ones are never sent to it, and sandbox state never reaches a real endpoint.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ class Sandbox:
     member_role_name: str
     accounts: tuple[str, ...]
     state_file: Path
+    root_id: str = ""
 
     @classmethod
     def from_state(cls, path: Path) -> Sandbox:
@@ -65,6 +69,7 @@ class Sandbox:
                 member_role_name=str(data["member_role_name"]),
                 accounts=tuple(data.get("accounts", ())),
                 state_file=path,
+                root_id=str(data.get("root_id", "")),
             )
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise SandboxError(f"the sandbox state file {path} is unreadable ({error!r}); delete it") from None
@@ -92,7 +97,18 @@ class Sandbox:
 
 
 def state_dir() -> Path:
-    return Path(os.environ.get(STATE_DIR_ENV) or ".loginwatch")
+    """Where the user's sandbox keeps its state: the same directory whatever the working directory."""
+    configured = os.environ.get(STATE_DIR_ENV)
+    if configured:
+        return Path(configured).expanduser().absolute()
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base).expanduser().absolute() / "loginwatch-org"
+
+
+def holds(sandbox: Sandbox, config: Config) -> bool:
+    """Whether ``sandbox`` holds the organisation ``config`` describes (management account and root)."""
+    spec = organization_spec(config)
+    return sandbox.management_account == spec["management_account"] and sandbox.root_id in ("", spec["root_id"])
 
 
 def organization_spec(config: Config) -> dict[str, Any]:
@@ -193,6 +209,11 @@ def up(config: Config) -> tuple[Sandbox, bool]:
     """The running sandbox, or a new detached one; the flag says whether it was started now."""
     existing = running()
     if existing is not None:
+        if not holds(existing, config):
+            raise SandboxError(
+                f"the sandbox at {existing.endpoint_url} holds another organisation (management account "
+                f"{existing.management_account}); stop it first with: loginwatch-org sandbox down"
+            )
         return attach(existing, config), False
     return start(config, state_dir(), detach=True), True
 
@@ -212,13 +233,29 @@ def sandbox_target(config: Config, progress: Callable[[str], None] | None = None
 
 
 @contextmanager
-def sandbox_session(config: Config, progress: Callable[[str], None] | None = None) -> Iterator[Sandbox]:
+def sandbox_session(
+    config: Config, progress: Callable[[str], None] | None = None, *, keep: bool = False
+) -> Iterator[Sandbox]:
+    """The user's running sandbox if it holds the config's organisation; else a new one, which outlives
+    the command when ``keep`` (as ``sandbox up`` starts it) and is private to it otherwise."""
     existing = running()
-    if existing is not None:
+    if existing is not None and holds(existing, config):
         yield attach(existing, config)
         return
+    if keep and existing is None:
+        sandbox = start(config, state_dir(), detach=True)
+        if progress:
+            progress(
+                f"started a sandbox at {sandbox.endpoint_url} that keeps running (stop it: loginwatch-org sandbox down)"
+            )
+        yield sandbox
+        return
     if progress:
-        progress("starting a private sandbox for this command (loginwatch-org sandbox up keeps one running)")
+        why = "the running sandbox holds another organisation; " if existing is not None else ""
+        progress(
+            f"{why}starting a private sandbox for this command: it and everything in it vanish when the command "
+            "ends (loginwatch-org sandbox up keeps one running)"
+        )
     with tempfile.TemporaryDirectory(prefix="loginwatch-sandbox-") as directory:
         sandbox = start(config, Path(directory), detach=False)
         try:
