@@ -16,10 +16,9 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from loginwatch_org import DEFAULT_CONFIG_PATH as DEFAULT_CONFIG_PATH
 from loginwatch_org.errors import UsageError
 from loginwatch_org.yamlsource import SourceMap, YamlError, load_yaml
-
-DEFAULT_CONFIG_PATH = Path("config/accounts.yaml")
 
 AlertPolicy = Literal["all", "root-only", "failures-only", "root-and-failures", "no-mfa"]
 ALERT_POLICIES: tuple[str, ...] = ("all", "root-only", "failures-only", "root-and-failures", "no-mfa")

@@ -19,12 +19,69 @@ from loginwatch_org.templates import ALERT_POLICY_PARAMETER, RECIPIENTS_PARAMETE
 from loginwatch_org.workflow import AccountStatus
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    widths = [max([len(h), *(len(str(row[i])) for row in rows)]) for i, h in enumerate(headers)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
-    lines.append("  ".join("-" * w for w in widths))
-    lines.extend("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows)
-    return "\n".join(lines)
+def table(
+    headers: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    *,
+    width: int | None = None,
+    optional: Sequence[str] = (),
+    wrap: Sequence[str] = (),
+) -> str:
+    """Columns padded to their widest cell. Given a ``width``, ``optional`` columns are dropped (in that order)
+    and then ``wrap`` columns are wrapped until the table fits; a note says which columns were left out."""
+    columns = list(range(len(headers)))
+    cells = [[str(cell) for cell in row] for row in rows]
+
+    def natural(index: int) -> int:
+        return max([len(headers[index]), *(len(row[index]) for row in cells)])
+
+    def total(indexes: Sequence[int], widths: dict[int, int]) -> int:
+        return sum(widths[i] for i in indexes) + 2 * (len(indexes) - 1)
+
+    widths = {i: natural(i) for i in columns}
+    dropped: list[str] = []
+    if width is not None:
+        for name in optional:
+            if total(columns, widths) <= width:
+                break
+            index = headers.index(name)
+            columns.remove(index)
+            dropped.append(name)
+        for name in wrap:
+            excess = total(columns, widths) - width
+            index = headers.index(name)
+            if excess <= 0 or index not in columns:
+                continue
+            # Never narrower than the header's longest word or 12 characters: past that, wrapping only adds rows.
+            floor = max(12, *(len(word) for word in headers[index].split()))
+            widths[index] = max(floor, widths[index] - excess)
+
+    def lines_of(row: Sequence[str]) -> list[str]:
+        parts = [_wrap(row[i], widths[i]) for i in columns]
+        height = max(len(part) for part in parts)
+        return [
+            "  ".join(
+                (part[line] if line < len(part) else "").ljust(widths[i])
+                for i, part in zip(columns, parts, strict=True)
+            ).rstrip()
+            for line in range(height)
+        ]
+
+    out = lines_of(headers)
+    out.append("  ".join("-" * widths[i] for i in columns))
+    for row in cells:
+        out.extend(lines_of(row))
+    if dropped:
+        out.append(f"({', '.join(dropped)} not shown to fit {width} columns; --wide shows every column)")
+    return "\n".join(out)
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    if len(text) <= width:
+        return [text]
+    import textwrap
+
+    return textwrap.wrap(text, width, break_on_hyphens=False) or [""]
 
 
 def _overrides(values: Mapping[str, str] | None) -> str:
@@ -41,7 +98,32 @@ def _change_line(symbol: str, change: AccountChange) -> str:
     return line
 
 
-def render_plan(plan: Plan) -> str:
+# ANSI colours for plan lines by their symbol: what is added, changed, removed.
+_COLOURS = {"+": "32", "~": "33", "-": "31"}
+
+
+def colour_plan_lines(text: str) -> str:
+    """Colour each line whose first symbol is +, ~ or -, terraform-style (the arrow continuation lines of a
+    change keep the colour of their change)."""
+    out: list[str] = []
+    current: str | None = None
+    for line in text.splitlines():
+        stripped = line.lstrip()
+        symbol = stripped[:1]
+        if symbol in _COLOURS and stripped[1:2] == " ":
+            current = _COLOURS[symbol]
+        elif not (stripped.startswith("->") or (line.startswith("        ") and current)):
+            current = None
+        out.append(f"\x1b[{current}m{line}\x1b[0m" if current else line)
+    return "\n".join(out)
+
+
+def render_plan(plan: Plan, *, colour: bool = False) -> str:
+    text = _plan_text(plan)
+    return colour_plan_lines(text) if colour else text
+
+
+def _plan_text(plan: Plan) -> str:
     out: list[str] = [f"Stack set {plan.stack_set}:"]
     for warning in plan.warnings:
         out.append(f"  ! {warning}")
@@ -77,13 +159,33 @@ def render_plan(plan: Plan) -> str:
             "rerun with --prune to delete them"
         )
     if plan.steps:
+        skipped = f"; {len(plan.skipped_accounts)} skipped (not in the organisation)" if plan.skipped_accounts else ""
         out.append(
-            f"Plan: {plan.operation_count} StackSet operation(s); {plan.unchanged_accounts} account(s) unchanged."
+            f"Plan: {plan.operation_count} StackSet operation(s); {plan.unchanged_accounts} account(s) "
+            f"unchanged{skipped}."
         )
     return "\n".join(out)
 
 
-def render_status(rows: Sequence[AccountStatus]) -> str:
+STATUS_HEADERS = (
+    "ACCOUNT",
+    "NAME",
+    "REGION",
+    "STATUS",
+    "IN SYNC",
+    "RECIPIENTS [ALERT ON] (deployed -> config)",
+    "DRIFT",
+    "LAST OPERATION",
+    "REASON",
+)
+# Dropped first when the terminal is narrow: the operation id is for debugging, drift is often unknown.
+STATUS_OPTIONAL = ("LAST OPERATION", "DRIFT", "REGION")
+STATUS_WRAPPED = ("REASON", "RECIPIENTS [ALERT ON] (deployed -> config)", "NAME", "STATUS")
+
+
+def render_status(rows: Sequence[AccountStatus], *, width: int | None = None) -> str:
+    """The status table; with a ``width`` it fits (columns dropped, then wrapped; --wide passes None)."""
+
     def recipients(row: AccountStatus) -> str:
         if row.recipients_config is None:
             return f"{row.recipients_deployed or '-'} (not in config)"
@@ -108,18 +210,7 @@ def render_status(rows: Sequence[AccountStatus]) -> str:
         )
         for row in rows
     ]
-    headers = (
-        "ACCOUNT",
-        "NAME",
-        "REGION",
-        "STATUS",
-        "IN SYNC",
-        "RECIPIENTS [ALERT ON] (deployed -> config)",
-        "DRIFT",
-        "LAST OPERATION",
-        "REASON",
-    )
-    return table(headers, body)
+    return table(STATUS_HEADERS, body, width=width, optional=STATUS_OPTIONAL, wrap=STATUS_WRAPPED)
 
 
 def render_result(result: ApplyResult) -> str:
