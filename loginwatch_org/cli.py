@@ -7,7 +7,6 @@ pydantic, troposphere or boto3, so each command imports what it uses.
 
 from __future__ import annotations
 
-import difflib
 import json
 import re
 import sys
@@ -134,6 +133,14 @@ def _row_document(row: AccountStatus) -> dict[str, Any]:
     return {**asdict(row), "in_sync": row.in_sync}
 
 
+def _print_plan(plan: Plan) -> None:
+    from loginwatch_org.render import render_plan
+
+    colour = use_colour()
+    # click strips escape codes from what is not a terminal; the decision was made here, NO_COLOR included.
+    typer.echo(render_plan(plan, colour=colour), color=colour or None)
+
+
 def _print_status(rows: list[AccountStatus], wide: bool = False) -> None:
     from loginwatch_org.render import render_status
 
@@ -222,6 +229,8 @@ def export(
     ] = False,
 ) -> None:
     """Write a CloudFormation template the tool deploys (by default the watch each account receives)."""
+    import difflib
+
     from loginwatch_org.templates import REGISTRY, TEMPLATE_BODY_LIMIT, render, template_body
 
     chosen_format = _export_format(fmt, output)
@@ -301,7 +310,6 @@ def plan(
     sandbox: SandboxOption = False,
 ) -> None:
     """Show what a rollout would change, without changing anything."""
-    from loginwatch_org.render import render_plan
     from loginwatch_org.workflow import prepare
 
     # With --detailed-exitcode, 2 means "changes pending": the boundary reports every error as 1.
@@ -314,7 +322,7 @@ def plan(
     if as_json:
         _emit_json(prepared.plan.to_dict())
     else:
-        typer.echo(render_plan(prepared.plan, colour=use_colour()))
+        _print_plan(prepared.plan)
     if prepared.snapshot.pending_operations:
         typer.echo(
             f"Note: {len(prepared.snapshot.pending_operations)} operation(s) of an earlier run are still pending; "
@@ -350,7 +358,7 @@ def _rollout(
 ) -> bool:
     """Plan, confirm and apply; returns whether anything changed (and a per-account table was printed)."""
     from loginwatch_org.aws.executor import ApplyResult
-    from loginwatch_org.render import render_plan, render_result
+    from loginwatch_org.render import render_result
     from loginwatch_org.workflow import make_executor, prepare, read_snapshot, unconverged
 
     executor = make_executor(loaded, clients, progress=progress)
@@ -364,7 +372,7 @@ def _rollout(
         if prepared.resumed:
             typer.echo("Operations an earlier, interrupted run had submitted:")
             typer.echo(render_result(ApplyResult(operations=prepared.resumed)))
-        typer.echo(render_plan(prepared.plan, colour=use_colour()))
+        _print_plan(prepared.plan)
     if not prepared.plan.has_changes:
         if as_json:
             _emit_json({**document, "applied": False})
@@ -469,7 +477,7 @@ def remove(
 ) -> None:
     """Delete stack instances (all, or --account ones), then the stack set once it is empty."""
     from loginwatch_org.plan import make_removal_plan
-    from loginwatch_org.render import render_plan, render_result
+    from loginwatch_org.render import render_result
     from loginwatch_org.workflow import make_executor, read_snapshot
 
     bad = [value for value in account or () if not _ACCOUNT_ID.match(value)]
@@ -492,7 +500,7 @@ def remove(
         removal = replace(removal, unchanged_accounts=len(_untouched(snapshot, removal)))
         document: dict[str, Any] = {"plan": removal.to_dict()}
         if not as_json:
-            typer.echo(render_plan(removal, colour=use_colour()))
+            _print_plan(removal)
         if not removal.has_changes:
             if as_json:
                 _emit_json({**document, "applied": False})

@@ -6,7 +6,6 @@ Kept free of heavy imports (no pydantic, no boto3, no troposphere): ``--help`` l
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -14,7 +13,6 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
-from urllib.parse import urlsplit
 
 import typer
 
@@ -79,6 +77,8 @@ class AwsOptions:
 
 
 def check_endpoint_url(url: str, origin: str) -> None:
+    from urllib.parse import urlsplit
+
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError for a port that is not a number
@@ -133,4 +133,6 @@ def terminal_width() -> int | None:
         return int(os.environ["COLUMNS"])
     if not sys.stdout.isatty():
         return None
+    import shutil
+
     return shutil.get_terminal_size().columns

@@ -6,7 +6,6 @@ passed around and hashed without anyone changing it under the planner's feet.
 
 from __future__ import annotations
 
-import difflib
 import re
 import types
 from collections.abc import Iterable, Iterator
@@ -314,6 +313,8 @@ def _unknown_keys(model: type[BaseModel], data: Any, path: tuple[str | int, ...]
     for key, value in data.items():
         field = fields.get(key)
         if field is None:
+            import difflib  # only for a config with a mistake in it
+
             close = difflib.get_close_matches(str(key), list(fields), n=1, cutoff=0.6)
             hint = f"did you mean {close[0]}?" if close else f"valid keys here: {', '.join(fields)}"
             yield (*path, key), f"unknown key '{key}'; {hint}"

@@ -18,6 +18,10 @@ from loginwatch_org.plan import (
 from loginwatch_org.templates import ALERT_POLICY_PARAMETER, RECIPIENTS_PARAMETER
 from loginwatch_org.workflow import AccountStatus
 
+# A wrapped column is never narrower than this (or than its widest cell, if that is less): past it, wrapping
+# only adds rows.
+MIN_WRAPPED_WIDTH = 14
+
 
 def table(
     headers: Sequence[str],
@@ -25,54 +29,57 @@ def table(
     *,
     width: int | None = None,
     optional: Sequence[str] = (),
+    detail: str | None = None,
     wrap: Sequence[str] = (),
 ) -> str:
-    """Columns padded to their widest cell. Given a ``width``, ``optional`` columns are dropped (in that order)
-    and then ``wrap`` columns are wrapped until the table fits; a note says which columns were left out."""
-    columns = list(range(len(headers)))
+    """Columns padded to their widest cell. Given a ``width`` the table is made to fit it, in this order:
+    ``optional`` columns are dropped (a note says which), the ``detail`` column moves to an indented line under
+    its row, and ``wrap`` columns are wrapped at spaces."""
     cells = [[str(cell) for cell in row] for row in rows]
+    columns = list(range(len(headers)))
+    widths = {i: max([len(headers[i]), *(len(row[i]) for row in cells)]) for i in columns}
 
-    def natural(index: int) -> int:
-        return max([len(headers[index]), *(len(row[index]) for row in cells)])
+    def total() -> int:
+        return sum(widths[i] for i in columns) + 2 * (len(columns) - 1)
 
-    def total(indexes: Sequence[int], widths: dict[int, int]) -> int:
-        return sum(widths[i] for i in indexes) + 2 * (len(indexes) - 1)
-
-    widths = {i: natural(i) for i in columns}
     dropped: list[str] = []
+    detail_index: int | None = None
     if width is not None:
         for name in optional:
-            if total(columns, widths) <= width:
+            if total() <= width:
                 break
-            index = headers.index(name)
-            columns.remove(index)
+            columns.remove(headers.index(name))
             dropped.append(name)
+        if detail is not None and total() > width:
+            detail_index = headers.index(detail)
+            columns.remove(detail_index)
         for name in wrap:
-            excess = total(columns, widths) - width
             index = headers.index(name)
-            if excess <= 0 or index not in columns:
+            if total() <= width or index not in columns:
                 continue
-            # Never narrower than the header's longest word or 12 characters: past that, wrapping only adds rows.
-            floor = max(12, *(len(word) for word in headers[index].split()))
-            widths[index] = max(floor, widths[index] - excess)
+            floor = min(widths[index], MIN_WRAPPED_WIDTH)
+            widths[index] = max(floor, widths[index] - (total() - width))
 
     def lines_of(row: Sequence[str]) -> list[str]:
         parts = [_wrap(row[i], widths[i]) for i in columns]
-        height = max(len(part) for part in parts)
         return [
             "  ".join(
                 (part[line] if line < len(part) else "").ljust(widths[i])
                 for i, part in zip(columns, parts, strict=True)
             ).rstrip()
-            for line in range(height)
+            for line in range(max(len(part) for part in parts))
         ]
 
     out = lines_of(headers)
     out.append("  ".join("-" * widths[i] for i in columns))
     for row in cells:
         out.extend(lines_of(row))
+        if detail_index is not None and row[detail_index] and width is not None:
+            label = f"{headers[detail_index].lower()}: "
+            out.extend(f"    {line}" for line in _wrap(label + row[detail_index], max(width - 4, 20)))
     if dropped:
-        out.append(f"({', '.join(dropped)} not shown to fit {width} columns; --wide shows every column)")
+        note = f"({', '.join(dropped)} not shown, to fit {width} columns: --wide shows every column)"
+        out.extend(_wrap(note, width or len(note)))
     return "\n".join(out)
 
 
@@ -180,7 +187,8 @@ STATUS_HEADERS = (
 )
 # Dropped first when the terminal is narrow: the operation id is for debugging, drift is often unknown.
 STATUS_OPTIONAL = ("LAST OPERATION", "DRIFT", "REGION")
-STATUS_WRAPPED = ("REASON", "RECIPIENTS [ALERT ON] (deployed -> config)", "NAME", "STATUS")
+STATUS_DETAIL = "REASON"
+STATUS_WRAPPED = ("RECIPIENTS [ALERT ON] (deployed -> config)", "NAME", "STATUS")
 
 
 def render_status(rows: Sequence[AccountStatus], *, width: int | None = None) -> str:
@@ -210,7 +218,7 @@ def render_status(rows: Sequence[AccountStatus], *, width: int | None = None) ->
         )
         for row in rows
     ]
-    return table(STATUS_HEADERS, body, width=width, optional=STATUS_OPTIONAL, wrap=STATUS_WRAPPED)
+    return table(STATUS_HEADERS, body, width=width, optional=STATUS_OPTIONAL, detail=STATUS_DETAIL, wrap=STATUS_WRAPPED)
 
 
 def render_result(result: ApplyResult) -> str:
