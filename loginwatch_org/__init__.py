@@ -1,3 +1,8 @@
 """loginwatch-org: console sign-in alerts for every account of an AWS Organization."""
 
+from pathlib import Path
+
 __version__ = "0.1.0"
+
+# Relative to the directory a command runs in. Here, not in config, so that --help need not import pydantic.
+DEFAULT_CONFIG_PATH = Path("config/accounts.yaml")

@@ -1,197 +1,303 @@
-"""``loginwatch-org``: parse, call, render. The flows live in ``workflow``; AWS calls in ``aws``."""
+"""``loginwatch-org``: parse, call, render. The flows live in ``workflow``; AWS calls in ``aws``.
+
+Every command goes through ``cli_boundary.boundary`` (errors, Ctrl-C) and the AWS commands get their config
+and clients from ``cli_options.connect``. Module-level imports stay light: ``--help`` must not pay for
+pydantic, troposphere or boto3, so each command imports what it uses.
+"""
 
 from __future__ import annotations
 
-import difflib
 import json
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from loginwatch_org.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
+from loginwatch_org import DEFAULT_CONFIG_PATH, __version__
+from loginwatch_org.cli_boundary import Progress, boundary, error_document, note
+from loginwatch_org.cli_options import (
+    AwsOptions,
+    ConfigOption,
+    EndpointOption,
+    Identity,
+    IdentityOption,
+    JsonOption,
+    ProfileOption,
+    RegionOption,
+    SandboxOption,
+    TemplateFormat,
+    YesOption,
+    clients_for,
+    connect,
+    load,
+    terminal_width,
+    use_colour,
+)
+from loginwatch_org.errors import EXIT_ERROR, LoginwatchError, UsageError
+
+if TYPE_CHECKING:
+    from loginwatch_org.config import Config
+    from loginwatch_org.plan import Plan
+    from loginwatch_org.state import Snapshot
+    from loginwatch_org.workflow import AccountStatus, Clients
 
 app = typer.Typer(
     help="Email the right people about every AWS console sign-in, in every account of an AWS Organization.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain help: rich's markup and markdown renderers cost more start-up time than the help they format.
+    rich_markup_mode=None,
 )
 
-ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="The accounts file.")]
-ProfileOption = Annotated[str | None, typer.Option(help="AWS profile (standard credential chain otherwise).")]
-RegionOption = Annotated[
-    str | None, typer.Option(help="StackSets administrator region (default: the config's stack_set.admin_region).")
-]
-EndpointOption = Annotated[
-    str | None, typer.Option(help="AWS endpoint URL, for a local emulator (or set AWS_ENDPOINT_URL).")
-]
-SandboxOption = Annotated[
-    bool, typer.Option("--sandbox", help="Run against the local sandbox (an AWS emulator on 127.0.0.1).")
-]
-
-EXIT_ERROR = 1
-EXIT_USAGE = 2
 EXIT_CHANGES_PENDING = 2
+NOT_IN_ORGANIZATION = "NOT_IN_ORGANIZATION"
+_ACCOUNT_ID = re.compile(r"^\d{12}$")
 
 
-def _fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
-    typer.echo(f"Error: {message}", err=True)
-    raise typer.Exit(code)
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"loginwatch-org {__version__}")
+        raise typer.Exit()
 
 
-def _load(path: Path, exit_code: int = EXIT_USAGE) -> Config:
-    try:
-        return load_config(path)
-    except ConfigError as error:
-        typer.echo(f"Invalid configuration ({len(error.problems)} problem(s)):", err=True)
-        for problem in error.problems:
-            typer.echo(f"  {problem}", err=True)
-        raise typer.Exit(exit_code) from None
+@app.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Email the right people about every AWS console sign-in, in every account of an AWS Organization."""
 
 
-@contextmanager
-def _aws(
-    config: Config, profile: str | None, region: str | None, endpoint_url: str | None, sandbox: bool
-) -> Iterator[Any]:
-    """Clients for the real AWS, or for the sandbox (started for this command if none is up)."""
-    from loginwatch_org.aws.errors import AwsProblem
-    from loginwatch_org.aws.session import AwsTarget, client
-    from loginwatch_org.workflow import Clients
-
-    try:
-        if sandbox:
-            from loginwatch_org.sandbox.control import SandboxError, sandbox_target
-
-            try:
-                with sandbox_target(config, progress=_note) as target:
-                    yield Clients(client(target, "cloudformation"), client(target, "organizations"))
-            except SandboxError as error:
-                _fail(str(error))
-            return
-        # The stack set lives in one administrator region: a caller's default region must not pick another.
-        target = AwsTarget(profile=profile, region=region or config.stack_set.admin_region, endpoint_url=endpoint_url)
-        yield Clients(client(target, "cloudformation"), client(target, "organizations"))
-    except AwsProblem as problem:
-        _fail(str(problem))
-    except Exception as error:  # botocore's credential/endpoint errors, raised while creating clients
-        from loginwatch_org.aws.errors import explain, is_aws_error
-
-        if is_aws_error(error):
-            _fail(str(explain(error)))
-        raise
+def _emit_json(document: Any) -> None:
+    typer.echo(json.dumps(document, indent=2))
 
 
-def _confirm(yes: bool, command: str, question: str) -> None:
+def _confirm(yes: bool, command: str, question: str, as_json: bool = False) -> bool:
+    """Whether to go ahead. Without a terminal to ask on, only --yes says so."""
     if yes:
-        return
-    if not sys.stdin.isatty():
-        _fail(f"{command} needs confirmation; rerun with --yes to apply without a prompt", EXIT_USAGE)
-    if not typer.confirm(question):
-        _fail("nothing changed", EXIT_ERROR)
+        return True
+    if not _interactive():
+        raise UsageError(f"{command} needs confirmation; rerun with --yes to apply without a prompt")
+    try:
+        # With --json, stdout holds only the JSON document: the question goes to stderr.
+        return typer.confirm(question, err=as_json)
+    except typer.Abort:  # end of input or Ctrl-C at the prompt: nothing was answered
+        return False
 
 
-def _note(message: str) -> None:
-    typer.echo(f"  ... {message}", err=True)
+def _interactive() -> bool:
+    return sys.stdin.isatty()
 
 
-class _Progress:
-    """Progress on stderr: a spinner showing the latest step on a terminal, plain lines otherwise."""
-
-    def __init__(self) -> None:
-        self._spinner: Any = None
-
-    def __call__(self, message: str) -> None:
-        if not sys.stderr.isatty():
-            typer.echo(f"  ... {message}", err=True)
-            return
-        if self._spinner is None:
-            from rich.console import Console
-
-            self._spinner = Console(stderr=True).status(message)
-            self._spinner.start()
-        self._spinner.update(message)
-
-    def pause(self) -> None:
-        """Clear the spinner before printing results, so the two never interleave."""
-        if self._spinner is not None:
-            self._spinner.stop()
-            self._spinner = None
+def _declined(as_json: bool, document: dict[str, Any]) -> typer.Exit:
+    """Saying no is a choice, not an error: say nothing changed and exit 1 (nothing was applied)."""
+    if as_json:
+        _emit_json({**document, "applied": False, "declined": True})
+    else:
+        typer.echo("Nothing changed.", err=True)
+    return typer.Exit(EXIT_ERROR)
 
 
-def _progress_printer() -> _Progress:
-    return _Progress()
+def _aws_options(profile: str | None, region: str | None, endpoint_url: str | None, sandbox: bool) -> AwsOptions:
+    options = AwsOptions(profile, region, endpoint_url, sandbox)
+    options.check()  # a malformed endpoint is bad input: exit 2 before the config is even read
+    return options
+
+
+def _statuses(config: Config, snapshot: Snapshot) -> list[AccountStatus]:
+    """Per-account rows, with accounts the organisation does not have marked as the planner skips them, so
+    that rollout and status tell the same story about them."""
+    from loginwatch_org.workflow import account_statuses
+
+    outside = snapshot.accounts_outside_organization
+    return [
+        replace(row, status=NOT_IN_ORGANIZATION, reason=_outside_reason(row.account_id))
+        if row.account_id in outside and row.status == "MISSING"
+        else row
+        for row in account_statuses(config, snapshot)
+    ]
+
+
+def _outside_reason(account_id: str) -> str:
+    return f"account {account_id} is in the config but not in the organisation; it is skipped"
+
+
+def _row_document(row: AccountStatus) -> dict[str, Any]:
+    return {**asdict(row), "in_sync": row.in_sync}
+
+
+def _print_plan(plan: Plan) -> None:
+    from loginwatch_org.render import render_plan
+
+    colour = use_colour()
+    # click strips escape codes from what is not a terminal; the decision was made here, NO_COLOR included.
+    typer.echo(render_plan(plan, colour=colour), color=colour or None)
+
+
+def _print_status(rows: list[AccountStatus], wide: bool = False) -> None:
+    from loginwatch_org.render import render_status
+
+    typer.echo(render_status(rows, width=None if wide else terminal_width()))
 
 
 @app.command()
-def validate(config: ConfigOption = DEFAULT_CONFIG_PATH) -> None:
+@boundary
+def validate(config: ConfigOption = DEFAULT_CONFIG_PATH, as_json: JsonOption = False) -> None:
     """Check the accounts file; exit 2 with every problem (file, line, field) if it is invalid."""
-    loaded = _load(config)
+    loaded = load(config)
     targets = loaded.targets()
-    groups = {(t.recipients, t.alert_on) for t in targets}
+    groups = len({(t.recipients, t.alert_on) for t in targets})
     disabled = len(loaded.disabled_account_ids())
+    notes = []
+    if loaded.stack_set.regions == ["us-east-1"]:
+        notes.append(
+            "only us-east-1 is watched. Sign-ins through regional sign-in endpoints are recorded in their own "
+            "region; add those regions to stack_set.regions (README: Regions and SES)."
+        )
+    if as_json:
+        _emit_json(
+            {
+                "file": str(config),
+                "valid": True,
+                "accounts_watched": len(targets),
+                "accounts_disabled": disabled,
+                "recipient_policy_groups": groups,
+                "stack_set": loaded.stack_set.name,
+                "permission_model": loaded.stack_set.permission_model,
+                "regions": list(loaded.stack_set.regions),
+                "notes": notes,
+            }
+        )
+        return
     typer.echo(
         f"{config}: valid. {len(targets)} account(s) watched"
         + (f", {disabled} disabled" if disabled else "")
-        + f", {len(groups)} distinct recipient/policy group(s); stack set '{loaded.stack_set.name}' "
+        + f", {groups} distinct recipient/policy group(s); stack set '{loaded.stack_set.name}' "
         f"({loaded.stack_set.permission_model}) in {', '.join(loaded.stack_set.regions)}."
     )
-    if loaded.stack_set.regions == ["us-east-1"]:
-        typer.echo(
-            "Note: only us-east-1 is watched. Sign-ins through regional sign-in endpoints are recorded in their "
-            "own region; add those regions to stack_set.regions (README: Regions and SES)."
+    for text in notes:
+        typer.echo(f"Note: {text}")
+
+
+_EXTENSIONS = {".json": TemplateFormat.json, ".yaml": TemplateFormat.yaml, ".yml": TemplateFormat.yaml}
+
+
+def _export_format(fmt: TemplateFormat | None, output: Path | None) -> TemplateFormat:
+    """--format, or the output file's extension, or YAML; a --format that contradicts the extension is refused."""
+    inferred = _EXTENSIONS.get(output.suffix.lower()) if output is not None else None
+    if fmt is not None and inferred is not None and fmt != inferred:
+        raise UsageError(
+            f"--format {fmt.value} does not match {output}; drop --format (the extension decides) or name a "
+            f".{fmt.value} file"
         )
+    return fmt or inferred or TemplateFormat.yaml
+
+
+def _export_command(config: Path, template: str, output: Path) -> str:
+    """The command that writes ``template`` to ``output``, in the format its extension says."""
+    parts = ["loginwatch-org", "export"]
+    if config != DEFAULT_CONFIG_PATH:
+        parts += ["-c", str(config)]
+    if template != "watch":
+        parts += ["--template", template]
+    return " ".join([*parts, "-o", str(output)])
 
 
 @app.command()
+@boundary
 def export(
     config: ConfigOption = DEFAULT_CONFIG_PATH,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="yaml or json.")] = "yaml",
+    fmt: Annotated[
+        TemplateFormat | None,
+        typer.Option("--format", "-f", help="Default: the --output file's extension, else yaml."),
+    ] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="File to write (default: stdout).")] = None,
+    template: Annotated[str, typer.Option("--template", "-t", help="Which template (see --check).")] = "watch",
     check: Annotated[
-        bool, typer.Option("--check", help="Exit 1 with a diff if --output (or templates/) is not current.")
+        bool,
+        typer.Option(
+            "--check",
+            help="Exit 1 with a diff if --output, or any committed file under templates/, is not current.",
+        ),
     ] = False,
 ) -> None:
-    """Write the CloudFormation template one account receives, for review."""
-    from loginwatch_org.templates import REGISTRY, TEMPLATE_BODY_LIMIT, build_template, render, template_body
+    """Write a CloudFormation template the tool deploys (by default the watch each account receives)."""
+    import difflib
 
-    if fmt not in ("yaml", "json"):
-        _fail(f"--format must be yaml or json, not '{fmt}'", EXIT_USAGE)
-    loaded = _load(config)
-    template = build_template(loaded)
-    text = render(template, "json" if fmt == "json" else "yaml")
-    size = len(template_body(template).encode("utf-8"))
-    if size > TEMPLATE_BODY_LIMIT:
-        _fail(f"the template body is {size} bytes; StackSets accept at most {TEMPLATE_BODY_LIMIT}")
+    from loginwatch_org.templates import REGISTRY, TEMPLATE_BODY_LIMIT, render, template_body
+
+    chosen_format = _export_format(fmt, output)
+    if template not in REGISTRY:
+        raise UsageError(f"--template must be one of {', '.join(REGISTRY)}, not '{template}'")
+    loaded = load(config)
+    built = {}
+    for name, spec in REGISTRY.items():
+        if name == template or (check and output is None):
+            built[name] = spec.build(loaded)
+            size = len(template_body(built[name]).encode("utf-8"))
+            if size > TEMPLATE_BODY_LIMIT:
+                raise LoginwatchError(
+                    f"the {name} template body is {size} bytes; StackSets accept at most {TEMPLATE_BODY_LIMIT}"
+                )
     if check:
-        target = output or REGISTRY["watch"].path("json" if fmt == "json" else "yaml")
-        current = target.read_text(encoding="utf-8") if target.exists() else ""
-        if current != text:
-            diff = difflib.unified_diff(
-                current.splitlines(keepends=True), text.splitlines(keepends=True), str(target), "generated"
-            )
-            sys.stdout.writelines(diff)
-            _fail(f"{target} is stale; regenerate it with: loginwatch-org export -o {target}")
-        typer.echo(f"{target} is current ({size} bytes as a StackSet template body).")
+        targets = [(template, output, chosen_format)] if output is not None else _committed_files(fmt)
+        stale: list[str] = []
+        for name, path, path_format in targets:
+            text = render(built[name], path_format.literal)
+            current = path.read_text(encoding="utf-8") if path.exists() else None
+            regenerate = _export_command(config, name, path)
+            if current is None:
+                stale.append(f"{path} does not exist; write it with: {regenerate}")
+            elif current != text:
+                diff = difflib.unified_diff(
+                    current.splitlines(keepends=True), text.splitlines(keepends=True), str(path), "generated"
+                )
+                sys.stdout.writelines(diff)
+                stale.append(f"{path} is stale; regenerate it with: {regenerate}")
+            else:
+                typer.echo(f"{path} is current.")
+        if stale:
+            raise LoginwatchError("; ".join(stale))
         return
+    text = render(built[template], chosen_format.literal)
     if output is None:
         sys.stdout.write(text)
         return
     if output.is_dir():
-        _fail(f"--output {output} is a directory; name the file, e.g. {output / f'watch.{fmt}'}")
+        raise LoginwatchError(
+            f"--output {output} is a directory; name the file, e.g. {output / f'{template}.{chosen_format.value}'}"
+        )
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(text, encoding="utf-8")
-    typer.echo(f"wrote {output} ({size} bytes as a StackSet template body)", err=True)
+    size = len(template_body(built[template]).encode("utf-8"))
+    typer.echo(f"wrote {output} ({chosen_format.value}, {size} bytes as a StackSet template body)", err=True)
+
+
+def _committed_files(fmt: TemplateFormat | None) -> list[tuple[str, Path, TemplateFormat]]:
+    """Each registered template's committed export(s): the --format one, else every format that exists (the
+    YAML one when none does, so a missing file is reported with the command that writes it)."""
+    from loginwatch_org.templates import REGISTRY
+
+    files: list[tuple[str, Path, TemplateFormat]] = []
+    for name, spec in REGISTRY.items():
+        formats = [fmt] if fmt is not None else [f for f in TemplateFormat if spec.path(f.literal).exists()]
+        for chosen in formats or [TemplateFormat.yaml]:
+            files.append((name, spec.path(chosen.literal), chosen))
+    return files
 
 
 @app.command()
+@boundary
 def plan(
     config: ConfigOption = DEFAULT_CONFIG_PATH,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the plan (or the error) as JSON.")] = False,
     detailed_exitcode: Annotated[
         bool, typer.Option("--detailed-exitcode", help="Exit 0: no changes, 2: changes pending, 1: error.")
     ] = False,
@@ -204,17 +310,19 @@ def plan(
     sandbox: SandboxOption = False,
 ) -> None:
     """Show what a rollout would change, without changing anything."""
-    from loginwatch_org.render import render_plan
     from loginwatch_org.workflow import prepare
 
-    # With --detailed-exitcode, 2 means "changes pending", so every error is 1 (terraform's convention).
-    loaded = _load(config, EXIT_ERROR if detailed_exitcode else EXIT_USAGE)
-    with _aws(loaded, profile, region, endpoint_url, sandbox) as clients:
-        prepared = prepare(loaded, clients, prune=prune)
+    # With --detailed-exitcode, 2 means "changes pending": the boundary reports every error as 1.
+    options = _aws_options(profile, region, endpoint_url, sandbox)
+    loaded = load(config)
+    progress = Progress()
+    with connect(loaded, options, progress) as clients:
+        prepared = prepare(loaded, clients, prune=prune, progress=progress)
+    progress.pause()
     if as_json:
-        typer.echo(json.dumps(prepared.plan.to_dict(), indent=2))
+        _emit_json(prepared.plan.to_dict())
     else:
-        typer.echo(render_plan(prepared.plan))
+        _print_plan(prepared.plan)
     if prepared.snapshot.pending_operations:
         typer.echo(
             f"Note: {len(prepared.snapshot.pending_operations)} operation(s) of an earlier run are still pending; "
@@ -226,102 +334,142 @@ def plan(
 
 
 @app.command()
+@boundary
 def rollout(
     config: ConfigOption = DEFAULT_CONFIG_PATH,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    yes: YesOption = False,
     prune: Annotated[bool, typer.Option("--prune", help="Delete instances of accounts no longer listed.")] = False,
+    as_json: JsonOption = False,
     profile: ProfileOption = None,
     region: RegionOption = None,
     endpoint_url: EndpointOption = None,
     sandbox: SandboxOption = False,
 ) -> None:
     """Make every member account match the config: plan, confirm, apply, report each account."""
-    loaded = _load(config)
-    with _aws(loaded, profile, region, endpoint_url, sandbox) as clients:
-        _rollout(loaded, clients, yes=yes, prune=prune)
+    options = _aws_options(profile, region, endpoint_url, sandbox)
+    loaded = load(config)
+    progress = Progress()
+    with connect(loaded, options, progress) as clients:
+        _rollout(loaded, clients, yes=yes, prune=prune, as_json=as_json, progress=progress)
 
 
-def _rollout(loaded: Config, clients: Any, *, yes: bool, prune: bool) -> bool:
+def _rollout(
+    loaded: Config, clients: Clients, *, yes: bool, prune: bool, as_json: bool = False, progress: Progress
+) -> bool:
     """Plan, confirm and apply; returns whether anything changed (and a per-account table was printed)."""
     from loginwatch_org.aws.executor import ApplyResult
-    from loginwatch_org.render import render_plan, render_result, render_status
-    from loginwatch_org.workflow import account_statuses, make_executor, prepare, read_snapshot, unconverged
+    from loginwatch_org.render import render_result
+    from loginwatch_org.workflow import make_executor, prepare, read_snapshot, unconverged
 
-    progress = _progress_printer()
     executor = make_executor(loaded, clients, progress=progress)
     prepared = prepare(loaded, clients, prune=prune, executor=executor, progress=progress)
     progress.pause()
-    if prepared.resumed:
-        typer.echo("Operations an earlier, interrupted run had submitted:")
-        typer.echo(render_result(ApplyResult(operations=prepared.resumed)))
-    typer.echo(render_plan(prepared.plan))
+    document: dict[str, Any] = {
+        "plan": prepared.plan.to_dict(),
+        "resumed": [asdict(operation) for operation in prepared.resumed],
+    }
+    if not as_json:
+        if prepared.resumed:
+            typer.echo("Operations an earlier, interrupted run had submitted:")
+            typer.echo(render_result(ApplyResult(operations=prepared.resumed)))
+        _print_plan(prepared.plan)
     if not prepared.plan.has_changes:
+        if as_json:
+            _emit_json({**document, "applied": False})
         return False
-    _confirm(yes, "rollout", "Apply this plan?")
+    if not _confirm(yes, "rollout", "Apply this plan?", as_json):
+        raise _declined(as_json, document)
     result = executor.apply(prepared.plan)
     snapshot = read_snapshot(loaded, clients)
     progress.pause()
-    typer.echo(render_result(result))
-    typer.echo(render_status(account_statuses(loaded, snapshot)))
+    rows = _statuses(loaded, snapshot)
     problems = unconverged(loaded, prepared.plan, snapshot)
     for failed in result.failed_accounts:
         problems.setdefault(failed.account_id, failed.reason or failed.status)
-    if problems:
+    configured = {t.account_id for t in loaded.targets()} - set(prepared.plan.skipped_accounts)
+    failure = (
+        LoginwatchError(
+            f"{len(problems)} account(s) are not as the config says; fix the cause and run the rollout again."
+        )
+        if problems
+        else None
+    )
+    if as_json:
+        document.update(
+            applied=True,
+            operations=[asdict(operation) for operation in result.operations],
+            notes=list(result.notes),
+            accounts=[_row_document(row) for row in rows],
+            not_converged=dict(sorted(problems.items())),
+        )
+        if failure is not None:
+            document.update(error_document(failure, EXIT_ERROR))
+        _emit_json(document)
+        if failure is not None:
+            raise typer.Exit(EXIT_ERROR)
+        return True
+    typer.echo(render_result(result))
+    _print_status(rows)
+    if failure is not None:
         typer.echo("Not converged:", err=True)
         for account_id, why in sorted(problems.items()):
             typer.echo(f"  {account_id}: {why}", err=True)
-        _fail(f"{len(problems)} account(s) are not as the config says; fix the cause and run the rollout again.")
-    configured = {t.account_id for t in loaded.targets()} - set(prepared.plan.skipped_accounts)
+        raise failure
     typer.echo(f"Rollout complete: {len(configured)} account(s) current.")
     return True
 
 
 @app.command()
+@boundary
 def status(
     config: ConfigOption = DEFAULT_CONFIG_PATH,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the rows as JSON.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the rows (or the error) as JSON.")] = False,
     drift: Annotated[bool, typer.Option("--drift", help="Run stack set drift detection first.")] = False,
+    wide: Annotated[bool, typer.Option("--wide", help="Every column, however wide the terminal.")] = False,
     profile: ProfileOption = None,
     region: RegionOption = None,
     endpoint_url: EndpointOption = None,
     sandbox: SandboxOption = False,
 ) -> None:
     """One row per account: deployed status and recipients beside the config."""
-    from dataclasses import asdict
+    from loginwatch_org.workflow import detect_drift, make_executor, read_snapshot
 
-    from loginwatch_org.render import render_status
-    from loginwatch_org.workflow import account_statuses, detect_drift, make_executor, read_snapshot
-
-    loaded = _load(config)
-    with _aws(loaded, profile, region, endpoint_url, sandbox) as clients:
-        progress = _progress_printer()
+    options = _aws_options(profile, region, endpoint_url, sandbox)
+    loaded = load(config)
+    progress = Progress()
+    with connect(loaded, options, progress) as clients:
         if drift:
             detect_drift(loaded, clients, make_executor(loaded, clients, progress=progress))
         snapshot = read_snapshot(loaded, clients)
-        progress.pause()
+    progress.pause()
     if snapshot.stack_set is None:
-        _fail(f"stack set '{loaded.stack_set.name}' does not exist yet; run: loginwatch-org rollout")
-    rows = account_statuses(loaded, snapshot)
+        raise LoginwatchError(f"stack set '{loaded.stack_set.name}' does not exist yet; run: loginwatch-org rollout")
+    rows = _statuses(loaded, snapshot)
     if as_json:
-        typer.echo(json.dumps([{**asdict(row), "in_sync": row.in_sync} for row in rows], indent=2))
+        _emit_json([_row_document(row) for row in rows])
     else:
-        typer.echo(render_status(rows))
-    # Non-zero when anything needs attention, so status can gate a pipeline or feed a monitor.
-    watched = {t.account_id for t in loaded.targets()}
+        for account_id in sorted(snapshot.accounts_outside_organization):
+            typer.echo(f"! {_outside_reason(account_id)}", err=True)
+        _print_status(rows, wide=wide)
+    # Non-zero when anything needs attention, so status can gate a pipeline or feed a monitor. Accounts the
+    # organisation lacks are skipped by rollout, and so they are here.
+    watched = {t.account_id for t in loaded.targets()} - snapshot.accounts_outside_organization
     if any(row.account_id in watched and (not row.in_sync or row.drift == "DRIFTED") for row in rows):
         raise typer.Exit(EXIT_ERROR)
 
 
 @app.command()
+@boundary
 def remove(
     config: ConfigOption = DEFAULT_CONFIG_PATH,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    yes: YesOption = False,
     retain_stacks: Annotated[
         bool, typer.Option("--retain-stacks", help="Detach the stacks from the stack set but keep them.")
     ] = False,
     account: Annotated[
         list[str] | None, typer.Option("--account", help="Only these accounts (repeatable); default: all.")
     ] = None,
+    as_json: JsonOption = False,
     profile: ProfileOption = None,
     region: RegionOption = None,
     endpoint_url: EndpointOption = None,
@@ -329,42 +477,78 @@ def remove(
 ) -> None:
     """Delete stack instances (all, or --account ones), then the stack set once it is empty."""
     from loginwatch_org.plan import make_removal_plan
-    from loginwatch_org.render import render_plan, render_result
+    from loginwatch_org.render import render_result
     from loginwatch_org.workflow import make_executor, read_snapshot
 
-    loaded = _load(config)
-    with _aws(loaded, profile, region, endpoint_url, sandbox) as clients:
+    bad = [value for value in account or () if not _ACCOUNT_ID.match(value)]
+    if bad:
+        raise UsageError(f"--account {bad[0]}: an AWS account id is exactly 12 digits")
+    options = _aws_options(profile, region, endpoint_url, sandbox)
+    loaded = load(config)
+    progress = Progress()
+    with connect(loaded, options, progress) as clients:
         snapshot = read_snapshot(loaded, clients)
+        progress.pause()
         if snapshot.stack_set is None:
-            typer.echo(f"Stack set '{loaded.stack_set.name}' does not exist; nothing to remove.")
+            if as_json:
+                _emit_json({"stack_set": loaded.stack_set.name, "exists": False, "applied": False})
+            else:
+                typer.echo(f"Stack set '{loaded.stack_set.name}' does not exist; nothing to remove.")
             return
         removal = make_removal_plan(loaded, snapshot, tuple(account or ()), retain_stacks=retain_stacks)
-        typer.echo(render_plan(removal))
+        # The removal planner leaves the count at 0; the summary must not say every other account is touched.
+        removal = replace(removal, unchanged_accounts=len(_untouched(snapshot, removal)))
+        document: dict[str, Any] = {"plan": removal.to_dict()}
+        if not as_json:
+            _print_plan(removal)
         if not removal.has_changes:
+            if as_json:
+                _emit_json({**document, "applied": False})
             return
-        _confirm(yes, "remove", "Delete these stack instances?")
-        progress = _progress_printer()
+        if not _confirm(yes, "remove", "Delete these stack instances?", as_json):
+            raise _declined(as_json, document)
         result = make_executor(loaded, clients, progress=progress).apply(removal)
         progress.pause()
+    failure = (
+        LoginwatchError("some instances could not be deleted (see above); run remove again after fixing the cause")
+        if result.failed_accounts
+        else None
+    )
+    if as_json:
+        document.update(applied=True, operations=[asdict(operation) for operation in result.operations])
+        if failure is not None:
+            document.update(error_document(failure, EXIT_ERROR))
+        _emit_json(document)
+        if failure is not None:
+            raise typer.Exit(EXIT_ERROR)
+        return
     typer.echo(render_result(result))
-    if result.failed_accounts:
-        _fail("some instances could not be deleted (see above); run remove again after fixing the cause")
+    if failure is not None:
+        raise failure
 
 
-sandbox_app = typer.Typer(help="A local AWS emulator on 127.0.0.1 holding the config's organisation.")
+def _untouched(snapshot: Snapshot, removal: Plan) -> set[str]:
+    """Accounts with an instance that ``removal`` leaves alone."""
+    from loginwatch_org.plan import DeleteInstances
+
+    touched = {a for step in removal.steps if isinstance(step, DeleteInstances) for a in step.accounts}
+    return {instance.account_id for instance in snapshot.instances} - touched
+
+
+sandbox_app = typer.Typer(
+    help="A local AWS emulator on 127.0.0.1 holding the config's organisation.", rich_markup_mode=None
+)
 app.add_typer(sandbox_app, name="sandbox")
 
 
 @sandbox_app.command("up")
+@boundary
 def sandbox_up(config: ConfigOption = DEFAULT_CONFIG_PATH) -> None:
     """Start a sandbox that outlives this command (commands with --sandbox then use it)."""
     from loginwatch_org.sandbox import control
 
-    loaded = _load(config)
-    try:
-        sandbox, started = control.up(loaded)
-    except control.SandboxError as error:
-        _fail(str(error))
+    loaded = load(config)
+    sandbox, started = control.up(loaded)
     verb = "started" if started else "already running"
     typer.echo(
         f"Sandbox {verb} at {sandbox.endpoint_url} (pid {sandbox.pid}): management account "
@@ -374,26 +558,22 @@ def sandbox_up(config: ConfigOption = DEFAULT_CONFIG_PATH) -> None:
 
 
 @sandbox_app.command("down")
+@boundary
 def sandbox_down() -> None:
     """Stop the sandbox started with 'sandbox up'; everything in it is gone."""
     from loginwatch_org.sandbox import control
 
-    try:
-        stopped = control.down()
-    except control.SandboxError as error:
-        _fail(str(error))
+    stopped = control.down()
     typer.echo(f"Sandbox at {stopped.endpoint_url} stopped." if stopped else "No sandbox is running.")
 
 
 @sandbox_app.command("status")
+@boundary
 def sandbox_status() -> None:
     """Say where the sandbox runs, if it does (exit 1 if none)."""
     from loginwatch_org.sandbox import control
 
-    try:
-        sandbox = control.running()
-    except control.SandboxError as error:
-        _fail(str(error))
+    sandbox = control.running()
     if sandbox is None:
         typer.echo("No sandbox is running. Start one with: loginwatch-org sandbox up")
         raise typer.Exit(EXIT_ERROR)
@@ -403,41 +583,31 @@ def sandbox_status() -> None:
     )
 
 
-IdentityOption = Annotated[str, typer.Option("--identity", help="root, iam-user, sso or failed.")]
-
-
 @app.command("simulate-login")
+@boundary
 def simulate_login(
     account: Annotated[str, typer.Argument(help="The member account id that someone signs in to.")],
-    identity: IdentityOption = "root",
+    identity: IdentityOption = Identity.root,
     config: ConfigOption = DEFAULT_CONFIG_PATH,
     sandbox: SandboxOption = False,
 ) -> None:
     """Sign in to ACCOUNT's console in the sandbox and print the email SES accepted."""
     if not sandbox:
-        _fail("simulate-login only runs in the sandbox (pass --sandbox): real sign-in events come from AWS", EXIT_USAGE)
-    loaded = _load(config)
+        raise UsageError("simulate-login only runs in the sandbox (pass --sandbox): real sign-in events come from AWS")
+    loaded = load(config)
     with _sandbox_session(loaded) as running:
         _simulate(loaded, running, account, identity)
 
 
-def _check_identity(identity: str) -> None:
-    from loginwatch_org.sandbox.simulate import IDENTITIES
-
-    if identity not in IDENTITIES:
-        _fail(f"--identity must be one of {', '.join(IDENTITIES)}, not '{identity}'", EXIT_USAGE)
-
-
-def _simulate(loaded: Config, running: Any, account: str, identity: str) -> None:
+def _simulate(loaded: Config, running: Any, account: str, identity: Identity) -> None:
     from loginwatch_org.sandbox.simulate import simulate_login
 
-    _check_identity(identity)
     if account not in running.accounts:
-        _fail(f"account {account} is not in the sandbox's organisation", EXIT_USAGE)
+        raise UsageError(f"account {account} is not in the sandbox's organisation")
     names = loaded.account_names()
     label = f"{account} ({names[account]})" if account in names else account
-    outcome = simulate_login(running, account, identity)  # type: ignore[arg-type]
-    typer.echo(f"Simulated {identity} console sign-in to {label}.")
+    outcome = simulate_login(running, account, identity.value)
+    typer.echo(f"Simulated {identity.value} console sign-in to {label}.")
     if not outcome.emails:
         typer.echo(f"No email was sent: {outcome.why_no_email(loaded, account)}.")
         return
@@ -455,34 +625,29 @@ def _simulate(loaded: Config, running: Any, account: str, identity: str) -> None
 def _sandbox_session(loaded: Config, keep: bool = False) -> Iterator[Any]:
     from loginwatch_org.sandbox import control
 
-    try:
-        with control.sandbox_session(loaded, progress=_note, keep=keep) as running:
-            yield running
-    except control.SandboxError as error:
-        _fail(str(error))
+    with control.sandbox_session(loaded, progress=note, keep=keep) as running:
+        yield running
 
 
 @app.command()
+@boundary
 def demo(
     config: ConfigOption = DEFAULT_CONFIG_PATH,
     account: Annotated[str | None, typer.Option(help="Account to sign in to (default: the first watched).")] = None,
-    identity: IdentityOption = "root",
+    identity: IdentityOption = Identity.root,
 ) -> None:
     """The main job in the sandbox: roll the config out, show the status, simulate a sign-in and its email."""
-    from loginwatch_org.aws.session import client
-    from loginwatch_org.render import render_status
-    from loginwatch_org.workflow import Clients, account_statuses, read_snapshot
+    from loginwatch_org.workflow import read_snapshot
 
-    _check_identity(identity)
-    loaded = _load(config)
+    loaded = load(config)
     chosen = account or loaded.targets()[0].account_id
+    progress = Progress()
     with _sandbox_session(loaded, keep=True) as running:
-        target = replace(running.target(), region=loaded.stack_set.admin_region)
-        clients = Clients(client(target, "cloudformation"), client(target, "organizations"))
+        clients = clients_for(replace(running.target(), region=loaded.stack_set.admin_region), progress)
         typer.echo(f"== Rollout of {config} into the sandbox at {running.endpoint_url}")
-        if not _rollout(loaded, clients, yes=True, prune=False):
+        if not _rollout(loaded, clients, yes=True, prune=False, progress=progress):
             typer.echo("\n== Status")
-            typer.echo(render_status(account_statuses(loaded, read_snapshot(loaded, clients))))
+            _print_status(_statuses(loaded, read_snapshot(loaded, clients)))
         typer.echo("\n== A console sign-in")
         _simulate(loaded, running, chosen, identity)
 

@@ -7,17 +7,17 @@ passed around and hashed without anyone changing it under the planner's feet.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+import types
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from loginwatch_org import DEFAULT_CONFIG_PATH as DEFAULT_CONFIG_PATH
 from loginwatch_org.errors import UsageError
 from loginwatch_org.yamlsource import SourceMap, YamlError, load_yaml
-
-DEFAULT_CONFIG_PATH = Path("config/accounts.yaml")
 
 AlertPolicy = Literal["all", "root-only", "failures-only", "root-and-failures", "no-mfa"]
 ALERT_POLICIES: tuple[str, ...] = ("all", "root-only", "failures-only", "root-and-failures", "no-mfa")
@@ -277,10 +277,68 @@ def load_config(path: Path = DEFAULT_CONFIG_PATH) -> Config:
 def parse_config(data: Any, source: SourceMap) -> Config:
     if not isinstance(data, dict):
         raise ConfigError([f"{source.file}:1: the file must be a mapping with stack_set, delivery, defaults, accounts"])
+    # Unknown keys first, every one at any depth: a misspelled section would otherwise surface only as the
+    # complaints its absence causes, and pydantic stops at the first model that fails to build.
+    problems = [
+        _located(source, path, message, line=source.key_line(path)) for path, message in _unknown_keys(Config, data, ())
+    ]
+    # A section with a default that cannot be valid on its own (stack_set: a service-managed stack set
+    # needs organizational_units) is validated as an empty mapping, so its problems name the section.
+    absent = {name for name in _DEFAULTED_SECTIONS if name not in data}
     try:
-        return Config.model_validate(data)
+        config = Config.model_validate({**data, **{key: {} for key in absent}})
     except ValidationError as error:
-        raise ConfigError(_describe(error, data, source)) from None
+        raise ConfigError(problems + _describe(error, data, source, absent)) from None
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+# Sections whose default is a model: a config that omits them still gets them checked.
+_DEFAULTED_SECTIONS = ("stack_set",)
+
+
+def _located(source: SourceMap, path: tuple[str | int, ...], message: str, line: int | None = None) -> str:
+    line = line or source.line_of(path)
+    where = f"{source.file}:{line}" if line else source.file
+    return f"{where}: {_field_name(path)}: {message}"
+
+
+def _unknown_keys(model: type[BaseModel], data: Any, path: tuple[str | int, ...]) -> Iterator[tuple[Any, str]]:
+    """Every key of ``data`` that ``model`` (and the models nested in it) does not define, with a suggestion
+    when one valid key is close."""
+    if not isinstance(data, dict):
+        return
+    fields = model.model_fields
+    for key, value in data.items():
+        field = fields.get(key)
+        if field is None:
+            import difflib  # only for a config with a mistake in it
+
+            close = difflib.get_close_matches(str(key), list(fields), n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]}?" if close else f"valid keys here: {', '.join(fields)}"
+            yield (*path, key), f"unknown key '{key}'; {hint}"
+            continue
+        for nested, is_list in _models_in(field.annotation):
+            if is_list and isinstance(value, list):
+                for index, item in enumerate(value):
+                    yield from _unknown_keys(nested, item, (*path, key, index))
+            elif not is_list:
+                yield from _unknown_keys(nested, value, (*path, key))
+
+
+def _models_in(annotation: Any, is_list: bool = False) -> Iterator[tuple[type[BaseModel], bool]]:
+    """The models a field holds, directly or as list items, through Annotated and Optional."""
+    origin = get_origin(annotation)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        yield annotation, is_list
+    elif origin is Annotated:
+        yield from _models_in(get_args(annotation)[0], is_list)
+    elif origin in (Union, types.UnionType):
+        for arg in get_args(annotation):
+            yield from _models_in(arg, is_list)
+    elif origin is list:
+        yield from _models_in(get_args(annotation)[0], True)
 
 
 def _field_name(path: Iterable[str | int]) -> str:
@@ -290,9 +348,12 @@ def _field_name(path: Iterable[str | int]) -> str:
     return text or "(top level)"
 
 
-def _describe(error: ValidationError, data: Any, source: SourceMap) -> list[str]:
+def _describe(error: ValidationError, data: Any, source: SourceMap, absent: Iterable[str] = ()) -> list[str]:
+    missing_sections = set(absent)
     problems: list[str] = []
     for item in error.errors(include_url=False):
+        if item["type"] == "extra_forbidden":
+            continue  # reported, with a suggestion, by _unknown_keys
         path = tuple(part for part in item["loc"] if not _is_pydantic_marker(part))
         context_error = (item.get("ctx") or {}).get("error")
         if isinstance(context_error, _LocatedValueError):
@@ -300,9 +361,10 @@ def _describe(error: ValidationError, data: Any, source: SourceMap) -> list[str]
             message = context_error.message
         else:
             message = _message(item, path, source)
-        line = source.line_of(path)
-        where = f"{source.file}:{line}" if line else source.file
-        problems.append(f"{where}: {_field_name(path)}: {message}")
+        if path and path[0] in missing_sections:
+            message = f"the section is missing ({message})"
+            path = path[:1]
+        problems.append(_located(source, path, message))
     return problems
 
 
@@ -313,8 +375,6 @@ def _is_pydantic_marker(part: str | int) -> bool:
 
 def _message(item: Any, path: tuple[str | int, ...], source: SourceMap) -> str:
     kind = item["type"]
-    if kind == "extra_forbidden":
-        return f"unknown key '{path[-1]}'; check its spelling against the README's configuration reference"
     if kind == "missing":
         return "required but missing"
     if kind == "literal_error":

@@ -22,7 +22,16 @@ class UsageError(LoginwatchError):
     exit_code = EXIT_USAGE
 
 
-class RolloutInterrupted(LoginwatchError):
+class Interrupted(LoginwatchError):
+    """Ctrl-C: the command stopped where it was."""
+
+    exit_code = EXIT_INTERRUPTED
+
+    def __init__(self, message: str = "interrupted") -> None:
+        super().__init__(message)
+
+
+class RolloutInterrupted(Interrupted):
     """Ctrl-C during a rollout or removal. ``submitted`` are the OperationIds already accepted by AWS: they run
     on without us, and rerunning the same command waits for them and then plans again."""
 

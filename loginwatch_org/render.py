@@ -18,13 +18,77 @@ from loginwatch_org.plan import (
 from loginwatch_org.templates import ALERT_POLICY_PARAMETER, RECIPIENTS_PARAMETER
 from loginwatch_org.workflow import AccountStatus
 
+# A wrapped column is never narrower than this (or than its widest cell, if that is less): past it, wrapping
+# only adds rows.
+MIN_WRAPPED_WIDTH = 14
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    widths = [max([len(h), *(len(str(row[i])) for row in rows)]) for i, h in enumerate(headers)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
-    lines.append("  ".join("-" * w for w in widths))
-    lines.extend("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows)
-    return "\n".join(lines)
+
+def table(
+    headers: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    *,
+    width: int | None = None,
+    optional: Sequence[str] = (),
+    detail: str | None = None,
+    wrap: Sequence[str] = (),
+) -> str:
+    """Columns padded to their widest cell. Given a ``width`` the table is made to fit it, in this order:
+    ``optional`` columns are dropped (a note says which), the ``detail`` column moves to an indented line under
+    its row, and ``wrap`` columns are wrapped at spaces."""
+    cells = [[str(cell) for cell in row] for row in rows]
+    columns = list(range(len(headers)))
+    widths = {i: max([len(headers[i]), *(len(row[i]) for row in cells)]) for i in columns}
+
+    def total() -> int:
+        return sum(widths[i] for i in columns) + 2 * (len(columns) - 1)
+
+    dropped: list[str] = []
+    detail_index: int | None = None
+    if width is not None:
+        for name in optional:
+            if total() <= width:
+                break
+            columns.remove(headers.index(name))
+            dropped.append(name)
+        if detail is not None and total() > width:
+            detail_index = headers.index(detail)
+            columns.remove(detail_index)
+        for name in wrap:
+            index = headers.index(name)
+            if total() <= width or index not in columns:
+                continue
+            floor = min(widths[index], MIN_WRAPPED_WIDTH)
+            widths[index] = max(floor, widths[index] - (total() - width))
+
+    def lines_of(row: Sequence[str]) -> list[str]:
+        parts = [_wrap(row[i], widths[i]) for i in columns]
+        return [
+            "  ".join(
+                (part[line] if line < len(part) else "").ljust(widths[i])
+                for i, part in zip(columns, parts, strict=True)
+            ).rstrip()
+            for line in range(max(len(part) for part in parts))
+        ]
+
+    out = lines_of(headers)
+    out.append("  ".join("-" * widths[i] for i in columns))
+    for row in cells:
+        out.extend(lines_of(row))
+        if detail_index is not None and row[detail_index] and width is not None:
+            label = f"{headers[detail_index].lower()}: "
+            out.extend(f"    {line}" for line in _wrap(label + row[detail_index], max(width - 4, 20)))
+    if dropped:
+        note = f"({', '.join(dropped)} not shown, to fit {width} columns: --wide shows every column)"
+        out.extend(_wrap(note, width or len(note)))
+    return "\n".join(out)
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    if len(text) <= width:
+        return [text]
+    import textwrap
+
+    return textwrap.wrap(text, width, break_on_hyphens=False) or [""]
 
 
 def _overrides(values: Mapping[str, str] | None) -> str:
@@ -41,7 +105,32 @@ def _change_line(symbol: str, change: AccountChange) -> str:
     return line
 
 
-def render_plan(plan: Plan) -> str:
+# ANSI colours for plan lines by their symbol: what is added, changed, removed.
+_COLOURS = {"+": "32", "~": "33", "-": "31"}
+
+
+def colour_plan_lines(text: str) -> str:
+    """Colour each line whose first symbol is +, ~ or -, terraform-style (the arrow continuation lines of a
+    change keep the colour of their change)."""
+    out: list[str] = []
+    current: str | None = None
+    for line in text.splitlines():
+        stripped = line.lstrip()
+        symbol = stripped[:1]
+        if symbol in _COLOURS and stripped[1:2] == " ":
+            current = _COLOURS[symbol]
+        elif not (stripped.startswith("->") or (line.startswith("        ") and current)):
+            current = None
+        out.append(f"\x1b[{current}m{line}\x1b[0m" if current else line)
+    return "\n".join(out)
+
+
+def render_plan(plan: Plan, *, colour: bool = False) -> str:
+    text = _plan_text(plan)
+    return colour_plan_lines(text) if colour else text
+
+
+def _plan_text(plan: Plan) -> str:
     out: list[str] = [f"Stack set {plan.stack_set}:"]
     for warning in plan.warnings:
         out.append(f"  ! {warning}")
@@ -77,13 +166,34 @@ def render_plan(plan: Plan) -> str:
             "rerun with --prune to delete them"
         )
     if plan.steps:
+        skipped = f"; {len(plan.skipped_accounts)} skipped (not in the organisation)" if plan.skipped_accounts else ""
         out.append(
-            f"Plan: {plan.operation_count} StackSet operation(s); {plan.unchanged_accounts} account(s) unchanged."
+            f"Plan: {plan.operation_count} StackSet operation(s); {plan.unchanged_accounts} account(s) "
+            f"unchanged{skipped}."
         )
     return "\n".join(out)
 
 
-def render_status(rows: Sequence[AccountStatus]) -> str:
+STATUS_HEADERS = (
+    "ACCOUNT",
+    "NAME",
+    "REGION",
+    "STATUS",
+    "IN SYNC",
+    "RECIPIENTS [ALERT ON] (deployed -> config)",
+    "DRIFT",
+    "LAST OPERATION",
+    "REASON",
+)
+# Dropped first when the terminal is narrow: the operation id is for debugging, drift is often unknown.
+STATUS_OPTIONAL = ("LAST OPERATION", "DRIFT", "REGION")
+STATUS_DETAIL = "REASON"
+STATUS_WRAPPED = ("RECIPIENTS [ALERT ON] (deployed -> config)", "NAME", "STATUS")
+
+
+def render_status(rows: Sequence[AccountStatus], *, width: int | None = None) -> str:
+    """The status table; with a ``width`` it fits (columns dropped, then wrapped; --wide passes None)."""
+
     def recipients(row: AccountStatus) -> str:
         if row.recipients_config is None:
             return f"{row.recipients_deployed or '-'} (not in config)"
@@ -108,18 +218,7 @@ def render_status(rows: Sequence[AccountStatus]) -> str:
         )
         for row in rows
     ]
-    headers = (
-        "ACCOUNT",
-        "NAME",
-        "REGION",
-        "STATUS",
-        "IN SYNC",
-        "RECIPIENTS [ALERT ON] (deployed -> config)",
-        "DRIFT",
-        "LAST OPERATION",
-        "REASON",
-    )
-    return table(headers, body)
+    return table(STATUS_HEADERS, body, width=width, optional=STATUS_OPTIONAL, detail=STATUS_DETAIL, wrap=STATUS_WRAPPED)
 
 
 def render_result(result: ApplyResult) -> str:

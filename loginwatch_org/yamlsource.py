@@ -27,6 +27,9 @@ class Location:
 class SourceMap:
     file: str
     locations: dict[Path_, Location] = field(default_factory=dict)
+    # Line of each mapping key, by the path of its value: an unknown key is reported where it is written,
+    # not where its (perhaps nested, perhaps empty) value starts.
+    key_lines: dict[Path_, int] = field(default_factory=dict)
 
     def line_of(self, path: Path_) -> int | None:
         """Line of the value at ``path``, or of its closest ancestor that exists in the file."""
@@ -35,6 +38,10 @@ class SourceMap:
             if location is not None:
                 return location.line
         return None
+
+    def key_line(self, path: Path_) -> int | None:
+        """Line of the key whose value is at ``path``, falling back to the value's line."""
+        return self.key_lines.get(tuple(path)) or self.line_of(path)
 
     def location(self, path: Path_) -> Location | None:
         return self.locations.get(tuple(path))
@@ -70,6 +77,7 @@ def _construct(node: yaml.Node, path: Path_, source: SourceMap) -> Any:
                     f"key '{key}' appears twice in the same mapping (first at line "
                     f"{source.locations[(*path, key)].line}); YAML would silently keep only the last one.",
                 )
+            source.key_lines[(*path, key)] = key_node.start_mark.line + 1
             result[key] = _construct(value_node, (*path, key), source)
         source.locations.pop((*path, "<key>"), None)
         return result

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 import yaml
 from typer.testing import CliRunner
 
@@ -85,7 +86,83 @@ def _modules_loaded_by(*args: str) -> set[str]:
 
 
 def test_help_validate_and_export_do_not_import_boto3() -> None:
-    for args in (["--help"], ["validate"], ["export"]):
+    for args in (["validate"], ["export"]):
         loaded = _modules_loaded_by(*args)
         assert "loginwatch_org.config" in loaded, args
         assert not {"boto3", "botocore"} & loaded, args
+
+
+@pytest.mark.parametrize("args", [["--help"], ["plan", "--help"], ["export", "--help"]])
+def test_help_imports_nothing_it_does_not_print(args: list[str]) -> None:
+    loaded = _modules_loaded_by(*args)
+    assert "loginwatch_org.cli_options" in loaded  # the CLI did run
+    assert not {"boto3", "botocore", "loginwatch_org.config", "troposphere", "rich.markdown", "yaml"} & loaded
+    if args == ["--help"]:
+        # A command's own help builds typer's parameter converters, which use pydantic; the top level needs none.
+        assert "pydantic" not in loaded
+
+
+def test_export_infers_the_format_from_the_extension(tmp_path: Path) -> None:
+    for name in ("t.json", "t.yaml", "t.yml"):
+        result = runner.invoke(app, ["export", "-c", str(EXAMPLE_CONFIG), "-o", str(tmp_path / name)])
+        assert result.exit_code == 0, result.output
+    assert "NotifierFunction" in json.loads((tmp_path / "t.json").read_text())["Resources"]
+    for name in ("t.yaml", "t.yml"):
+        assert (tmp_path / name).read_text().startswith("AWSTemplateFormatVersion"), name  # YAML, not JSON
+    clash = runner.invoke(app, ["export", "-c", str(EXAMPLE_CONFIG), "-f", "yaml", "-o", str(tmp_path / "x.json")])
+    assert clash.exit_code == 2 and "--format yaml does not match" in clash.output
+    assert not (tmp_path / "x.json").exists()
+
+
+def _committed_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A project directory holding the committed exports, as ``export --check`` finds them (relative paths)."""
+    from loginwatch_org.templates import REGISTRY
+
+    monkeypatch.chdir(tmp_path)
+    for spec in REGISTRY.values():
+        committed = ROOT / spec.path("yaml")
+        if committed.exists():
+            (tmp_path / spec.path("yaml")).parent.mkdir(exist_ok=True)
+            (tmp_path / spec.path("yaml")).write_text(committed.read_text())
+    return tmp_path / "templates"
+
+
+def test_export_check_covers_every_registered_template(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from loginwatch_org.templates import REGISTRY
+
+    directory = _committed_copy(tmp_path, monkeypatch)
+    result = runner.invoke(app, ["export", "-c", str(EXAMPLE_CONFIG), "--check"])
+    assert result.exit_code == 0, result.output
+    for spec in REGISTRY.values():
+        assert f"{spec.path('yaml')} is current." in result.output
+    # A committed JSON export is checked as JSON, beside the YAML one.
+    watch_json = directory / "watch.json"
+    watch_json.write_text("{}\n")
+    stale = runner.invoke(app, ["export", "-c", str(EXAMPLE_CONFIG), "--check"])
+    assert stale.exit_code == 1
+    assert "templates/watch.yaml is current." in stale.output
+    assert '+  "AWSTemplateFormatVersion"' in stale.output
+    regenerate_line = f"loginwatch-org export -c {EXAMPLE_CONFIG} -o templates/watch.json"
+    assert f"Error: templates/watch.json is stale; regenerate it with: {regenerate_line}\n" in stale.output
+    assert runner.invoke(app, regenerate_line.split()[1:]).exit_code == 0
+    assert runner.invoke(app, ["export", "-c", str(EXAMPLE_CONFIG), "--check"]).exit_code == 0
+
+
+def test_export_check_of_a_format_never_written_says_how_to_write_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _committed_copy(tmp_path, monkeypatch)
+    result = runner.invoke(app, ["export", "-c", str(EXAMPLE_CONFIG), "-f", "json", "--check"])
+    assert result.exit_code == 1
+    command = f"loginwatch-org export -c {EXAMPLE_CONFIG} -o templates/watch.json"
+    assert f"templates/watch.json does not exist; write it with: {command}" in result.output
+    assert runner.invoke(app, command.split()[1:]).exit_code == 0
+    assert json.loads((tmp_path / "templates" / "watch.json").read_text())["Resources"]
+
+
+def test_validate_names_a_misspelled_section(write_config: Callable[[str], Path]) -> None:
+    path = write_config(EXAMPLE_CONFIG.read_text().replace("stack_set:", "stackset:", 1))
+    result = runner.invoke(app, ["validate", "--config", str(path)])
+    assert result.exit_code == 2
+    first = result.output.splitlines()[1].strip()
+    assert first.endswith(": stackset: unknown key 'stackset'; did you mean stack_set?")

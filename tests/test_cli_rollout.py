@@ -23,7 +23,7 @@ COUNT = 12
 def double(monkeypatch: pytest.MonkeyPatch) -> StackSetsDouble:
     fake = StackSetsDouble(organization(COUNT), MANAGEMENT_ACCOUNT, polls_per_state=1)
 
-    def client(target: session.AwsTarget, service: str) -> Any:
+    def client(target: session.AwsTarget, service: str, progress: Any = None) -> Any:
         return fake.client() if service == "cloudformation" else None
 
     monkeypatch.setattr(session, "client", client)
@@ -170,7 +170,7 @@ def test_the_admin_region_comes_from_the_config_not_the_environment(
 ) -> None:
     seen: list[str | None] = []
 
-    def client(target: session.AwsTarget, service: str) -> Any:
+    def client(target: session.AwsTarget, service: str, progress: Any = None) -> Any:
         seen.append(target.region)
         raise session_error()
 

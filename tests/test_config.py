@@ -181,3 +181,32 @@ def test_alarm_topic_flows_into_the_template(write_config: Callable[[str], Path]
     assert build_template(config).to_dict()["Parameters"]["DeadLetterAlarmAction"]["Default"] == arn
     bad = VALID.replace("  sender: alerts@example.com\n", "  sender: alerts@example.com\n  alarm_topic_arn: nope\n")
     assert any("alarm_topic_arn" in p for p in problems(write_config, bad))
+
+
+@pytest.mark.parametrize("misspelled", ["stackset", "stack_sets"])
+def test_a_misspelled_section_is_named_first_with_a_suggestion(
+    write_config: Callable[[str], Path], misspelled: str
+) -> None:
+    found = problems(write_config, VALID.replace("stack_set:", f"{misspelled}:", 1))
+    assert found[0].endswith(f":1: {misspelled}: unknown key '{misspelled}'; did you mean stack_set?"), found
+    # The missing section is still reported, after the key that explains it.
+    assert any("stack_set: the section is missing" in problem for problem in found[1:]), found
+
+
+def test_every_unknown_key_at_every_level_is_reported_with_its_line(write_config: Callable[[str], Path]) -> None:
+    text = (
+        VALID.replace("  name: loginwatch\n", "  name: loginwatch\n  operation_preferences:\n    max_concurent: 5\n")
+        .replace("  sender: alerts@example.com\n", "  sender: alerts@example.com\n  colour: red\n")
+        .replace("    name: shared\n", "    name: shared\n    recipents: [a@example.com]\n")
+        + "extra_section: 1\n"
+    )
+    found = problems(write_config, text)
+    assert [problem.split(": ", 1)[1] for problem in found] == [
+        "stack_set.operation_preferences.max_concurent: unknown key 'max_concurent'; "
+        "did you mean max_concurrent_percentage?",
+        "delivery.colour: unknown key 'colour'; valid keys here: sender, ses_identity_arn, alarm_topic_arn",
+        "accounts[2].recipents: unknown key 'recipents'; did you mean recipients?",
+        "extra_section: unknown key 'extra_section'; valid keys here: stack_set, delivery, defaults, "
+        "management_account, accounts",
+    ]
+    assert [problem.split(": ", 1)[0].rsplit(":", 1)[1] for problem in found] == ["4", "8", "21", "22"]

@@ -359,7 +359,7 @@ def test_simulate_login_refuses_what_it_cannot_simulate(example: Example, worksp
 
     identity = example.simulate("111122223333", "admin")
     assert identity.returncode == 2
-    assert "--identity must be one of root, iam-user, sso, failed" in identity.stderr
+    assert "'admin' is not one of 'root', 'iam-user', 'sso', 'failed'" in identity.stderr
 
     disabled = example.simulate("444455556666", "root")
     assert disabled.returncode == 0, disabled.stderr

@@ -350,7 +350,7 @@ def test_demo_checks_the_identity_before_starting_anything(tmp_path: Path, monke
     monkeypatch.setenv("LOGINWATCH_SANDBOX_DIR", str(tmp_path))
     result = CliRunner().invoke(app, ["demo", "--identity", "bogus", "--config", str(EXAMPLE_CONFIG)])
     assert result.exit_code == 2
-    assert "--identity must be one of" in result.output
+    assert "'bogus' is not one of 'root', 'iam-user', 'sso', 'failed'" in result.output
     assert "Rollout" not in result.output and list(tmp_path.iterdir()) == []
 
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
+import socket
+from typing import Any
 
-from loginwatch_org.aws.session import AwsTarget, client
+import pytest
+from botocore.exceptions import ClientError, EndpointConnectionError
+
+from loginwatch_org.aws.session import CONNECT_ATTEMPTS, THROTTLE_ATTEMPTS, AwsTarget, client
 
 
 def test_throttling_is_retried_adaptively() -> None:
@@ -29,3 +33,54 @@ def test_explicit_keys_ignore_the_environment(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAREALLOOKINGKEY00")
     sandbox = client(AwsTarget(access_key_id="AKIA000011112222SBOX", secret_access_key="testing"), "sts")
     assert sandbox._request_signer._credentials.access_key == "AKIA000011112222SBOX"
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _count_sends(made: Any) -> list[str]:
+    sends: list[str] = []
+    made.meta.events.register("before-send", lambda request, **_: sends.append(request.url))
+    return sends
+
+
+def test_an_unreachable_endpoint_fails_after_a_small_budget_saying_what_it_tries() -> None:
+    said: list[str] = []
+    endpoint = f"http://127.0.0.1:{_closed_port()}"
+    cloudformation = client(AwsTarget(endpoint_url=endpoint), "cloudformation", progress=said.append)
+    sends = _count_sends(cloudformation)
+    with pytest.raises(EndpointConnectionError):
+        cloudformation.describe_stack_set(StackSetName="loginwatch")
+    assert len(sends) == CONNECT_ATTEMPTS == 2
+    assert cloudformation.meta.config.connect_timeout <= 5
+    assert said == [
+        f"using cloudformation at {endpoint} (region us-east-1)",
+        f"cannot connect to {endpoint}; trying again (attempt 2 of 2)",
+    ]
+
+
+class _Raw:
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+
+    def stream(self, **_: Any) -> Any:
+        yield self._body
+
+
+def test_server_errors_keep_the_full_retry_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    import botocore.endpoint
+    from botocore.awsrequest import AWSResponse
+
+    monkeypatch.setattr(botocore.endpoint.time, "sleep", lambda _seconds: None)
+    cloudformation = client(AwsTarget(endpoint_url=f"http://127.0.0.1:{_closed_port()}"), "cloudformation")
+    sends = _count_sends(cloudformation)
+    body = b"<ErrorResponse><Error><Code>InternalFailure</Code><Message>x</Message></Error></ErrorResponse>"
+    cloudformation.meta.events.register(
+        "before-send", lambda request, **_: AWSResponse(request.url, 500, {}, _Raw(body))
+    )
+    with pytest.raises(ClientError):
+        cloudformation.describe_stack_set(StackSetName="loginwatch")
+    assert len(sends) == THROTTLE_ATTEMPTS

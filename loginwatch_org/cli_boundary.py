@@ -1,0 +1,139 @@
+"""The command line's one error boundary, and the progress spinner it must put away.
+
+Every command runs inside ``boundary``: a ``LoginwatchError`` becomes ``Error: ...`` on stderr (or a JSON error
+object on stdout with ``--json``) and its exit code; Ctrl-C stops the spinner, so the terminal gets its
+cursor back, and exits 130; anything else is a bug, still shown as one line without a traceback.
+
+Kept free of heavy imports: ``--help`` loads this module.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from typing import Any, ParamSpec, TypeVar
+
+import typer
+
+from loginwatch_org.errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, Interrupted, LoginwatchError
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class Progress:
+    """Progress on stderr: a spinner showing the latest step on a terminal, plain lines otherwise."""
+
+    _active: list[Progress] = []  # noqa: RUF012 - the spinners the boundary stops, whatever happens
+
+    def __init__(self) -> None:
+        self._spinner: Any = None
+
+    def __call__(self, message: str) -> None:
+        if not sys.stderr.isatty():
+            typer.echo(f"  ... {message}", err=True)
+            return
+        if self._spinner is None:
+            from rich.console import Console
+
+            self._spinner = Console(stderr=True).status(message)
+            self._spinner.start()
+            Progress._active.append(self)
+        self._spinner.update(message)
+
+    def pause(self) -> None:
+        """Clear the spinner before printing results, so the two never interleave."""
+        if self._spinner is not None:
+            self._spinner.stop()
+            self._spinner = None
+            if self in Progress._active:
+                Progress._active.remove(self)
+
+    @classmethod
+    def stop_all(cls) -> None:
+        for progress in list(cls._active):
+            progress.pause()
+
+
+def note(message: str) -> None:
+    """One line of progress on stderr, for steps too short for a spinner."""
+    typer.echo(f"  ... {message}", err=True)
+
+
+def error_document(error: BaseException, exit_code: int) -> dict[str, Any]:
+    """The JSON object a failing command prints on stdout with ``--json``."""
+    body: dict[str, Any] = {"type": type(error).__name__, "message": _message(error), "exit_code": exit_code}
+    problems = getattr(error, "problems", None)
+    if problems:
+        body["problems"] = list(problems)
+    submitted = getattr(error, "submitted", None)
+    if submitted is not None:
+        body["submitted"] = list(submitted)
+    return {"error": body}
+
+
+def _message(error: BaseException) -> str:
+    if getattr(error, "problems", None):
+        return f"invalid configuration ({len(error.problems)} problem(s))"  # type: ignore[attr-defined]
+    return str(error)
+
+
+def _report(error: BaseException, exit_code: int, as_json: bool) -> typer.Exit:
+    Progress.stop_all()
+    if as_json:
+        typer.echo(json.dumps(error_document(error, exit_code), indent=2))
+    else:
+        problems = getattr(error, "problems", None)
+        if problems:
+            typer.echo(f"Invalid configuration ({len(problems)} problem(s)):", err=True)
+            for problem in problems:
+                typer.echo(f"  {problem}", err=True)
+        elif exit_code == EXIT_INTERRUPTED:
+            text = str(error) or "interrupted"
+            typer.echo(text[:1].upper() + text[1:], err=True)
+        else:
+            typer.echo(f"Error: {error}", err=True)
+    return typer.Exit(exit_code)
+
+
+class UnexpectedError(Exception):
+    """A failure no code path expected: a bug, reported in one line without a traceback."""
+
+
+def boundary(command: Callable[P, R]) -> Callable[P, R]:
+    """Run ``command`` so that no exception reaches the user as a traceback.
+
+    Reads two of the command's own options: ``as_json`` (errors as a JSON object on stdout) and
+    ``detailed_exitcode`` (where 2 means "changes pending", so a usage error must be 1).
+    """
+
+    @functools.wraps(command)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        as_json = bool(kwargs.get("as_json"))
+        try:
+            return command(*args, **kwargs)
+        except (typer.Exit, typer.Abort, typer.TyperException):
+            raise
+        except KeyboardInterrupt:
+            raise _report(Interrupted(), EXIT_INTERRUPTED, as_json) from None
+        except LoginwatchError as error:
+            code = error.exit_code
+            if kwargs.get("detailed_exitcode") and code == EXIT_USAGE:
+                code = EXIT_ERROR
+            raise _report(error, code, as_json) from None
+        except Exception as error:
+            from loginwatch_org.aws.errors import explain, is_aws_error
+
+            if is_aws_error(error):
+                raise _report(explain(error), EXIT_ERROR, as_json) from None
+            unexpected = UnexpectedError(
+                f"unexpected {type(error).__name__}: {error} (this is a bug in loginwatch-org; please report it "
+                "with the command you ran)"
+            )
+            raise _report(unexpected, EXIT_ERROR, as_json) from None
+        finally:
+            Progress.stop_all()
+
+    return run

@@ -1,0 +1,138 @@
+"""The options every command shares, and the one helper that turns them into a loaded config and clients.
+
+Kept free of heavy imports (no pydantic, no boto3, no troposphere): ``--help`` loads this module.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Literal
+
+import typer
+
+from loginwatch_org.errors import UsageError
+
+if TYPE_CHECKING:
+    from loginwatch_org.aws.session import AwsTarget
+    from loginwatch_org.config import Config
+    from loginwatch_org.workflow import Clients
+
+DEFAULT_ADMIN_REGION_HELP = "the config's stack_set.admin_region, which defaults to us-east-1"
+
+
+class TemplateFormat(StrEnum):
+    yaml = "yaml"
+    json = "json"
+
+    @property
+    def literal(self) -> Literal["yaml", "json"]:
+        return "json" if self is TemplateFormat.json else "yaml"
+
+
+class Identity(StrEnum):
+    """Who signs in, in a simulated sign-in (loginwatch_org.sandbox.simulate.IDENTITIES)."""
+
+    root = "root"
+    iam_user = "iam-user"
+    sso = "sso"
+    failed = "failed"
+
+
+ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="The accounts file.")]
+ProfileOption = Annotated[str | None, typer.Option(help="AWS profile (standard credential chain otherwise).")]
+RegionOption = Annotated[
+    str | None, typer.Option(help=f"StackSets administrator region (default: {DEFAULT_ADMIN_REGION_HELP}).")
+]
+EndpointOption = Annotated[
+    str | None, typer.Option(help="AWS endpoint URL, for a local emulator (or set AWS_ENDPOINT_URL).")
+]
+SandboxOption = Annotated[
+    bool, typer.Option("--sandbox", help="Run against the local sandbox (an AWS emulator on 127.0.0.1).")
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the result (or the error) as JSON on stdout.")]
+YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+IdentityOption = Annotated[Identity, typer.Option("--identity", help="Who signs in.")]
+
+
+@dataclass(frozen=True)
+class AwsOptions:
+    """Where the AWS commands send their calls: ``--profile``, ``--region``, ``--endpoint-url``, ``--sandbox``."""
+
+    profile: str | None = None
+    region: str | None = None
+    endpoint_url: str | None = None
+    sandbox: bool = False
+
+    def check(self) -> None:
+        """Reject what boto3 would turn into a traceback, before anything is imported or sent."""
+        for url, origin in ((self.endpoint_url, "--endpoint-url"), (os.environ.get("AWS_ENDPOINT_URL"), None)):
+            if url:
+                check_endpoint_url(url, origin or "AWS_ENDPOINT_URL")
+
+
+def check_endpoint_url(url: str, origin: str) -> None:
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError as error:
+        raise UsageError(f"{origin} '{url}' is not a URL ({error}); for example: http://127.0.0.1:5000") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(f"{origin} '{url}' is not an http(s) URL with a host; for example: http://127.0.0.1:5000")
+
+
+def load(path: Path) -> Config:
+    from loginwatch_org.config import load_config
+
+    return load_config(path)
+
+
+@contextmanager
+def connect(config: Config, options: AwsOptions, progress: Callable[[str], None] | None = None) -> Iterator[Clients]:
+    """Ready clients for the real AWS, or for the sandbox (started for this command if none is up)."""
+    from loginwatch_org.aws.session import AwsTarget
+
+    options.check()
+    if options.sandbox:
+        from loginwatch_org.sandbox.control import sandbox_target
+
+        with sandbox_target(config, progress=progress) as target:
+            yield clients_for(target, progress)
+        return
+    # The stack set lives in one administrator region: a caller's default region must not pick another.
+    target = AwsTarget(
+        profile=options.profile,
+        region=options.region or config.stack_set.admin_region,
+        endpoint_url=options.endpoint_url,
+    )
+    yield clients_for(target, progress)
+
+
+def clients_for(target: AwsTarget, progress: Callable[[str], None] | None = None) -> Clients:
+    from loginwatch_org.aws.session import client
+    from loginwatch_org.workflow import Clients
+
+    return Clients(client(target, "cloudformation", progress), client(target, "organizations", progress))
+
+
+def use_colour() -> bool:
+    """Colour only on a terminal, and never when NO_COLOR is set to anything (https://no-color.org)."""
+    return sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+
+
+def terminal_width() -> int | None:
+    """Columns to fit tables into: COLUMNS, or the terminal's width; None (no limit) when piped."""
+    if os.environ.get("COLUMNS", "").isdigit():
+        return int(os.environ["COLUMNS"])
+    if not sys.stdout.isatty():
+        return None
+    import shutil
+
+    return shutil.get_terminal_size().columns
