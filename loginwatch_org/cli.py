@@ -290,25 +290,28 @@ def status(
     from dataclasses import asdict
 
     from loginwatch_org.render import render_status
-    from loginwatch_org.workflow import account_statuses, detect_drift, make_executor, read_snapshot
+    from loginwatch_org.workflow import account_statuses, detect_drift, drift_problems, make_executor, read_snapshot
 
     loaded = _load(config)
     with _aws(loaded, profile, region, endpoint_url, sandbox) as clients:
         progress = _progress_printer()
-        if drift:
-            detect_drift(loaded, clients, make_executor(loaded, clients, progress=progress))
+        detection = detect_drift(loaded, clients, make_executor(loaded, clients, progress=progress)) if drift else None
         snapshot = read_snapshot(loaded, clients)
         progress.pause()
     if snapshot.stack_set is None:
         _fail(f"stack set '{loaded.stack_set.name}' does not exist yet; run: loginwatch-org rollout")
-    rows = account_statuses(loaded, snapshot)
+    rows = account_statuses(loaded, snapshot, detection)
     if as_json:
         typer.echo(json.dumps([{**asdict(row), "in_sync": row.in_sync} for row in rows], indent=2))
     else:
         typer.echo(render_status(rows))
+    for problem in drift_problems(detection) if detection else []:
+        typer.echo(f"Warning: {problem}", err=True)
     # Non-zero when anything needs attention, so status can gate a pipeline or feed a monitor.
     watched = {t.account_id for t in loaded.targets()}
-    if any(row.account_id in watched and (not row.in_sync or row.drift == "DRIFTED") for row in rows):
+    if any(row.account_id in watched and row.needs_attention for row in rows) or (
+        detection is not None and not detection.complete
+    ):
         raise typer.Exit(EXIT_ERROR)
 
 
