@@ -36,6 +36,8 @@ class Prepared:
     snapshot: Snapshot
     # Operations an interrupted run had submitted, waited for before planning, with their outcome.
     resumed: list[OperationResult] = field(default_factory=list)
+    # Operations somebody else had started (console, another tool, drift detection), waited for likewise.
+    waited_for: list[OperationResult] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,7 @@ def prepare(
     body = template_body(build_template(config))
     snapshot = read_snapshot(config, clients)
     resumed: list[OperationResult] = []
+    waited_for: list[OperationResult] = []
     if executor is not None and (snapshot.pending_operations or snapshot.foreign_operations):
         ours = [op.operation_id for op in snapshot.pending_operations]
         theirs = [op.operation_id for op in snapshot.foreign_operations]
@@ -100,10 +103,12 @@ def prepare(
                 progress(f"waiting for {len(ours)} operation(s) an earlier run submitted")
             if theirs:
                 progress(f"waiting for {len(theirs)} operation(s) started outside loginwatch-org: {', '.join(theirs)}")
-        resumed = executor.wait_for([*ours, *theirs])
+        finished = executor.wait_for([*ours, *theirs])
+        resumed = [op for op in finished if op.operation_id in ours]
+        waited_for = [op for op in finished if op.operation_id not in ours]
         snapshot = read_snapshot(config, clients)
     plan = make_plan(config, body, shared_parameters(config), snapshot, prune=prune)
-    return Prepared(plan, snapshot, resumed)
+    return Prepared(plan, snapshot, resumed, waited_for)
 
 
 def make_executor(
@@ -172,11 +177,12 @@ def _drift_column(drift_status: str | None, failed: AccountResult | None) -> str
 
 
 def detect_drift(config: Config, clients: Clients, executor: StackSetExecutor) -> DriftResult:
-    """Run drift detection (after whatever is in progress on the stack set) and return its outcome."""
-    snapshot = read_snapshot(config, clients)
-    if snapshot.stack_set is None:
+    """Run drift detection (it queues behind whatever is in progress on the stack set) and return its outcome."""
+    reader = StackSetReader(clients.cloudformation, call_as=config.stack_set.call_as)
+    newest = reader.newest_operation(config.stack_set.name)
+    if newest is None and read_snapshot(config, clients).stack_set is None:
         return DriftResult("", "NOT_RUN", "NOT_RUN")
-    return executor.detect_drift(snapshot.latest_operation_id or "first")
+    return executor.detect_drift(newest or "first")
 
 
 def drift_problems(result: DriftResult) -> list[str]:

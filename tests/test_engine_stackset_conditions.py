@@ -242,7 +242,8 @@ def test_rollout_waits_for_a_foreign_operation_before_planning() -> None:
     h.rollout(config)
     foreign = foreign_update(h, ACCOUNTS[3])
     prepared = h.prepare(config)
-    assert [op.operation_id for op in prepared.resumed] == [foreign]
+    assert [op.operation_id for op in prepared.waited_for] == [foreign]
+    assert prepared.resumed == []
     assert {op["status"] for op in h.double.operations("loginwatch")} == {"SUCCEEDED"}
     assert prepared.snapshot.foreign_operations == ()
     assert not prepared.plan.has_changes
@@ -320,7 +321,7 @@ def test_rollout_waits_for_a_drift_detection_started_elsewhere() -> None:
     h.rollout(config)
     detection = h.double.client().detect_stack_set_drift(StackSetName="loginwatch")["OperationId"]
     prepared = h.prepare(with_sender(config, "alerts@corp.example"))
-    assert detection in [op.operation_id for op in prepared.resumed]
+    assert [op.operation_id for op in prepared.waited_for] == [detection]
     assert h.executor(config).apply(prepared.plan).failed_accounts == []
 
 

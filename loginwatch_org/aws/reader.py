@@ -88,6 +88,14 @@ class StackSetReader:
             outside, warnings = self._outside_organization(to_check) if check_organization else (frozenset(), ())
         return Snapshot(stack_set, tuple(instances), pending, latest, outside, warnings, foreign)
 
+    def newest_operation(self, name: str) -> str | None:
+        """The newest operation on stack set ``name`` (None when it has none, or does not exist): what makes a
+        new OperationId fresh without reading every instance."""
+        with explained(self._call_as):
+            if self._describe_stack_set(name) is None:
+                return None
+            return self._operations(name)[2]
+
     def _describe_stack_set(self, name: str) -> DeployedStackSet | None:
         try:
             response = self._cfn.describe_stack_set(StackSetName=name, **self._call_as_args)
