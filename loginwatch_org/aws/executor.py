@@ -180,8 +180,9 @@ class StackSetExecutor:
     def detect_drift(self, salt: str) -> DriftResult:
         """Run drift detection with the config's operation preferences and wait for it.
 
-        Without OperationPreferences AWS checks one account at a time and stops at the first failure; drift
-        detection is an operation, so it queues behind (and ahead of) rollouts under managed execution, and
+        Without OperationPreferences AWS checks one account at a time and stops at the first failure (the defaults
+        of https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_StackSetOperationPreferences.html);
+        drift detection is an operation, so it queues behind (and ahead of) rollouts under managed execution, and
         "you can only run a single drift detection operation on a given stack set at one time".
         https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_DetectStackSetDrift.html
         ``salt`` makes the OperationId fresh for each run (the newest operation on the stack set serves)."""
@@ -209,7 +210,10 @@ class StackSetExecutor:
                 failed = tuple(self._failed_results(op_id, status))
         except KeyboardInterrupt:
             raise RolloutInterrupted(submitted=(op_id,)) from None
-        return DriftResult(op_id, status, detection or status, failed, reason)
+        # An endpoint that leaves the details out has only the operation's status to go by.
+        return DriftResult(
+            op_id, status, detection or ("COMPLETED" if status == "SUCCEEDED" else status), failed, reason
+        )
 
     # -- steps --------------------------------------------------------------------------------------------
 
