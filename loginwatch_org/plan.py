@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from typing import Any, assert_never
 
 from loginwatch_org.config import AccountWatch, Config, StackSetSettings
@@ -272,7 +273,7 @@ class AccountState:
 
     @property
     def digest(self) -> str:
-        return overrides_digest(self.overrides)
+        return _digest(self.overrides)
 
     @property
     def fully_current(self) -> bool:
@@ -284,7 +285,7 @@ def classify_account(
     watch: AccountWatch, regions: Sequence[str], instances: Mapping[str, DeployedInstance]
 ) -> AccountState:
     desired = account_overrides(watch)
-    digest = overrides_digest(desired)
+    digest = _digest(desired)
     missing: list[str] = []
     stale: list[str] = []
     current: list[str] = []
@@ -536,13 +537,14 @@ def plan_deletions(config: Config, snapshot: Snapshot, marker: list[Any], *, pru
     listed = {account.id for account in config.accounts}
     disabled = config.disabled_account_ids()
     deployed = snapshot.instances_by_account()
+    names = config.account_names()
     # (retain stacks, regions) -> changes: DeleteStackInstances deletes accounts x regions with one RetainStacks.
     groups: dict[tuple[bool, tuple[str, ...]], list[AccountChange]] = {}
     orphans: list[str] = []
     warnings: list[str] = []
     for account_id in sorted(deployed):
         instances = deployed[account_id]
-        name = _name(config, account_id)
+        name = names.get(account_id, "")
         broken = tuple(sorted(r for r, i in instances.items() if i.inoperable))
         if broken:
             reasons = {reason for r in broken if (reason := instances[r].status_reason)}
@@ -566,7 +568,7 @@ def plan_deletions(config: Config, snapshot: Snapshot, marker: list[Any], *, pru
                     f"account {account_id} in {region}: after this rollout, delete {stack} in that account by "
                     f"hand{again}"
                 )
-        healthy = tuple(sorted(r for r, i in instances.items() if not i.inoperable))
+        healthy = tuple(sorted(r for r in instances if r not in broken))
         if not healthy:
             continue
         if account_id in disabled:
@@ -700,6 +702,16 @@ def make_removal_plan(
     if snapshot.stack_set is not None and set(chosen) == set(deployed):
         steps.append(DeleteStackSet(snapshot.stack_set.name))
     return Plan(stack_set=config.stack_set.name, steps=tuple(steps), warnings=tuple(warnings))
+
+
+def _digest(overrides: Mapping[str, str]) -> str:
+    # Thousands of accounts share a handful of override sets: hash each set once.
+    return _digest_of_items(tuple(sorted(overrides.items())))
+
+
+@lru_cache(maxsize=4096)
+def _digest_of_items(items: tuple[tuple[str, str], ...]) -> str:
+    return overrides_digest(dict(items))
 
 
 def _known_digest(instance: DeployedInstance) -> str | None:
