@@ -122,12 +122,16 @@ class Plan:
     warnings: tuple[str, ...] = ()
     # Watched accounts whose instance an operation (ours or not) is deploying: waited for, not planned again.
     waiting_accounts: tuple[str, ...] = ()
+    # Operations of ours (an interrupted run's) still pending: changes on their way, which rollout waits for.
+    resuming: tuple[str, ...] = ()
     # The exact body the plan was made against (and its digest compared); what the executor sends.
     template_body: str = field(default="", repr=False, compare=False)
 
     @property
     def has_changes(self) -> bool:
-        return bool(self.steps)
+        """Steps to run, or operations of ours still under way. Somebody else's operations are not our changes:
+        they are waited for, and reported in the warnings."""
+        return bool(self.steps) or bool(self.resuming)
 
     @property
     def operation_count(self) -> int:
@@ -143,6 +147,7 @@ class Plan:
             "skipped_accounts": list(self.skipped_accounts),
             "warnings": list(self.warnings),
             "waiting_accounts": list(self.waiting_accounts),
+            "resuming": list(self.resuming),
         }
 
 
@@ -654,6 +659,7 @@ def make_plan(
         skipped_accounts=skipped,
         warnings=tuple(warnings),
         waiting_accounts=tuple(s.account_id for s in states if s.in_progress),
+        resuming=tuple(op.operation_id for op in snapshot.pending_operations),
         template_body=template_body,
     )
 

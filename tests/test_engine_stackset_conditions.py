@@ -420,3 +420,25 @@ def test_ctrl_c_names_exactly_the_operations_aws_accepted(interrupt_at: int) -> 
     # Rerunning waits for them and converges without submitting any twice.
     assert h.rollout(config).failed_accounts == []
     assert not h.prepare(config).plan.has_changes
+
+
+def test_plan_detailed_exitcode_is_2_while_an_operation_of_ours_is_pending(
+    cli_double: StackSetsDouble, tmp_path: Path
+) -> None:
+    config = config_for(COUNT, groups=3)
+    path = write_config(tmp_path, config)
+    runner = CliRunner()
+    assert runner.invoke(app, ["rollout", "-c", str(path), "--yes"]).exit_code == 0
+    # An interrupted rollout left its operation queued: the change is on its way, not done.
+    h = Harness(cli_double)
+    changed = with_sender(config, "alerts@corp.example")
+    plan = h.prepare(changed).plan
+    cli_double.interrupt_after(1, applied=True)
+    with pytest.raises(RolloutInterrupted):
+        h.executor(changed).apply(plan)
+    path = write_config(tmp_path, changed)
+    result = runner.invoke(app, ["plan", "-c", str(path), "--detailed-exitcode"])
+    assert result.exit_code == 2, result.output
+    assert "still pending" in result.output
+    assert runner.invoke(app, ["rollout", "-c", str(path), "--yes"]).exit_code == 0
+    assert runner.invoke(app, ["plan", "-c", str(path), "--detailed-exitcode"]).exit_code == 0
