@@ -442,3 +442,15 @@ def test_plan_detailed_exitcode_is_2_while_an_operation_of_ours_is_pending(
     assert "still pending" in result.output
     assert runner.invoke(app, ["rollout", "-c", str(path), "--yes"]).exit_code == 0
     assert runner.invoke(app, ["plan", "-c", str(path), "--detailed-exitcode"]).exit_code == 0
+
+
+def test_ctrl_c_while_waiting_for_somebody_elses_operation_claims_nothing_as_ours() -> None:
+    h = harness()
+    config = config_for(COUNT, groups=2)
+    h.rollout(config)
+    foreign_update(h, ACCOUNTS[1])
+    executor = h.executor(config)
+    h.double.interrupt_after(1)
+    with pytest.raises(RolloutInterrupted) as interrupted:
+        executor.wait_for(["console-edit-1"])
+    assert interrupted.value.submitted == ()

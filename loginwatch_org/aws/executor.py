@@ -42,7 +42,7 @@ from loginwatch_org.plan import (
     UpdateStackSet,
     action_name,
 )
-from loginwatch_org.state import OWNER_TAG_KEY, OWNER_TAG_VALUE, PENDING_OPERATION_STATES
+from loginwatch_org.state import OWNER_TAG_KEY, OWNER_TAG_VALUE, PENDING_OPERATION_STATES, is_own_operation
 from loginwatch_org.state import operation_id as make_operation_id
 
 ProgressCallback = Callable[[str], None]
@@ -168,13 +168,13 @@ class StackSetExecutor:
 
     def wait_for(self, operation_ids: Sequence[str]) -> list[OperationResult]:
         """Wait for operations submitted earlier (by an interrupted run, or by anyone else) and collect their
-        results. On Ctrl-C, ``RolloutInterrupted`` names them: they keep running."""
+        results. On Ctrl-C, ``RolloutInterrupted`` names those of ours: they keep running."""
         result = ApplyResult()
         try:
             with explained(self._call_as):
                 self._finish([(op, "resume") for op in operation_ids], result)
         except KeyboardInterrupt:
-            raise RolloutInterrupted(submitted=tuple(operation_ids)) from None
+            raise RolloutInterrupted(submitted=tuple(op for op in operation_ids if is_own_operation(op))) from None
         return result.operations
 
     def detect_drift(self, salt: str) -> DriftResult:
