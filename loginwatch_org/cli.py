@@ -41,6 +41,7 @@ from loginwatch_org.cli_options import (
 from loginwatch_org.errors import EXIT_ERROR, LoginwatchError, UsageError
 
 if TYPE_CHECKING:
+    from loginwatch_org.aws.executor import DriftResult
     from loginwatch_org.config import Config
     from loginwatch_org.plan import Plan
     from loginwatch_org.state import Snapshot
@@ -111,7 +112,7 @@ def _aws_options(profile: str | None, region: str | None, endpoint_url: str | No
     return options
 
 
-def _statuses(config: Config, snapshot: Snapshot) -> list[AccountStatus]:
+def _statuses(config: Config, snapshot: Snapshot, drift: DriftResult | None = None) -> list[AccountStatus]:
     """Per-account rows, with accounts the organisation does not have marked as the planner skips them, so
     that rollout and status tell the same story about them."""
     from loginwatch_org.workflow import account_statuses
@@ -121,7 +122,7 @@ def _statuses(config: Config, snapshot: Snapshot) -> list[AccountStatus]:
         replace(row, status=NOT_IN_ORGANIZATION, reason=_outside_reason(row.account_id))
         if row.account_id in outside and row.status == "MISSING"
         else row
-        for row in account_statuses(config, snapshot)
+        for row in account_statuses(config, snapshot, drift)
     ]
 
 
@@ -367,11 +368,15 @@ def _rollout(
     document: dict[str, Any] = {
         "plan": prepared.plan.to_dict(),
         "resumed": [asdict(operation) for operation in prepared.resumed],
+        "waited_for": [asdict(operation) for operation in prepared.waited_for],
     }
     if not as_json:
         if prepared.resumed:
             typer.echo("Operations an earlier, interrupted run had submitted:")
             typer.echo(render_result(ApplyResult(operations=prepared.resumed)))
+        if prepared.waited_for:
+            typer.echo("Operations by someone else that the rollout waited for before planning:")
+            typer.echo(render_result(ApplyResult(operations=prepared.waited_for)))
         _print_plan(prepared.plan)
     if not prepared.plan.has_changes:
         if as_json:
@@ -432,29 +437,32 @@ def status(
     sandbox: SandboxOption = False,
 ) -> None:
     """One row per account: deployed status and recipients beside the config."""
-    from loginwatch_org.workflow import detect_drift, make_executor, read_snapshot
+    from loginwatch_org.workflow import detect_drift, drift_problems, make_executor, read_snapshot
 
     options = _aws_options(profile, region, endpoint_url, sandbox)
     loaded = load(config)
     progress = Progress()
     with connect(loaded, options, progress) as clients:
-        if drift:
-            detect_drift(loaded, clients, make_executor(loaded, clients, progress=progress))
+        detection = detect_drift(loaded, clients, make_executor(loaded, clients, progress=progress)) if drift else None
         snapshot = read_snapshot(loaded, clients)
     progress.pause()
     if snapshot.stack_set is None:
         raise LoginwatchError(f"stack set '{loaded.stack_set.name}' does not exist yet; run: loginwatch-org rollout")
-    rows = _statuses(loaded, snapshot)
+    rows = _statuses(loaded, snapshot, detection)
     if as_json:
         _emit_json([_row_document(row) for row in rows])
     else:
         for account_id in sorted(snapshot.accounts_outside_organization):
             typer.echo(f"! {_outside_reason(account_id)}", err=True)
         _print_status(rows, wide=wide)
+    for problem in drift_problems(detection) if detection else []:
+        typer.echo(f"Warning: {problem}", err=True)
     # Non-zero when anything needs attention, so status can gate a pipeline or feed a monitor. Accounts the
     # organisation lacks are skipped by rollout, and so they are here.
     watched = {t.account_id for t in loaded.targets()} - snapshot.accounts_outside_organization
-    if any(row.account_id in watched and (not row.in_sync or row.drift == "DRIFTED") for row in rows):
+    if any(row.account_id in watched and row.needs_attention for row in rows) or (
+        detection is not None and not detection.complete
+    ):
         raise typer.Exit(EXIT_ERROR)
 
 

@@ -37,6 +37,10 @@ AWS_REGIONS: frozenset[str] = frozenset(
 
 MAX_RECIPIENTS = 50
 MAX_RECIPIENTS_LENGTH = 3000
+# "The maximum number of organizational units (OUs) supported by a CreateStackInstances operation is 50", and the
+# same for UpdateStackInstances, DeleteStackInstances and UpdateStackSet; every operation names all of the config's.
+# https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_CreateStackInstances.html
+MAX_ORGANIZATIONAL_UNITS = 50
 
 _ACCOUNT_ID = re.compile(r"^\d{12}$")
 # Deliberately simple: SES rejects what it cannot deliver; this catches typos before any AWS write.
@@ -139,6 +143,11 @@ class StackSetSettings(_Model):
             )
         if self.permission_model == "self-managed" and self.call_as == "delegated-admin":
             raise ValueError("call_as: delegated-admin applies only to service-managed stack sets")
+        if len(self.organizational_units) > MAX_ORGANIZATIONAL_UNITS:
+            raise ValueError(
+                f"organizational_units: {len(self.organizational_units)} listed; a StackSets operation takes at most "
+                f"{MAX_ORGANIZATIONAL_UNITS}. List a parent OU (or the root id r-...) that holds them instead"
+            )
         return self
 
 

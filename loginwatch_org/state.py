@@ -20,6 +20,16 @@ OWNER_TAG_VALUE = "loginwatch-org"
 HEALTHY_STATUS = "CURRENT"
 SUSPENDED_DETAILED_STATUS = "SKIPPED_SUSPENDED_ACCOUNT"
 PENDING_OPERATION_STATES = frozenset({"QUEUED", "RUNNING", "STOPPING"})
+# StackInstance.StackInstanceStatus: "INOPERABLE: A DeleteStackInstances operation has failed and left the stack
+# in an unstable state. Stacks in this state are excluded from further UpdateStackSet operations. You might need to
+# perform a DeleteStackInstances operation, with RetainStacks set to true, to delete the stack instance, and then
+# delete the stack manually."
+# https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_StackInstance.html
+INOPERABLE_STATUS = "INOPERABLE"
+# StackInstanceComprehensiveStatus.DetailedStatus: PENDING and RUNNING mean an operation is about to deploy, or is
+# deploying, the instance. Whoever started it, a second operation for the same instance would only queue behind it.
+# https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_StackInstanceComprehensiveStatus.html
+IN_PROGRESS_DETAILED_STATUSES = frozenset({"PENDING", "RUNNING"})
 
 # OperationIds this tool submits: "lw-<verb>-<overrides digest>-<step digest>". The overrides digest is what
 # lets a plan trust ListStackInstances' LastOperationId instead of describing every instance (one call each).
@@ -81,6 +91,8 @@ class DeployedInstance:
     overrides: Mapping[str, str] | None = None
     overrides_digest: str | None = None
     drift_status: str | None = None
+    # The stack's ARN in the member account: what an admin deletes by hand after an INOPERABLE instance is removed.
+    stack_id: str | None = None
 
     @property
     def healthy(self) -> bool:
@@ -90,6 +102,15 @@ class DeployedInstance:
     def suspended(self) -> bool:
         return self.detailed_status == SUSPENDED_DETAILED_STATUS
 
+    @property
+    def inoperable(self) -> bool:
+        return self.status == INOPERABLE_STATUS
+
+    @property
+    def in_progress(self) -> bool:
+        """An operation (ours or anyone's) is deploying this instance right now."""
+        return self.detailed_status in IN_PROGRESS_DETAILED_STATUSES and not self.inoperable
+
 
 @dataclass(frozen=True)
 class PendingOperation:
@@ -97,11 +118,16 @@ class PendingOperation:
     action: str
     status: str
 
+    @property
+    def own(self) -> bool:
+        return is_own_operation(self.operation_id)
+
 
 @dataclass(frozen=True)
 class Snapshot:
     stack_set: DeployedStackSet | None
     instances: tuple[DeployedInstance, ...] = ()
+    # Operations of ours still QUEUED/RUNNING/STOPPING: a rerun waits for them (an interrupted run submitted them).
     pending_operations: tuple[PendingOperation, ...] = ()
     # The newest operation on the stack set: part of every OperationId, so that new work after any change
     # never reuses an id that an earlier, finished operation had.
@@ -109,6 +135,9 @@ class Snapshot:
     # Member accounts of the config that the organisation does not have (None: not checked).
     accounts_outside_organization: frozenset[str] = field(default_factory=frozenset)
     warnings: tuple[str, ...] = ()
+    # Operations somebody else started (the console, another tool, drift detection) that are still pending:
+    # rollout waits for them, plan reports them, and neither duplicates their work.
+    foreign_operations: tuple[PendingOperation, ...] = ()
 
     def instances_by_account(self) -> dict[str, dict[str, DeployedInstance]]:
         result: dict[str, dict[str, DeployedInstance]] = {}

@@ -10,8 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from loginwatch_org.aws.executor import OperationResult, PollPolicy, StackSetExecutor
-from loginwatch_org.aws.reader import StackSetReader, call_as_args
+from loginwatch_org.aws.executor import AccountResult, DriftResult, OperationResult, PollPolicy, StackSetExecutor
+from loginwatch_org.aws.reader import StackSetReader
 from loginwatch_org.config import Config
 from loginwatch_org.plan import DeleteInstances, Plan, account_overrides, make_plan
 from loginwatch_org.state import SUSPENDED_DETAILED_STATUS, Snapshot
@@ -36,6 +36,8 @@ class Prepared:
     snapshot: Snapshot
     # Operations an interrupted run had submitted, waited for before planning, with their outcome.
     resumed: list[OperationResult] = field(default_factory=list)
+    # Operations somebody else had started (console, another tool, drift detection), waited for likewise.
+    waited_for: list[OperationResult] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,11 @@ class AccountStatus:
             and self.alert_on_deployed == self.alert_on_config
         )
 
+    @property
+    def needs_attention(self) -> bool:
+        """Not as the config says, drifted, or drift detection could not say (it failed or was stopped)."""
+        return not self.in_sync or self.drift == "DRIFTED" or self.drift.startswith(DRIFT_NOT_CHECKED)
+
 
 def desired_overrides(config: Config) -> dict[str, dict[str, str]]:
     return {watch.account_id: account_overrides(watch) for watch in config.targets()}
@@ -81,18 +88,27 @@ def prepare(
     executor: StackSetExecutor | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> Prepared:
-    """Read, resume anything an interrupted run left pending, and plan."""
+    """Read, wait for every operation in progress on the stack set (an interrupted run's, or anybody else's:
+    the console, another tool, drift detection), and plan from what they left. Without an executor (``plan``)
+    nothing is waited for: the planner leaves instances that an operation is deploying alone and says so."""
     body = template_body(build_template(config))
     snapshot = read_snapshot(config, clients)
     resumed: list[OperationResult] = []
-    if snapshot.pending_operations and executor is not None:
-        pending = [op.operation_id for op in snapshot.pending_operations]
+    waited_for: list[OperationResult] = []
+    if executor is not None and (snapshot.pending_operations or snapshot.foreign_operations):
+        ours = [op.operation_id for op in snapshot.pending_operations]
+        theirs = [op.operation_id for op in snapshot.foreign_operations]
         if progress:
-            progress(f"waiting for {len(pending)} operation(s) an earlier run submitted")
-        resumed = executor.wait_for(pending)
+            if ours:
+                progress(f"waiting for {len(ours)} operation(s) an earlier run submitted")
+            if theirs:
+                progress(f"waiting for {len(theirs)} operation(s) started outside loginwatch-org: {', '.join(theirs)}")
+        finished = executor.wait_for([*ours, *theirs])
+        resumed = [op for op in finished if op.operation_id in ours]
+        waited_for = [op for op in finished if op.operation_id not in ours]
         snapshot = read_snapshot(config, clients)
     plan = make_plan(config, body, shared_parameters(config), snapshot, prune=prune)
-    return Prepared(plan, snapshot, resumed)
+    return Prepared(plan, snapshot, resumed, waited_for)
 
 
 def make_executor(
@@ -106,8 +122,14 @@ def make_executor(
     return StackSetExecutor(clients.cloudformation, config.stack_set, progress=progress, sleep=sleep, poll=poll)
 
 
-def account_statuses(config: Config, snapshot: Snapshot) -> list[AccountStatus]:
-    """One row per (account, region): what is deployed beside what the config says."""
+# The drift column of an account whose drift detection failed or was stopped before reaching it.
+DRIFT_NOT_CHECKED = "DETECTION "
+
+
+def account_statuses(config: Config, snapshot: Snapshot, drift: DriftResult | None = None) -> list[AccountStatus]:
+    """One row per (account, region): what is deployed beside what the config says. With ``drift`` (a detection
+    just run), an account the detection failed for shows why instead of a stale drift status."""
+    detection_failed = {(a.account_id, a.region): a for a in (drift.failed if drift else ())}
     names = config.account_names()
     desired = desired_overrides(config)
     rows: list[AccountStatus] = []
@@ -140,17 +162,45 @@ def account_statuses(config: Config, snapshot: Snapshot) -> list[AccountStatus]:
                     alert_on_deployed=overrides.get(ALERT_POLICY_PARAMETER) if overrides else None,
                     alert_on_config=wanted.get(ALERT_POLICY_PARAMETER) if wanted else None,
                     last_operation=(instance.last_operation_id or "") if instance else "",
-                    drift=(instance.drift_status or "") if instance else "",
+                    drift=_drift_column(
+                        instance.drift_status if instance else None, detection_failed.get((account_id, region))
+                    ),
                 )
             )
     return rows
 
 
-def detect_drift(config: Config, clients: Clients, executor: StackSetExecutor) -> None:
-    operation = clients.cloudformation.detect_stack_set_drift(
-        StackSetName=config.stack_set.name, **call_as_args(config.stack_set.call_as)
+def _drift_column(drift_status: str | None, failed: AccountResult | None) -> str:
+    if failed is not None:
+        return f"{DRIFT_NOT_CHECKED}{failed.status}" + (f": {failed.reason}" if failed.reason else "")
+    return drift_status or ""
+
+
+def detect_drift(config: Config, clients: Clients, executor: StackSetExecutor) -> DriftResult:
+    """Run drift detection (it queues behind whatever is in progress on the stack set) and return its outcome."""
+    reader = StackSetReader(clients.cloudformation, call_as=config.stack_set.call_as)
+    newest = reader.newest_operation(config.stack_set.name)
+    if newest is None and read_snapshot(config, clients).stack_set is None:
+        return DriftResult("", "NOT_RUN", "NOT_RUN")
+    return executor.detect_drift(newest or "first")
+
+
+def drift_problems(result: DriftResult) -> list[str]:
+    """What a user must know about a drift detection that did not check every instance."""
+    problems: list[str] = []
+    if result.status not in ("SUCCEEDED", "NOT_RUN"):
+        problems.append(
+            f"drift detection {result.operation_id} ended {result.status}"
+            + (f" ({result.reason})" if result.reason else "")
+            + "; instances it did not reach show their previous drift status"
+        )
+    elif result.detection_status not in ("COMPLETED", "NOT_RUN"):
+        problems.append(f"drift detection {result.operation_id} was {result.detection_status}")
+    problems.extend(
+        f"drift detection failed for {a.account_id} in {a.region}: {a.status}" + (f" ({a.reason})" if a.reason else "")
+        for a in result.failed
     )
-    executor.wait_for([operation["OperationId"]])
+    return problems
 
 
 def unconverged(config: Config, plan: Plan, snapshot: Snapshot) -> dict[str, str]:

@@ -4,32 +4,45 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from loginwatch_org.config import Config, load_config
+from loginwatch_org.config import AccountWatch, Config, load_config
 from loginwatch_org.plan import (
+    AccountChange,
+    AccountState,
     CreateInstances,
     CreateStackSet,
     DeleteInstances,
     DeleteStackSet,
+    Deletions,
     Plan,
+    PlanError,
+    StackSetDelta,
+    StackSetTarget,
     UpdateInstances,
     UpdateStackSet,
     account_overrides,
+    check_permission_model,
+    choose_stack_set_target,
+    classify_account,
     make_plan,
     make_removal_plan,
+    plan_deletions,
+    stack_set_delta,
 )
 from loginwatch_org.state import (
     DeployedInstance,
     DeployedStackSet,
+    PendingOperation,
     Snapshot,
     digest_from_operation_id,
     operation_id,
 )
 from loginwatch_org.templates import build_template, shared_parameters, template_body, template_digest
 from tests.conftest import EXAMPLE_CONFIG
-from tests.orgs import with_recipients
+from tests.orgs import config_for, with_recipients
 
 BODY = '{"Resources":{}}'
 DIGEST = template_digest(BODY)
@@ -236,3 +249,176 @@ def test_plan_is_printable_as_data(config: Config) -> None:
 def test_real_template_digest_is_stable(config: Config, tmp_path: Path) -> None:
     body = template_body(build_template(config))
     assert template_digest(body) == template_digest(template_body(build_template(load_config(EXAMPLE_CONFIG))))
+
+
+# --------------------------------------------------------------------------- the phases, whole values
+
+
+def instance(account: str, region: str = "us-east-1", **fields: Any) -> DeployedInstance:
+    values: dict[str, Any] = {"status": "CURRENT", "detailed_status": "SUCCEEDED", **fields}
+    return DeployedInstance(account, region, **values)
+
+
+def watch_of(config: Config, account_id: str) -> AccountWatch:
+    return next(t for t in config.targets() if t.account_id == account_id)
+
+
+def test_permission_model_change_is_refused(config: Config) -> None:
+    check_permission_model(config.stack_set, deployed_stack_set(config))
+    with pytest.raises(PlanError, match="cannot change the permission model"):
+        check_permission_model(config.stack_set, deployed_stack_set(config, permission_model="SELF_MANAGED"))
+
+
+def test_stack_set_delta(config: Config) -> None:
+    shared = shared_parameters(config)
+    assert stack_set_delta(None, DIGEST, shared) == StackSetDelta(exists=False)
+    assert stack_set_delta(deployed_stack_set(config), DIGEST, shared) == StackSetDelta(exists=True)
+    old = deployed_stack_set(config, parameters={**shared, "Sender": "old@example.com"}, managed_execution=False)
+    assert stack_set_delta(old, "other", shared) == StackSetDelta(
+        exists=True,
+        template_changed=True,
+        parameter_changes={"Sender": ("old@example.com", "alerts@example.com")},
+        managed_execution_off=True,
+    )
+
+
+def test_classify_account_region_by_region(config: Config) -> None:
+    watch = watch_of(config, "111122223333")
+    desired = account_overrides(watch)
+    right = {"overrides": desired}
+    regions = ("us-east-1", "eu-west-1", "eu-central-1", "ap-south-1")
+    instances = {
+        "us-east-1": instance(watch.account_id, "us-east-1", **right),
+        "eu-west-1": instance(watch.account_id, "eu-west-1", status="INOPERABLE", detailed_status="INOPERABLE"),
+        "eu-central-1": instance(watch.account_id, "eu-central-1", status="OUTDATED", detailed_status="RUNNING"),
+    }
+    assert classify_account(watch, regions, instances) == AccountState(
+        account_id=watch.account_id,
+        name=watch.name,
+        overrides=desired,
+        missing=("ap-south-1",),
+        current=("us-east-1",),
+        in_progress=("eu-central-1",),
+        inoperable=("eu-west-1",),
+    )
+    failed = {"us-east-1": instance(watch.account_id, status="OUTDATED", detailed_status="FAILED", **right)}
+    assert classify_account(watch, ("us-east-1",), failed) == AccountState(
+        account_id=watch.account_id,
+        name=watch.name,
+        overrides=desired,
+        stale=("us-east-1",),
+        reason="retry: OUTDATED/FAILED",
+    )
+
+
+def state(account: str, digest_seed: str, **fields: Any) -> AccountState:
+    return AccountState(account, account, {"Recipients": digest_seed, "AlertOn": "all"}, **fields)
+
+
+def test_stack_set_target_prefers_the_largest_current_group() -> None:
+    states = [
+        state("1", "a", current=("us-east-1",)),
+        state("2", "b", current=("us-east-1",)),
+        state("3", "b", current=("us-east-1",)),
+        state("4", "c", stale=("us-east-1",), reason="recipients changed"),
+    ]
+    assert choose_stack_set_target(states, ("us-east-1",)) == StackSetTarget(
+        ("2", "3"), ("us-east-1",), {"Recipients": "b", "AlertOn": "all"}
+    )
+
+
+def test_stack_set_target_falls_back_to_the_smallest_updated_group_then_to_new_accounts() -> None:
+    updating = [
+        state("1", "a", stale=("us-east-1",), reason="x"),
+        state("2", "a", stale=("us-east-1",), reason="x"),
+        state("3", "b", stale=("us-east-1",), reason="x"),
+    ]
+    assert choose_stack_set_target(updating, ("us-east-1",)) == StackSetTarget(("3",), ("us-east-1",), None)
+    new = [state("1", "a", missing=("us-east-1",)), state("2", "b", missing=("us-east-1",))]
+    assert choose_stack_set_target(new, ("us-east-1",)) == StackSetTarget(
+        ("1", "2"), ("us-east-1",), None, after_creates=True
+    )
+    busy = [state("1", "a", in_progress=("us-east-1",)), state("2", "a", inoperable=("us-east-1",))]
+    assert choose_stack_set_target(busy, ("us-east-1",)) is None
+
+
+def test_deletions_retain_inoperable_stacks_and_say_which_to_delete_by_hand(config: Config) -> None:
+    snapshot = converged(config)
+    broken = instance(
+        "444455556666",
+        status="INOPERABLE",
+        detailed_status="INOPERABLE",
+        status_reason="AccessDenied",
+        stack_id="arn:aws:cloudformation:us-east-1:444455556666:stack/StackSet-loginwatch-1/1",
+    )
+    orphan = instance("123412341234")
+    snapshot = replace(snapshot, instances=(*snapshot.instances, broken, orphan))
+    marker = ["m"]
+    deletions = plan_deletions(config, snapshot, marker, prune=False)
+    assert deletions == Deletions(
+        steps=(
+            DeleteInstances(
+                operation_id("d", None, [marker, "d", ["444455556666"], ("us-east-1",), True]),
+                ("444455556666",),
+                ("us-east-1",),
+                (
+                    AccountChange(
+                        "444455556666",
+                        "old-sandbox",
+                        "INOPERABLE (AccessDenied): AWS excludes it from updates; removed from the stack set "
+                        "keeping its stack (RetainStacks=true), which must then be deleted by hand",
+                    ),
+                ),
+                True,
+            ),
+        ),
+        kept_orphans=("123412341234",),
+        warnings=(
+            "account 444455556666 in us-east-1: after this rollout, delete "
+            "arn:aws:cloudformation:us-east-1:444455556666:stack/StackSet-loginwatch-1/1 in that account by hand",
+        ),
+    )
+
+
+def test_instances_under_an_operation_in_progress_are_waited_for_not_planned(config: Config) -> None:
+    snapshot = converged(config)
+    instances = tuple(
+        replace(i, status="OUTDATED", detailed_status="RUNNING", last_operation_id="console-edit")
+        if i.account_id == "111122223333"
+        else i
+        for i in snapshot.instances
+    )
+    foreign = PendingOperation("console-edit", "UPDATE", "RUNNING")
+    changed = with_recipients(config, {"111122223333": ["new@example.com"]})
+    plan = plan_for(changed, replace(snapshot, instances=instances, foreign_operations=(foreign,)))
+    assert plan.steps == ()
+    assert plan.waiting_accounts == ("111122223333",)
+    assert plan.warnings == (
+        "operation console-edit (UPDATE, not started by loginwatch-org) is RUNNING on the stack set; rollout "
+        "waits for it before planning",
+        "account 111122223333: an operation is deploying its instance in us-east-1; it is waited for, not "
+        "submitted again",
+    )
+
+
+def test_every_update_stack_set_in_a_plan_names_its_targets(config: Config) -> None:
+    snapshot = converged(config)
+    new_body = '{"Resources":{"New":{}}}'
+    only_orphans = replace(
+        snapshot, instances=tuple(replace(i, account_id=f"9{i.account_id[1:]}") for i in snapshot.instances)
+    )
+    everyone_moves = with_recipients(config, {t.account_id: ["moved@example.com"] for t in config.targets()})
+    for desired, state_ in ((config, snapshot), (config, only_orphans), (everyone_moves, snapshot)):
+        plan = make_plan(desired, new_body, shared_parameters(desired), state_)
+        stack_set_steps = [s for s in plan.steps if isinstance(s, UpdateStackSet)]
+        assert len(stack_set_steps) == 1
+        assert all(step.accounts and step.regions for step in stack_set_steps)
+        assert not {i.account_id for i in only_orphans.instances} & set(stack_set_steps[0].accounts)
+
+
+def test_groups_larger_than_one_call_are_split(config: Config) -> None:
+    many = config_for(2500, groups=1)
+    plan = make_plan(many, BODY, shared_parameters(many), Snapshot(None))
+    creates = [s for s in plan.steps if isinstance(s, CreateInstances)]
+    assert [len(s.accounts) for s in creates] == [1000, 1000, 500]
+    assert len({s.operation_id for s in creates}) == 3

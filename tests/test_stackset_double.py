@@ -226,7 +226,7 @@ def test_describe_of_finished_operation_does_not_advance_others(client: StackSet
     for _ in range(5):
         client.describe_stack_set_operation(StackSetName="lw", OperationId=first)
     listed = client.list_stack_set_operations(StackSetName="lw")["Summaries"]
-    assert [(s["OperationId"], s["Status"]) for s in listed] == [(second, "QUEUED"), (first, "SUCCEEDED")]
+    assert {(s["OperationId"], s["Status"]) for s in listed} == {(second, "QUEUED"), (first, "SUCCEEDED")}
 
 
 def test_delete_stack_set_with_operation_in_progress_is_refused(client: StackSetsClient) -> None:
@@ -1035,3 +1035,63 @@ def test_five_thousand_account_organisation_pages_and_fails_per_account() -> Non
     assert wait(client, "lw", op)[-1] == "SUCCEEDED"
     assert double.count("list_stack_instances") == 50
     assert sum(1 for i in double.instances("lw").values() if i["status"] == "CURRENT") == 4999
+
+
+# --------------------------------------------------------------------------- eventual consistency, INOPERABLE
+
+
+def test_operation_results_and_list_lag_behind_a_finished_operation() -> None:
+    # ListStackSetOperationResults / ListStackSetOperations: "eventually consistent reads".
+    double = StackSetsDouble(small_org(), MGMT, stale_reads=2)
+    client = double.client()
+    service_set(client)
+    op = create_and_wait(client, {"OrganizationalUnitIds": [OU_B]})
+    assert (
+        client.describe_stack_set_operation(StackSetName="lw", OperationId=op)["StackSetOperation"]["Status"]
+        == "SUCCEEDED"
+    )
+    for _ in range(2):
+        results = client.list_stack_set_operation_results(StackSetName="lw", OperationId=op)["Summaries"]
+        assert {r["Status"] for r in results} <= {"PENDING", "RUNNING"}
+        listed = client.list_stack_set_operations(StackSetName="lw")["Summaries"]
+        assert listed[0]["Status"] == "RUNNING"
+    results = client.list_stack_set_operation_results(StackSetName="lw", OperationId=op)["Summaries"]
+    assert {r["Status"] for r in results} == {"SUCCEEDED"}
+    assert client.list_stack_set_operations(StackSetName="lw")["Summaries"][0]["Status"] == "SUCCEEDED"
+
+
+def test_operation_list_order_is_not_by_time(client: StackSetsClient) -> None:
+    service_set(client, managed=True)
+    ids = ["zz-first", "aa-second", "mm-third"]
+    for op_id, ou in zip(ids, [OU_A, OU_B, OU_A], strict=True):
+        client.create_stack_instances(
+            StackSetName="lw", DeploymentTargets={"OrganizationalUnitIds": [ou]}, Regions=[REGION], OperationId=op_id
+        )
+    listed = [s["OperationId"] for s in client.list_stack_set_operations(StackSetName="lw")["Summaries"]]
+    assert listed == sorted(ids)
+
+
+def test_inoperable_instance_is_excluded_from_updates() -> None:
+    double = StackSetsDouble(small_org(), MGMT)
+    client = double.client()
+    self_set(client)
+    wait(
+        client,
+        "lw-self",
+        client.create_stack_instances(StackSetName="lw-self", Accounts=[A1, A2], Regions=[REGION])["OperationId"],
+    )
+    double.failing_accounts[A1] = "Access denied"
+    op = client.delete_stack_instances(StackSetName="lw-self", Accounts=[A1], Regions=[REGION], RetainStacks=False)
+    wait(client, "lw-self", op["OperationId"])
+    del double.failing_accounts[A1]
+    op = client.update_stack_instances(
+        StackSetName="lw-self",
+        Accounts=[A1, A2],
+        Regions=[REGION],
+        OperationPreferences={"FailureToleranceCount": 1, "MaxConcurrentCount": 2},
+    )
+    wait(client, "lw-self", op["OperationId"])
+    results = client.list_stack_set_operation_results(StackSetName="lw-self", OperationId=op["OperationId"])
+    by_account = {r["Account"]: (r["Status"], r.get("StatusReason")) for r in results["Summaries"]}
+    assert by_account == {A1: ("FAILED", "Stack instance is INOPERABLE"), A2: ("SUCCEEDED", None)}
+    assert double.instances("lw-self")[A1]["status"] == "INOPERABLE"

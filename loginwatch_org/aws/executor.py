@@ -4,11 +4,20 @@ What AWS does that this handles (CloudFormation API reference):
 - Operations are asynchronous: DescribeStackSetOperation is polled with backoff while the status is QUEUED,
   RUNNING or STOPPING.
 - OperationInProgressException: another operation holds the stack set (managed execution off); wait for
-  the pending operations and submit again, never fail the rollout for it.
+  the pending operations and submit again, never fail the rollout for it. StaleRequestException ("another
+  operation has been performed on this stack set since the specified operation was performed") is the same
+  race seen from the other side, and is retried the same way.
 - OperationIdAlreadyExistsException: a step with this OperationId was submitted before (an interrupted
   run); it is picked up and waited on instead of submitted twice.
 - An operation can SUCCEED while some accounts failed (failure tolerance): ListStackSetOperationResults and
   ListStackInstances are read after every rollout, and any account not CURRENT makes the rollout fail.
+- ListStackSetOperationResults is eventually consistent: a result still PENDING/RUNNING after its operation
+  finished is read again (bounded), never reported as a failure.
+- UpdateStackSet without targets updates every instance, orphans and disabled accounts included: it is never
+  sent without accounts.
+- Drift detection is an operation like the others: it runs with the config's preferences, and its outcome
+  (FAILED, STOPPED, accounts whose detection failed) is reported per account.
+- Ctrl-C: the operations AWS already accepted keep running; ``RolloutInterrupted`` names them.
 """
 
 from __future__ import annotations
@@ -16,25 +25,36 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, assert_never
 
 from loginwatch_org.aws.errors import AwsProblem, error_code, explained
 from loginwatch_org.aws.reader import call_as_args, call_as_value
 from loginwatch_org.config import StackSetSettings
+from loginwatch_org.errors import RolloutInterrupted
 from loginwatch_org.plan import (
     CreateInstances,
     CreateStackSet,
     DeleteInstances,
     DeleteStackSet,
     Plan,
-    Step,
+    PlanError,
     UpdateInstances,
     UpdateStackSet,
     action_name,
 )
-from loginwatch_org.state import OWNER_TAG_KEY, OWNER_TAG_VALUE, PENDING_OPERATION_STATES
+from loginwatch_org.state import OWNER_TAG_KEY, OWNER_TAG_VALUE, PENDING_OPERATION_STATES, is_own_operation
+from loginwatch_org.state import operation_id as make_operation_id
 
 ProgressCallback = Callable[[str], None]
+OperationStep = UpdateStackSet | CreateInstances | UpdateInstances | DeleteInstances
+
+# Both mean "another operation got there first; wait and submit again".
+# https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_CreateStackInstances.html#API_CreateStackInstances_Errors
+RETRY_LATER_CODES = frozenset({"OperationInProgressException", "StaleRequestException"})
+# ListStackSetOperationResults "provides eventually consistent reads": a result can lag its operation.
+# https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_ListStackSetOperationResults.html
+RESULT_STATES_IN_PROGRESS = frozenset({"PENDING", "RUNNING"})
+RESULT_REREADS = 5
 
 
 @dataclass(frozen=True)
@@ -60,6 +80,22 @@ class OperationResult:
     status: str
     reason: str = ""
     failed: tuple[AccountResult, ...] = ()
+
+
+@dataclass(frozen=True)
+class DriftResult:
+    """A drift detection operation's outcome: AWS's per-account results beside the stack set's summary."""
+
+    operation_id: str
+    status: str
+    # StackSetDriftDetectionDetails.DriftDetectionStatus: COMPLETED, FAILED, PARTIAL_SUCCESS, IN_PROGRESS, STOPPED.
+    detection_status: str
+    failed: tuple[AccountResult, ...] = ()
+    reason: str = ""
+
+    @property
+    def complete(self) -> bool:
+        return self.status == "SUCCEEDED" and self.detection_status == "COMPLETED" and not self.failed
 
 
 @dataclass
@@ -97,35 +133,87 @@ class StackSetExecutor:
     # -- public -------------------------------------------------------------------------------------------
 
     def apply(self, plan: Plan) -> ApplyResult:
+        """Run the plan's steps in order. On Ctrl-C, ``RolloutInterrupted`` names the operations AWS accepted:
+        they keep running, and rerunning the command waits for them."""
         self._template_body = plan.template_body
         result = ApplyResult()
         submitted: list[tuple[str, str]] = []
-        with explained(self._call_as):
-            for step in plan.steps:
-                if isinstance(step, CreateStackSet):
-                    self._create_stack_set(step)
-                elif isinstance(step, DeleteStackSet):
-                    self._finish(submitted, result)
-                    submitted = []
-                    if result.failed_accounts:
-                        # DeleteStackSet would fail on the instances left, hiding why they are left.
-                        result.notes.append(f"stack set {step.name} kept: some instances could not be deleted")
-                        continue
-                    self._delete_stack_set(step)
-                else:
-                    operation_id, resumed = self._submit(step)
-                    submitted.append((operation_id, action_name(step)))
-                    if resumed:
-                        result.resumed.append(operation_id)
-            self._finish(submitted, result)
+        accepted: list[str] = []
+        try:
+            with explained(self._call_as):
+                for step in plan.steps:
+                    match step:
+                        case CreateStackSet():
+                            self._create_stack_set(step)
+                        case DeleteStackSet():
+                            self._finish(submitted, result)
+                            submitted = []
+                            if result.failed_accounts:
+                                # DeleteStackSet would fail on the instances left, hiding why they are left.
+                                result.notes.append(f"stack set {step.name} kept: some instances could not be deleted")
+                                continue
+                            self._delete_stack_set(step)
+                        case UpdateStackSet() | CreateInstances() | UpdateInstances() | DeleteInstances():
+                            operation_id, resumed = self._submit(step)
+                            accepted.append(operation_id)
+                            submitted.append((operation_id, action_name(step)))
+                            if resumed:
+                                result.resumed.append(operation_id)
+                        case _:
+                            assert_never(step)
+                self._finish(submitted, result)
+        except KeyboardInterrupt:
+            raise RolloutInterrupted(submitted=tuple(accepted)) from None
         return result
 
     def wait_for(self, operation_ids: Sequence[str]) -> list[OperationResult]:
-        """Wait for operations submitted earlier (by an interrupted run) and collect their results."""
+        """Wait for operations submitted earlier (by an interrupted run, or by anyone else) and collect their
+        results. On Ctrl-C, ``RolloutInterrupted`` names those of ours: they keep running."""
         result = ApplyResult()
-        with explained(self._call_as):
-            self._finish([(op, "resume") for op in operation_ids], result)
+        try:
+            with explained(self._call_as):
+                self._finish([(op, "resume") for op in operation_ids], result)
+        except KeyboardInterrupt:
+            raise RolloutInterrupted(submitted=tuple(op for op in operation_ids if is_own_operation(op))) from None
         return result.operations
+
+    def detect_drift(self, salt: str) -> DriftResult:
+        """Run drift detection with the config's operation preferences and wait for it.
+
+        Without OperationPreferences AWS checks one account at a time and stops at the first failure (the defaults
+        of https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_StackSetOperationPreferences.html);
+        drift detection is an operation, so it queues behind (and ahead of) rollouts under managed execution, and
+        "you can only run a single drift detection operation on a given stack set at one time".
+        https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_DetectStackSetDrift.html
+        ``salt`` makes the OperationId fresh for each run (the newest operation on the stack set serves)."""
+        op_id = make_operation_id("x", None, ["drift", salt])
+        try:
+            with explained(self._call_as):
+                self._progress(f"detecting drift, operation {op_id}")
+                try:
+                    response = self._with_queue_retry(
+                        lambda: self._cfn.detect_stack_set_drift(
+                            **self._common(), OperationId=op_id, OperationPreferences=self._preferences()
+                        )
+                    )
+                    op_id = str(response.get("OperationId") or op_id)
+                except Exception as error:
+                    if error_code(error) != "OperationIdAlreadyExistsException":
+                        raise
+                status, reason = self._wait_all([op_id])[op_id]
+                operation = self._cfn.describe_stack_set_operation(
+                    StackSetName=self._settings.name, OperationId=op_id, **self._call_as_args
+                )["StackSetOperation"]
+                # StackSetOperation.StackSetDriftDetectionDetails: the detection's own outcome.
+                # https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_StackSetDriftDetectionDetails.html
+                detection = operation.get("StackSetDriftDetectionDetails", {}).get("DriftDetectionStatus", "")
+                failed = tuple(self._failed_results(op_id, status))
+        except KeyboardInterrupt:
+            raise RolloutInterrupted(submitted=(op_id,)) from None
+        # An endpoint that leaves the details out has only the operation's status to go by.
+        return DriftResult(
+            op_id, status, detection or ("COMPLETED" if status == "SUCCEEDED" else status), failed, reason
+        )
 
     # -- steps --------------------------------------------------------------------------------------------
 
@@ -161,39 +249,44 @@ class StackSetExecutor:
         self._progress(f"deleting stack set {step.name}")
         self._with_queue_retry(lambda: self._cfn.delete_stack_set(**self._common()))
 
-    def _submit(self, step: Step) -> tuple[str, bool]:
+    def _submit(self, step: OperationStep) -> tuple[str, bool]:
         """Submit one operation step; returns its OperationId and whether it had been submitted before."""
-        assert isinstance(step, UpdateStackSet | CreateInstances | UpdateInstances | DeleteInstances)
         kwargs: dict[str, Any] = {
             **self._common(),
             "OperationId": step.operation_id,
             "OperationPreferences": self._preferences(),
         }
-        if isinstance(step, UpdateStackSet):
-            kwargs.update(
-                TemplateBody=self._template_body,
-                Parameters=_parameters(step.parameters),
-                Capabilities=["CAPABILITY_IAM"],
-                ManagedExecution={"Active": True},
-                Tags=[{"Key": key, "Value": value} for key, value in step.tags.items()],
-                Description=self._settings.description,
-                **self._roles(),
-            )
-            if step.accounts:
+        match step:
+            case UpdateStackSet():
+                if not step.accounts or not step.regions:
+                    # Without targets AWS updates every instance, kept orphans and disabled accounts included.
+                    # https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_UpdateStackSet.html
+                    raise PlanError(f"refusing to send UpdateStackSet {step.operation_id} without target accounts")
+                kwargs.update(
+                    TemplateBody=self._template_body,
+                    Parameters=_parameters(step.parameters),
+                    Capabilities=["CAPABILITY_IAM"],
+                    ManagedExecution={"Active": True},
+                    Tags=[{"Key": key, "Value": value} for key, value in step.tags.items()],
+                    Description=self._settings.description,
+                    **self._roles(),
+                    **self._targets(step.accounts, step.regions),
+                )
+                call = self._cfn.update_stack_set
+            case CreateInstances():
                 kwargs.update(self._targets(step.accounts, step.regions))
-            call = self._cfn.update_stack_set
-        elif isinstance(step, CreateInstances | UpdateInstances):
-            kwargs.update(self._targets(step.accounts, step.regions))
-            kwargs["ParameterOverrides"] = _parameters(step.overrides)
-            call = (
-                self._cfn.create_stack_instances
-                if isinstance(step, CreateInstances)
-                else (self._cfn.update_stack_instances)
-            )
-        else:
-            kwargs.update(self._targets(step.accounts, step.regions))
-            kwargs["RetainStacks"] = step.retain_stacks
-            call = self._cfn.delete_stack_instances
+                kwargs["ParameterOverrides"] = _parameters(step.overrides)
+                call = self._cfn.create_stack_instances
+            case UpdateInstances():
+                kwargs.update(self._targets(step.accounts, step.regions))
+                kwargs["ParameterOverrides"] = _parameters(step.overrides)
+                call = self._cfn.update_stack_instances
+            case DeleteInstances():
+                kwargs.update(self._targets(step.accounts, step.regions))
+                kwargs["RetainStacks"] = step.retain_stacks
+                call = self._cfn.delete_stack_instances
+            case _:
+                assert_never(step)
         self._progress(f"{action_name(step)}: {len(step.accounts)} account(s), operation {step.operation_id}")
         try:
             response = self._with_queue_retry(lambda: call(**kwargs))
@@ -245,9 +338,9 @@ class StackSetExecutor:
             try:
                 return call()
             except Exception as error:
-                if error_code(error) != "OperationInProgressException" or self._clock() > deadline:
+                if error_code(error) not in RETRY_LATER_CODES or self._clock() > deadline:
                     raise
-                # Another operation holds the stack set; AWS says to wait until it finishes.
+                # Another operation holds (or just changed) the stack set; AWS says to wait and submit again.
                 self._progress("another operation is in progress on the stack set; waiting to submit")
                 self._sleep(next(delays))
 
@@ -263,7 +356,7 @@ class StackSetExecutor:
         statuses = self._wait_all([operation_id for operation_id, _ in submitted])
         for operation_id, action in submitted:
             status, reason = statuses[operation_id]
-            failed = tuple(self._failed_results(operation_id))
+            failed = tuple(self._failed_results(operation_id, status, result.notes))
             result.operations.append(OperationResult(operation_id, action, status, reason, failed))
 
     def _wait_all(self, operation_ids: list[str]) -> dict[str, tuple[str, str]]:
@@ -291,7 +384,31 @@ class StackSetExecutor:
                 )
             self._sleep(next(delays))
 
-    def _failed_results(self, operation_id: str) -> Iterator[AccountResult]:
+    def _failed_results(
+        self, operation_id: str, status: str, notes: list[str] | None = None
+    ) -> Iterator[AccountResult]:
+        """Accounts the finished operation did not succeed in. A result still PENDING/RUNNING after the operation
+        finished is the eventually consistent list lagging, so it is read again (a bounded number of times);
+        one that never settles is noted, and the final ListStackInstances read decides about that account."""
+        results = self._results(operation_id)
+        delays = self._delays()
+        for _ in range(RESULT_REREADS):
+            if status in PENDING_OPERATION_STATES or not any(r.status in RESULT_STATES_IN_PROGRESS for r in results):
+                break
+            self._sleep(next(delays))
+            results = self._results(operation_id)
+        unsettled = [r for r in results if r.status in RESULT_STATES_IN_PROGRESS]
+        if unsettled and notes is not None:
+            notes.append(
+                f"operation {operation_id} is {status} but AWS still lists {len(unsettled)} result(s) as "
+                "in progress; the accounts' final status is read from their stack instances"
+            )
+        for account in results:
+            if account.status not in ("SUCCEEDED", "") and account.status not in RESULT_STATES_IN_PROGRESS:
+                yield account
+
+    def _results(self, operation_id: str) -> list[AccountResult]:
+        results: list[AccountResult] = []
         token: str | None = None
         while True:
             kwargs: dict[str, Any] = {
@@ -304,16 +421,17 @@ class StackSetExecutor:
                 kwargs["NextToken"] = token
             response = self._cfn.list_stack_set_operation_results(**kwargs)
             for summary in response.get("Summaries", []):
-                if summary.get("Status") not in ("SUCCEEDED", None):
-                    yield AccountResult(
+                results.append(
+                    AccountResult(
                         summary.get("Account", ""),
                         summary.get("Region", ""),
                         summary.get("Status", ""),
                         summary.get("StatusReason", ""),
                     )
+                )
             token = response.get("NextToken")
             if not token:
-                return
+                return results
 
 
 def _parameters(values: Any) -> list[dict[str, str]]:

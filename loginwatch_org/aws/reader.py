@@ -23,7 +23,6 @@ from loginwatch_org.state import (
     PendingOperation,
     Snapshot,
     digest_from_operation_id,
-    is_own_operation,
     overrides_digest,
 )
 from loginwatch_org.templates import template_digest
@@ -83,11 +82,19 @@ class StackSetReader:
                 )
             summaries = list(self._list_instances(name))
             instances = self._with_overrides(name, summaries, desired)
-            pending, latest = self._operations(name)
+            pending, foreign, latest = self._operations(name)
             have_instance = {instance.account_id for instance in instances}
             to_check = [account for account in desired if account not in have_instance]
             outside, warnings = self._outside_organization(to_check) if check_organization else (frozenset(), ())
-        return Snapshot(stack_set, tuple(instances), pending, latest, outside, warnings)
+        return Snapshot(stack_set, tuple(instances), pending, latest, outside, warnings, foreign)
+
+    def newest_operation(self, name: str) -> str | None:
+        """The newest operation on stack set ``name`` (None when it has none, or does not exist): what makes a
+        new OperationId fresh without reading every instance."""
+        with explained(self._call_as):
+            if self._describe_stack_set(name) is None:
+                return None
+            return self._operations(name)[2]
 
     def _describe_stack_set(self, name: str) -> DeployedStackSet | None:
         try:
@@ -142,6 +149,7 @@ class StackSetReader:
                     last_operation_id=summary.get("LastOperationId"),
                     overrides_digest=digest,
                     drift_status=summary.get("DriftStatus"),
+                    stack_id=summary.get("StackId"),
                 )
             )
             wanted = desired.get(account)
@@ -164,19 +172,28 @@ class StackSetReader:
         overrides = response["StackInstance"].get("ParameterOverrides", [])
         return {p["ParameterKey"]: p.get("ParameterValue", "") for p in overrides}
 
-    def _operations(self, name: str) -> tuple[tuple[PendingOperation, ...], str | None]:
-        """Operations of ours still pending (to resume), and the newest operation of all."""
-        # Pending operations are recent: the first page (the API lists newest first) holds them.
-        summaries = self._cfn.list_stack_set_operations(StackSetName=name, MaxResults=100, **self._call_as_args).get(
-            "Summaries", []
-        )
-        pending = tuple(
-            PendingOperation(op["OperationId"], op.get("Action", ""), op.get("Status", ""))
-            for op in summaries
-            if op.get("Status") in PENDING_OPERATION_STATES and is_own_operation(op["OperationId"])
-        )
+    def _operations(self, name: str) -> tuple[tuple[PendingOperation, ...], tuple[PendingOperation, ...], str | None]:
+        """Pending operations (ours, to resume; everybody else's, to wait for) and the newest operation of all.
+
+        ListStackSetOperations documents no order and is eventually consistent
+        (https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_ListStackSetOperations.html):
+        every page is read, and an operation listed as pending is confirmed with DescribeStackSetOperation, so a
+        finished operation the list has not caught up with is not waited for again."""
+        summaries = list(self._pages("list_stack_set_operations", "Summaries", StackSetName=name, MaxResults=100))
+        listed_pending = [op for op in summaries if op.get("Status") in PENDING_OPERATION_STATES]
+        pending: list[PendingOperation] = []
+        for op in listed_pending:
+            status = self._cfn.describe_stack_set_operation(
+                StackSetName=name, OperationId=op["OperationId"], **self._call_as_args
+            )["StackSetOperation"].get("Status", "")
+            if status in PENDING_OPERATION_STATES:
+                pending.append(PendingOperation(op["OperationId"], op.get("Action", ""), status))
         newest = max(summaries, key=lambda op: (str(op.get("CreationTimestamp", "")), op["OperationId"]), default=None)
-        return pending, newest["OperationId"] if newest else None
+        return (
+            tuple(op for op in pending if op.own),
+            tuple(op for op in pending if not op.own),
+            newest["OperationId"] if newest else None,
+        )
 
     def _outside_organization(self, accounts: Iterable[str]) -> tuple[frozenset[str], tuple[str, ...]]:
         """Which of ``accounts`` the organisation lacks: describe each, or list the organisation, whichever

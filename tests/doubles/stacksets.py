@@ -29,9 +29,27 @@ Unlike moto, operations are asynchronous and only move forward when they are obs
 * stack instance changes are applied when the operation finishes, in batches sized by the operation
   preferences, and the failure tolerance decides between ``SUCCEEDED`` and ``FAILED``.
 
+Also modelled, because the engine must cope with them:
+
+* ``ListStackSetOperationResults`` and ``ListStackSetOperations`` "provide eventually consistent reads"
+  (https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_ListStackSetOperationResults.html,
+  https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_ListStackSetOperations.html): with
+  ``stale_reads=N`` the first N reads of a finished operation's results, and of its summary in the list,
+  still show it as it was before it finished (``DescribeStackSetOperation`` is current).  The list's order
+  is not documented: the double lists operations by OperationId, neither oldest nor newest first;
+* INOPERABLE instances "are excluded from further UpdateStackSet operations"
+  (https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_StackInstance.html): an update
+  that names one reports it FAILED and leaves it INOPERABLE; only ``DeleteStackInstances`` with
+  ``RetainStacks=true`` removes it;
+* ``StaleRequestException`` ("another operation has been performed on this StackSet since the specified
+  operation was performed", HTTP 409, listed among the errors of every write,
+  https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_CreateStackInstances.html) is
+  injected with ``fail_next``: the reference does not say when it happens, only that it can.
+
 Deliberately not modelled: template parsing and capabilities checks, ``TemplateURL``/``AccountsUrl``
 contents, nested OUs, automatic deployment when accounts move, suspended accounts, account gates
-(always reported ``SKIPPED``), ``StaleRequestException``, quotas other than the 50 OUs per operation,
+(always reported ``SKIPPED``), quotas other than the 50 OUs per operation (``DeploymentTargets.Accounts``
+documents no maximum: https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_DeploymentTargets.html),
 and concurrent execution of non-conflicting operations under managed execution (they are queued).
 """
 
@@ -224,6 +242,11 @@ class _Operation:
     template_change: bool = False
     administration_role_arn: str | None = None
     execution_role_name: str | None = None
+    # Eventual consistency: what the list calls still show for a few reads after the operation finished.
+    stale_status: str | None = None
+    stale_results: list[tuple[str, str | None]] | None = None
+    stale_result_reads: int = 0
+    stale_list_reads: int = 0
 
 
 @dataclass(slots=True)
@@ -357,6 +380,7 @@ class StackSetsDouble:
         drifted_accounts: set[str] | None = None,
         caller_account: str | None = None,
         region: str = "us-east-1",
+        stale_reads: int = 0,
     ) -> None:
         if polls_per_state < 0:
             raise ValueError("polls_per_state must be >= 0")
@@ -372,6 +396,7 @@ class StackSetsDouble:
         self.delegated_admin_registered = delegated_admin_registered
         self.caller_account = caller_account
         self.region = region
+        self.stale_reads = stale_reads
         self.calls: list[tuple[str, dict[str, Any]]] = []
 
         self._ou_members: dict[str, list[str]] = {}
@@ -902,7 +927,7 @@ class StackSetsDouble:
                     every.status = "OUTDATED"
         for target in op.targets:
             inst = stack_set.instances.get((target.account, target.region))
-            if inst is None:
+            if inst is None or (inst.status == "INOPERABLE" and op.action == "UPDATE"):
                 continue
             inst.status = "OUTDATED"
             inst.detailed_status = "PENDING"
@@ -931,7 +956,7 @@ class StackSetsDouble:
                 for target in first_targets[:batch]:
                     target.status = "RUNNING"
                     inst = stack_set.instances.get((target.account, target.region))
-                    if inst is not None and op.action != "DETECT_DRIFT":
+                    if inst is not None and op.action != "DETECT_DRIFT" and inst.status != "INOPERABLE":
                         inst.detailed_status = "RUNNING"
 
     @staticmethod
@@ -964,6 +989,10 @@ class StackSetsDouble:
         return plan
 
     def _finish(self, stack_set: _StackSet, op: _Operation) -> None:
+        if self.stale_reads:
+            op.stale_status = op.status
+            op.stale_results = [(t.status, t.reason) for t in op.targets]
+            op.stale_result_reads = op.stale_list_reads = self.stale_reads
         stopping = op.status == "STOPPING"
         sequential = op.preferences.get("RegionConcurrencyType", "SEQUENTIAL") != "PARALLEL"
         failed_region: str | None = None
@@ -1027,6 +1056,11 @@ class StackSetsDouble:
         if inst is None:
             target.status, target.reason = "FAILED", "Stack instance does not exist"
             return False
+        if inst.status == "INOPERABLE" and op.action == "UPDATE":
+            # StackInstance: INOPERABLE instances "are excluded from further UpdateStackSet operations"; only
+            # DeleteStackInstances with RetainStacks=true gets rid of them.
+            target.status, target.reason = "FAILED", "Stack instance is INOPERABLE"
+            return False
         if op.action == "DETECT_DRIFT":
             if reason is not None:
                 target.status, target.reason = "FAILED", reason
@@ -1056,7 +1090,11 @@ class StackSetsDouble:
         if op.action == "DETECT_DRIFT":
             return
         inst = stack_set.instances.get((target.account, target.region))
-        if inst is not None and (op.started or inst.last_operation_id == op.operation_id):
+        if (
+            inst is not None
+            and inst.status != "INOPERABLE"
+            and (op.started or inst.last_operation_id == op.operation_id)
+        ):
             inst.status = "OUTDATED"
             inst.detailed_status = "CANCELLED"
             inst.status_reason = reason
@@ -1492,9 +1530,19 @@ class StackSetsDouble:
 
     def _api_list_stack_set_operations(self, kw: dict[str, Any]) -> dict[str, Any]:
         stack_set = self._stack_set(kw)
-        newest_first = list(reversed(stack_set.operations.values()))
-        page, next_token = self._page(newest_first, kw, f"operations:{stack_set.stack_set_id}")
-        result: dict[str, Any] = {"Summaries": [self._operation_summary(stack_set, op, full=False) for op in page]}
+        # ListStackSetOperations documents no order: by OperationId, neither oldest nor newest first.
+        ordered = sorted(stack_set.operations.values(), key=lambda op: op.operation_id)
+        page, next_token = self._page(ordered, kw, f"operations:{stack_set.stack_set_id}")
+        summaries = []
+        for op in page:
+            summary = self._operation_summary(stack_set, op, full=False)
+            if op.stale_list_reads > 0 and op.stale_status is not None:
+                # Eventually consistent: the list has not caught up with the operation's end yet.
+                op.stale_list_reads -= 1
+                summary["Status"] = op.stale_status
+                summary.pop("EndTimestamp", None)
+            summaries.append(summary)
+        result: dict[str, Any] = {"Summaries": summaries}
         if next_token:
             result["NextToken"] = next_token
         return result
@@ -1507,18 +1555,24 @@ class StackSetsDouble:
             if item.get("Name") != "OPERATION_RESULT_STATUS" or item.get("Values") not in _RESULT_STATUSES:
                 raise _invalid(f"Invalid operation result filter {item}")
             wanted = item["Values"]
-        chosen = [t for t in op.targets if wanted is None or t.status == wanted]
+        shown = [(t, t.status, t.reason) for t in op.targets]
+        if op.stale_results is not None and op.stale_result_reads > 0:
+            # Eventually consistent: the results still read as they were before the operation finished.
+            if not kw.get("NextToken"):
+                op.stale_result_reads -= 1
+            shown = [(t, status, reason) for t, (status, reason) in zip(op.targets, op.stale_results, strict=True)]
+        chosen = [item for item in shown if wanted is None or item[1] == wanted]
         page, next_token = self._page(chosen, kw, f"results:{stack_set.stack_set_id}:{op.operation_id}:{wanted}")
         summaries = []
-        for target in page:
+        for target, status, reason in page:
             summary: dict[str, Any] = {
                 "Account": target.account,
                 "Region": target.region,
-                "Status": target.status,
+                "Status": status,
             }
-            if target.reason is not None:
-                summary["StatusReason"] = target.reason
-            if target.status in ("SUCCEEDED", "FAILED"):
+            if reason is not None:
+                summary["StatusReason"] = reason
+            if status in ("SUCCEEDED", "FAILED"):
                 summary["AccountGateResult"] = {
                     "Status": "SKIPPED",
                     "StatusReason": _GATE_MISSING.format(region=target.region, account=target.account),
