@@ -234,13 +234,17 @@ def management_stacks(config: Config, registry: Mapping[str, TemplateSpec] = REG
     return tuple(stacks)
 
 
-def management_stack_regions(config: Config) -> tuple[str, ...]:
-    """Where the reader looks for the management account's stacks: wherever one could have been deployed.
+def management_stack_keys(config: Config) -> tuple[tuple[str, str], ...]:
+    """(region, name) of every stack of the management account the reader should look for: wherever one could
+    have been deployed, so that a stack the config no longer wants is seen (and kept or pruned).
 
-    Every region enabled by default is always read (a forwarder left in one the config no longer lists must be
-    seen to be kept or pruned); opt-in regions only when the config lists them, since calls to a region the
-    account has not enabled fail. A forwarder left in an opt-in region dropped from the config is not seen."""
-    return tuple(sorted(DEFAULT_ENABLED_REGIONS | set(config.forward_regions()) | {WATCH_REGION}))
+    The watch only ever goes to us-east-1. Forwarders are looked for in every region enabled by default (one
+    left in a region the config dropped must be found) and in the opt-in regions the config lists; not in
+    other opt-in regions, since calls to a region the account has not enabled fail. So a forwarder left in an
+    opt-in region dropped from the config is not seen: remove it before dropping the region."""
+    regions = sorted((DEFAULT_ENABLED_REGIONS | set(config.forward_regions())) - {WATCH_REGION})
+    forwarder = forwarder_stack_name(config)
+    return ((WATCH_REGION, watch_stack_name(config)), *((region, forwarder) for region in regions))
 
 
 def not_management_caller(config: Config, caller_account: str) -> str | None:

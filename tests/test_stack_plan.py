@@ -22,7 +22,7 @@ from loginwatch_org.stack_plan import (
     UpdateStack,
     make_management_plan,
     make_management_removal_plan,
-    management_stack_regions,
+    management_stack_keys,
     management_stacks,
     not_management_caller,
 )
@@ -346,11 +346,14 @@ def test_the_plan_prints_as_json() -> None:
 
 
 def test_the_reader_looks_wherever_a_stack_could_have_been_deployed() -> None:
-    regions = management_stack_regions(base_config())
-    assert "me-central-1" in regions and "us-east-1" in regions
-    # A forwarder left in a default region the config dropped must still be found.
-    assert {"eu-west-2", "ap-northeast-3"} <= set(regions)
-    assert "af-south-1" not in regions
+    keys = management_stack_keys(base_config())
+    assert keys[0] == ("us-east-1", "loginwatch-watch")
+    forwarder_regions = {region for region, name in keys[1:] if name == "loginwatch-forwarder"}
+    assert len(keys) == 1 + len(forwarder_regions)
+    # The opt-in region the config lists, and every default region, even those the config does not list: a
+    # forwarder left there must still be found.
+    assert "me-central-1" in forwarder_regions and {"eu-west-2", "ap-northeast-3"} <= forwarder_regions
+    assert "us-east-1" not in forwarder_regions and "af-south-1" not in forwarder_regions
 
 
 def test_desired_digests_are_those_of_the_bodies_sent() -> None:
