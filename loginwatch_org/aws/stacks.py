@@ -115,7 +115,7 @@ class StackReader:
 
     def _read_one(self, cloudformation: Any, region: str, name: str) -> DeployedStack | None:
         try:
-            data = _describe(cloudformation, name)
+            data = _describe(cloudformation.describe_stacks, name)
         except Exception as error:
             if error_code(error) in ("InvalidClientTokenId", "UnrecognizedClientException") and (
                 region not in DEFAULT_ENABLED_REGIONS
@@ -149,9 +149,9 @@ def deployed_stack(region: str, data: Mapping[str, Any], template: Any) -> Deplo
     )
 
 
-def _describe(cloudformation: Any, name_or_id: str) -> dict[str, Any] | None:
+def _describe(describe_stacks: Callable[..., Any], name_or_id: str) -> dict[str, Any] | None:
     try:
-        stacks = cloudformation.describe_stacks(StackName=name_or_id)["Stacks"]
+        stacks = describe_stacks(StackName=name_or_id)["Stacks"]
     except Exception as error:
         if stack_not_found(error):
             return None
@@ -279,7 +279,7 @@ class StackExecutor:
             if error_code(error) not in ("TokenAlreadyExistsException", "AlreadyExistsException"):
                 raise
             # Accepted before (an interrupted run), or created since the plan's read: wait for it, if it is ours.
-            current = _describe(self._client(step.region), step.name)
+            current = self._call_describe(step.region, step.name)
             if current is None or not _owned(current):
                 run.results.append(_refused(step.name, step.region, "create-stack", current))
                 return None
@@ -341,7 +341,7 @@ class StackExecutor:
 
     def _owned_or_refuse(self, name: str, region: str, stack_id: str, action: str, run: _Run) -> dict[str, Any] | None:
         """The stack as it is now, or None (and a refusal in the results) when it is not this tool's."""
-        current = _describe(self._client(region), stack_id)
+        current = self._call_describe(region, stack_id)
         if current is None or current.get("StackStatus") == "DELETE_COMPLETE":
             if action == "delete-stack":
                 run.results.append(StackResult(name, region, action, True, "DELETE_COMPLETE", "already deleted"))
@@ -453,13 +453,7 @@ class StackExecutor:
         return self._clients[region]
 
     def _call_describe(self, region: str, stack: str) -> dict[str, Any] | None:
-        try:
-            stacks = self._call(region, "describe_stacks", StackName=stack)["Stacks"]
-        except Exception as error:
-            if stack_not_found(error):
-                return None
-            raise
-        return dict(stacks[0]) if stacks else None
+        return _describe(lambda **kwargs: self._call(region, "describe_stacks", **kwargs), stack)
 
     def _call(self, region: str, method: str, **kwargs: Any) -> Any:
         """One CloudFormation call, waiting out throttling that outlasted botocore's own retries."""
