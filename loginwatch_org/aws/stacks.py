@@ -280,7 +280,9 @@ class StackExecutor:
                 raise
             # Accepted before (an interrupted run), or created since the plan's read: wait for it, if it is ours.
             current = self._call_describe(step.region, step.name)
-            if current is None or not _owned(current):
+            if current is None:
+                raise
+            if not _owned(current):
                 run.results.append(_refused(step.name, step.region, "create-stack", current))
                 return None
             self._progress(f"stack {stack_label(step.region, step.name)} was submitted before; waiting for it")
