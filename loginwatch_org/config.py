@@ -51,6 +51,12 @@ ALL_DEFAULT_REGIONS = "all"
 # Where forwarders send sign-ins, and so where the watch must be: CloudTrail records root sign-ins there.
 WATCH_REGION = "us-east-1"
 
+# The management account's plain stacks are named after the stack set plus one of these; a stack name "can't be
+# longer than 128 characters" (StackName, https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_CreateStack.html).
+WATCH_STACK_SUFFIX = "-watch"
+FORWARDER_STACK_SUFFIX = "-forwarder"
+MAX_STACK_NAME = 128
+
 MAX_RECIPIENTS = 50
 MAX_RECIPIENTS_LENGTH = 3000
 
@@ -274,6 +280,18 @@ class Config(_Model):
                     f"account {account.id} is the management account; service-managed stack sets never "
                     "deploy there, so it cannot be a member account here",
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _check_management_stack_names(self) -> Config:
+        longest = self.stack_set.name + FORWARDER_STACK_SUFFIX
+        if self.management_account is not None and len(longest) > MAX_STACK_NAME:
+            raise _LocatedValueError(
+                ("stack_set", "name"),
+                f"the management account's stacks are named after the stack set ({longest}), and CloudFormation "
+                f"caps a stack name at {MAX_STACK_NAME} characters; use a name of at most "
+                f"{MAX_STACK_NAME - len(FORWARDER_STACK_SUFFIX)}",
+            )
         return self
 
     def targets(self) -> list[AccountWatch]:

@@ -15,7 +15,13 @@ from typing import Any
 
 from troposphere import Template
 
-from loginwatch_org.config import DEFAULT_ENABLED_REGIONS, WATCH_REGION, Config
+from loginwatch_org.config import (
+    DEFAULT_ENABLED_REGIONS,
+    FORWARDER_STACK_SUFFIX,
+    WATCH_REGION,
+    WATCH_STACK_SUFFIX,
+    Config,
+)
 from loginwatch_org.plan import account_overrides
 from loginwatch_org.stack_state import CONTINUE_ROLLBACK_STATUS, DeployedStack
 from loginwatch_org.state import OWNER_TAG_KEY, OWNER_TAG_VALUE, operation_id
@@ -23,8 +29,6 @@ from loginwatch_org.templates import REGISTRY, TemplateSpec, shared_parameters, 
 
 WATCH_TEMPLATE = "watch"
 FORWARDER_TEMPLATE = "forwarder"
-WATCH_STACK_SUFFIX = "-watch"
-FORWARDER_STACK_SUFFIX = "-forwarder"
 OWNER_TAGS: Mapping[str, str] = {OWNER_TAG_KEY: OWNER_TAG_VALUE}
 # How much of a template digest a person reads in a plan; enough to tell two versions apart.
 SHORT_DIGEST = 12

@@ -147,3 +147,13 @@ def test_bad_management_account_fields_name_file_line_and_field(
 ) -> None:
     found = problems(write_config, BASE.replace("  name: org-management\n", "  name: org-management\n" + field))
     assert any(expected in problem for problem in found), found
+
+
+def test_a_stack_set_name_too_long_for_the_management_stacks_is_refused(write_config: Callable[[str], Path]) -> None:
+    found = problems(write_config, BASE.replace("  name: loginwatch\n", f"  name: {'a' * 119}\n"))
+    assert any(":2: stack_set.name: the management account's stacks are named after" in p for p in found), found
+    assert any("at most 118" in p for p in found)
+    assert load_config(write_config(BASE.replace("  name: loginwatch\n", f"  name: {'a' * 118}\n")))
+    # Without a management account there are no plain stacks to name.
+    absent = BASE.replace('management_account:\n  id: "999988887777"\n  name: org-management\n', "")
+    assert load_config(write_config(absent.replace("  name: loginwatch\n", f"  name: {'a' * 119}\n")))
