@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from loginwatch_org import DEFAULT_CONFIG_PATH as DEFAULT_CONFIG_PATH
 from loginwatch_org.errors import UsageError
@@ -34,6 +34,28 @@ AWS_REGIONS: frozenset[str] = frozenset(
         "us-east-2", "us-west-1", "us-west-2",
     }
 )  # fmt: skip
+
+# Regions launched before 20 March 2019 are enabled in every account and cannot be disabled; later ones are
+# opt-in ("Default Regions" and "Opt-in Regions" in
+# https://docs.aws.amazon.com/accounts/latest/reference/manage-acct-regions.html, and the opt-in status column
+# of https://docs.aws.amazon.com/global-infrastructure/latest/regions/aws-regions.html). A sign-in can be
+# recorded in any of these without anyone enabling anything, so ``forward_from: all`` covers them all.
+DEFAULT_ENABLED_REGIONS: frozenset[str] = frozenset(
+    {
+        "ap-northeast-1", "ap-northeast-2", "ap-northeast-3", "ap-south-1", "ap-southeast-1", "ap-southeast-2",
+        "ca-central-1", "eu-central-1", "eu-north-1", "eu-west-1", "eu-west-2", "eu-west-3", "sa-east-1",
+        "us-east-1", "us-east-2", "us-west-1", "us-west-2",
+    }
+)  # fmt: skip
+ALL_DEFAULT_REGIONS = "all"
+# Where forwarders send sign-ins, and so where the watch must be: CloudTrail records root sign-ins there.
+WATCH_REGION = "us-east-1"
+
+# The management account's plain stacks are named after the stack set plus one of these; a stack name "can't be
+# longer than 128 characters" (StackName, https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_CreateStack.html).
+WATCH_STACK_SUFFIX = "-watch"
+FORWARDER_STACK_SUFFIX = "-forwarder"
+MAX_STACK_NAME = 128
 
 MAX_RECIPIENTS = 50
 MAX_RECIPIENTS_LENGTH = 3000
@@ -88,6 +110,15 @@ def _region(value: str) -> str:
     return value
 
 
+def _forward_region(value: str) -> str:
+    return value if value == ALL_DEFAULT_REGIONS else _region(value)
+
+
+def _one_or_list(value: Any) -> Any:
+    # ``forward_from: all`` reads better than ``forward_from: [all]``; both mean the same.
+    return [value] if isinstance(value, str) else value
+
+
 def _ou(value: str) -> str:
     if not _OU_OR_ROOT.match(value):
         raise ValueError(f"'{value}' is neither an organisational unit id (ou-...) nor a root id (r-...)")
@@ -99,6 +130,7 @@ Email = Annotated[str, AfterValidator(_email)]
 Recipients = Annotated[list[Email], Field(min_length=1), AfterValidator(_recipients)]
 Region = Annotated[str, AfterValidator(_region)]
 OrganizationalUnit = Annotated[str, AfterValidator(_ou)]
+ForwardRegion = Annotated[str, AfterValidator(_forward_region)]
 
 
 class _Model(BaseModel):
@@ -122,6 +154,11 @@ class StackSetSettings(_Model):
     # Where the stack set itself lives (the StackSets administrator region), whatever the caller's default.
     admin_region: Region = "us-east-1"
     regions: list[Region] = Field(default_factory=lambda: ["us-east-1"], min_length=1)
+    # Where sign-ins are forwarded from to the watch: ``all`` (every region enabled by default), plus any
+    # opt-in region listed beside it, or an explicit list of regions.
+    forward_from: Annotated[list[ForwardRegion], BeforeValidator(_one_or_list)] = Field(
+        default_factory=lambda: [ALL_DEFAULT_REGIONS], min_length=1
+    )
     organizational_units: list[OrganizationalUnit] = Field(default_factory=list)
     administration_role_arn: str | None = None
     execution_role_name: str = "AWSCloudFormationStackSetExecutionRole"
@@ -148,6 +185,29 @@ class StackSetSettings(_Model):
                 f"organizational_units: {len(self.organizational_units)} listed; a StackSets operation takes at most "
                 f"{MAX_ORGANIZATIONAL_UNITS}. List a parent OU (or the root id r-...) that holds them instead"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _check_forward_from(self) -> StackSetSettings:
+        seen: set[str] = set()
+        for index, value in enumerate(self.forward_from):
+            path = ("stack_set", "forward_from", index)
+            if value in seen:
+                raise _LocatedValueError(path, f"'{value}' is listed twice")
+            seen.add(value)
+            if value in self.regions or value == WATCH_REGION:
+                raise _LocatedValueError(
+                    path,
+                    f"{value} holds the watch itself; sign-ins recorded there reach it without a forwarder",
+                )
+        if ALL_DEFAULT_REGIONS in seen:
+            for index, value in enumerate(self.forward_from):
+                if value in DEFAULT_ENABLED_REGIONS:
+                    raise _LocatedValueError(
+                        ("stack_set", "forward_from", index),
+                        f"{value} is enabled by default in every account, so '{ALL_DEFAULT_REGIONS}' already "
+                        "includes it; list only opt-in regions beside it",
+                    )
         return self
 
 
@@ -184,8 +244,14 @@ class Defaults(_Model):
 
 
 class ManagementAccount(_Model):
+    """The organisation's management account: StackSets cannot reach it with service-managed permissions, so it
+    gets its watch and forwarders as plain stacks, with recipients and policy of its own (defaults otherwise)."""
+
     id: AccountId
     name: str = Field(default="management", min_length=1)
+    recipients: Recipients | None = None
+    alert_on: AlertPolicy | None = None
+    enabled: bool = True
 
 
 class Account(_Model):
@@ -225,18 +291,41 @@ class Config(_Model):
                 )
         return self
 
+    @model_validator(mode="after")
+    def _check_management_stack_names(self) -> Config:
+        longest = self.stack_set.name + FORWARDER_STACK_SUFFIX
+        if self.management_account is not None and len(longest) > MAX_STACK_NAME:
+            raise _LocatedValueError(
+                ("stack_set", "name"),
+                f"the management account's stacks are named after the stack set ({longest}), and CloudFormation "
+                f"caps a stack name at {MAX_STACK_NAME} characters; use a name of at most "
+                f"{MAX_STACK_NAME - len(FORWARDER_STACK_SUFFIX)}",
+            )
+        return self
+
     def targets(self) -> list[AccountWatch]:
         """The enabled member accounts with their effective settings, in config order."""
-        return [
-            AccountWatch(
-                account_id=account.id,
-                name=account.name,
-                recipients=tuple(account.recipients or self.defaults.recipients),
-                alert_on=account.alert_on or self.defaults.alert_on,
-            )
-            for account in self.accounts
-            if account.enabled
-        ]
+        return [self._watch(account) for account in self.accounts if account.enabled]
+
+    def management_watch(self) -> AccountWatch | None:
+        """The management account's effective settings; None when the config has none or disables it."""
+        account = self.management_account
+        return self._watch(account) if account is not None and account.enabled else None
+
+    def _watch(self, account: Account | ManagementAccount) -> AccountWatch:
+        return AccountWatch(
+            account_id=account.id,
+            name=account.name,
+            recipients=tuple(account.recipients or self.defaults.recipients),
+            alert_on=account.alert_on or self.defaults.alert_on,
+        )
+
+    def forward_regions(self) -> tuple[str, ...]:
+        """The regions that get a forwarder, sorted: ``forward_from`` resolved, without the watch's regions."""
+        chosen: set[str] = set()
+        for value in self.stack_set.forward_from:
+            chosen |= DEFAULT_ENABLED_REGIONS if value == ALL_DEFAULT_REGIONS else {value}
+        return tuple(sorted(chosen - {WATCH_REGION, *self.stack_set.regions}))
 
     def disabled_account_ids(self) -> frozenset[str]:
         return frozenset(account.id for account in self.accounts if not account.enabled)
