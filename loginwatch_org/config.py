@@ -381,7 +381,8 @@ def _message(item: Any, path: tuple[str | int, ...], source: SourceMap) -> str:
     if kind == "too_short" and isinstance(item["input"], list):
         return "must not be empty"
     location = source.location(path)
-    if kind == "string_type" and path and path[-1] == "id" and location is not None and not location.quoted:
+    account_field = bool(path) and path[-1] in ("id", "mail_account")
+    if kind == "string_type" and account_field and location is not None and not location.quoted:
         # Unquoted digits are a YAML number: leading zeros vanish and 0-prefixed octal digits change value.
         return (
             f"account ids must be quoted strings: YAML reads the unquoted {location.raw} as the number "
