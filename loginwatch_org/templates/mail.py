@@ -230,11 +230,14 @@ def build_mail_template(config: Config) -> Template:
         )
     )
 
+    # The bus is named by its fixed name (and DependsOn) rather than Ref: the sandbox's emulator resolves a Ref
+    # to an event bus to an object, not to its name as CloudFormation does.
     bus = template.add_resource(events.EventBus("DeadLetterAlarmBus", Name=alarm_bus_name(config)))
     template.add_resource(
         events.EventBusPolicy(
             "DeadLetterAlarmBusPolicy",
-            EventBusName=Ref(bus),
+            DependsOn=[bus.title],
+            EventBusName=alarm_bus_name(config),
             StatementId="organisation-dead-letter-alarms",
             Statement={
                 "Sid": "organisation-dead-letter-alarms",
@@ -253,7 +256,8 @@ def build_mail_template(config: Config) -> Template:
         events.Rule(
             "DeadLetterAlarmRule",
             Description="Any account's loginwatch dead-letter alarm going into ALARM, to the alarm recipients.",
-            EventBusName=Ref(bus),
+            DependsOn=[bus.title],
+            EventBusName=alarm_bus_name(config),
             State="ENABLED",
             EventPattern={
                 # Only events EventBridge itself produced: PutEvents callers cannot claim an aws.* source.
