@@ -435,8 +435,8 @@ def _ses_client(source_arn: str) -> Any:
 # needs production access. Its credentials are kept for their lifetime (one AssumeRole per container and hour, not
 # per alert) and renewed a few minutes before they expire, so a send never starts with credentials about to lapse.
 MAIL_ROLE_RENEW_BEFORE = timedelta(minutes=5)
-# Role chaining (this function's role session assuming another role) allows at most one hour.
-# https://docs.aws.amazon.com/IAM/latest/UserGuide/id_roles_terms-and-concepts.html#iam-term-role-chaining
+# Role chaining (this function's role session assuming another role) allows at most one hour; more fails.
+# https://docs.aws.amazon.com/STS/latest/APIReference/API_AssumeRole.html (DurationSeconds)
 MAIL_ROLE_SESSION_SECONDS = 3600
 _MAIL_ROLE_CACHE: dict[str, tuple[datetime, dict[str, str]]] = {}
 

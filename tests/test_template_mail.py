@@ -23,6 +23,7 @@ from loginwatch_org.templates.mail import (
     mail_parameters,
     mail_region,
     mail_role_arn,
+    sending_setup,
 )
 from tests.conftest import EXAMPLE_CONFIG, ROOT
 
@@ -298,3 +299,15 @@ def test_member_side_forwarding_follows_a_condition() -> None:
     resources = conditional.to_dict()["Resources"]
     assert {r["Condition"] for r in resources.values()} == {"HasAlarmBus"}
     assert all("Condition" not in r for r in template.to_dict()["Resources"].values())
+
+
+def test_sending_setup_names_the_one_account_that_needs_production_access(config: Config) -> None:
+    paragraph = sending_setup(config)
+    assert f"mail account {MAIL_ACCOUNT}" in paragraph
+    assert IDENTITY in paragraph and "production access for that account in eu-west-1 only" in paragraph
+    assert "oncall@example.com" in paragraph and "\n" not in paragraph
+
+
+def test_sending_setup_without_a_mail_account_says_every_account_needs_it() -> None:
+    paragraph = sending_setup(load_config(EXAMPLE_CONFIG))
+    assert "every member account needs it" in paragraph and "delivery.mail_account" in paragraph

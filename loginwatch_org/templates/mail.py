@@ -62,7 +62,7 @@ CONFIGURATION_SET_PARAMETER = "ConfigurationSetName"
 
 ALARM_STATE_CHANGE = "CloudWatch Alarm State Change"
 # Role chaining (a Lambda role's session assuming another role) caps the session at one hour.
-# https://docs.aws.amazon.com/IAM/latest/UserGuide/id_roles_terms-and-concepts.html#iam-term-role-chaining
+# https://docs.aws.amazon.com/STS/latest/APIReference/API_AssumeRole.html (DurationSeconds)
 SESSION_SECONDS = 3600
 
 
@@ -102,6 +102,39 @@ def mail_region(config: Config) -> str | None:
 def alarm_recipients(config: Config) -> tuple[str, ...]:
     """Who is emailed when an alert is dead-lettered anywhere: ``delivery.alarm_recipients`` or the defaults."""
     return tuple(config.delivery.alarm_recipients or config.defaults.recipients)
+
+
+def sending_setup(config: Config) -> str:
+    """One paragraph for ``validate`` and ``doctor``: who sends, and what must be true in SES for it to work."""
+    delivery = config.delivery
+    regions = ", ".join(config.stack_set.regions)
+    if delivery.mail_account is None:
+        if delivery.ses_identity_arn:
+            where = (
+                f"through the identity {delivery.ses_identity_arn} (sending authorization, Region "
+                f"{delivery.identity_region}); its owner must allow every member account to send for it"
+            )
+        else:
+            where = f"from {delivery.sender} verified in its own SES in each watched Region ({regions})"
+        return (
+            f"Each member account sends its own alerts {where}. SES production access is per account and Region, "
+            "and every member account needs it (sending authorization does not avoid this): until then SES "
+            "refuses mail to unverified recipients and alerts are dead-lettered. For more than a few accounts, "
+            "set delivery.mail_account so that one account sends for all."
+        )
+    configuration = (
+        f" Sends are also authorized on its configuration set {delivery.configuration_set}."
+        if delivery.configuration_set
+        else " If that identity has a default configuration set, name it in delivery.configuration_set."
+    )
+    return (
+        f"The mail account {delivery.mail_account} sends every alert as {delivery.sender} from the SES identity "
+        f"{delivery.ses_identity_arn}: verify that identity there, in {delivery.identity_region}, and request SES "
+        f"production access for that account in {delivery.identity_region} only; member accounts need neither. "
+        f"Watch functions assume {mail_role_arn(config)}, which only roles on {WATCH_ROLE_PATH} in accounts of "
+        f"this organisation may assume.{configuration} Alerts that cannot be delivered in any account are emailed "
+        f"to {', '.join(alarm_recipients(config))}; each of them confirms SNS's subscription email once."
+    )
 
 
 def mail_parameters(config: Config, organization_id: str) -> dict[str, str]:
