@@ -22,6 +22,7 @@ https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/alarms-and-action
 https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/cloudwatch-and-eventbridge.html
 https://docs.aws.amazon.com/AWSCloudFormation/latest/TemplateReference/aws-resource-events-eventbuspolicy.html
 https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-event-bus-perms.html
+https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-cross-region.html
 
 Pure and deterministic, like the watch template.
 """
