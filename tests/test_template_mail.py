@@ -159,7 +159,8 @@ def test_every_action_is_named_and_nothing_but_sending_is_granted(template: dict
 def test_alarm_bus_rule_emails_every_alarm_recipient_once(template: dict[str, Any], config: Config) -> None:
     resources = template["Resources"]
     rule = resources["DeadLetterAlarmRule"]["Properties"]
-    assert rule["EventBusName"] == {"Ref": "DeadLetterAlarmBus"}
+    assert rule["EventBusName"] == resources["DeadLetterAlarmBus"]["Properties"]["Name"]
+    assert resources["DeadLetterAlarmRule"]["DependsOn"] == ["DeadLetterAlarmBus"]
     assert _matches(rule["EventPattern"], ALARM_EVENT)
     recovered = {**ALARM_EVENT, "detail": {**ALARM_EVENT["detail"], "state": {"value": "OK"}}}
     assert not _matches(rule["EventPattern"], recovered)

@@ -264,13 +264,12 @@ def build_mail_template(config: Config) -> Template:
         )
     )
 
-    # The bus is named by its fixed name (and DependsOn) rather than Ref: the sandbox's emulator resolves a Ref
-    # to an event bus to an object, not to its name as CloudFormation does.
+    # The bus is named by its fixed name rather than Ref (ordering comes from GetAtt and DependsOn): the sandbox's
+    # emulator resolves a Ref to an event bus to an object, not to its name as CloudFormation does.
     bus = template.add_resource(events.EventBus("DeadLetterAlarmBus", Name=alarm_bus_name(config)))
     template.add_resource(
         events.EventBusPolicy(
             "DeadLetterAlarmBusPolicy",
-            DependsOn=[bus.title],
             EventBusName=alarm_bus_name(config),
             StatementId="organisation-dead-letter-alarms",
             Statement={
