@@ -71,7 +71,12 @@ _EMAIL = re.compile(
 )
 _OU_OR_ROOT = re.compile(r"^(r-[0-9a-z]{4,32}|ou-[0-9a-z]{4,32}-[a-z0-9]{8,32})$")
 _STACK_SET_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,127}$")
-_SES_IDENTITY_ARN = re.compile(r"^arn:aws[a-z-]*:ses:[a-z0-9-]+:\d{12}:identity/(?P<identity>.+)$")
+_SES_IDENTITY_ARN = re.compile(
+    r"^arn:(?P<partition>aws[a-z-]*):ses:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):identity/(?P<identity>.+)$"
+)
+# Up to 64 letters, digits, hyphens and underscores:
+# https://docs.aws.amazon.com/ses/latest/APIReference/API_ConfigurationSet.html
+_CONFIGURATION_SET = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _SNS_TOPIC_ARN = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$")
 
 
@@ -216,26 +221,77 @@ class Delivery(_Model):
     ses_identity_arn: str | None = None
     # An SNS topic told when an alert could not be delivered and waits in an account's dead-letter queue.
     alarm_topic_arn: str | None = None
+    # One account of the organisation whose SES sends every alert: member functions assume its sending role,
+    # so only that account needs SES production access. Without it, each account sends through its own SES.
+    mail_account: AccountId | None = None
+    # The identity's default configuration set, if it has one: SES then authorizes every send against the
+    # configuration set too, and a role without ses:SendEmail on it is refused (AccessDenied).
+    configuration_set: str | None = None
+    # Who hears that an alert was dead-lettered in any account (the mail account's alarm topic emails them);
+    # the default recipients when not given.
+    alarm_recipients: Recipients | None = None
 
     @model_validator(mode="after")
     def _check(self) -> Delivery:
         if self.ses_identity_arn is not None:
             match = _SES_IDENTITY_ARN.match(self.ses_identity_arn)
             if match is None:
-                raise ValueError(
+                raise _LocatedValueError(
+                    ("delivery", "ses_identity_arn"),
                     f"ses_identity_arn '{self.ses_identity_arn}' is not an SES identity ARN "
-                    "(arn:aws:ses:REGION:ACCOUNT:identity/NAME)"
+                    "(arn:aws:ses:REGION:ACCOUNT:identity/NAME)",
                 )
             # Sending authorization only covers From addresses of the identity: the address or its domain.
             identity = match.group("identity").lower()
             if identity not in (self.sender.lower(), self.sender.split("@")[1].lower()):
-                raise ValueError(
+                raise _LocatedValueError(
+                    ("delivery", "ses_identity_arn"),
                     f"ses_identity_arn names the identity '{identity}', which cannot send as {self.sender}; "
-                    "use the sender's address or domain identity"
+                    "use the sender's address or domain identity",
                 )
+            if self.mail_account is not None and match.group("account") != self.mail_account:
+                raise _LocatedValueError(
+                    ("delivery", "ses_identity_arn"),
+                    f"ses_identity_arn is an identity of account {match.group('account')}, but the mail account "
+                    f"{self.mail_account} sends every alert: name the identity verified in the mail account "
+                    f"(arn:aws:ses:{match.group('region')}:{self.mail_account}:identity/{identity})",
+                )
+        elif self.mail_account is not None:
+            domain = self.sender.split("@")[1]
+            raise _LocatedValueError(
+                ("delivery", "mail_account"),
+                f"mail_account {self.mail_account} sends every alert, so name the SES identity verified there "
+                f"with ses_identity_arn, e.g. arn:aws:ses:us-east-1:{self.mail_account}:identity/{domain} "
+                "(its Region is where the mail account sends from)",
+            )
         if self.alarm_topic_arn is not None and not _SNS_TOPIC_ARN.match(self.alarm_topic_arn):
-            raise ValueError(f"alarm_topic_arn '{self.alarm_topic_arn}' is not an SNS topic ARN")
+            raise _LocatedValueError(
+                ("delivery", "alarm_topic_arn"), f"alarm_topic_arn '{self.alarm_topic_arn}' is not an SNS topic ARN"
+            )
+        if self.configuration_set is not None and not _CONFIGURATION_SET.match(self.configuration_set):
+            raise _LocatedValueError(
+                ("delivery", "configuration_set"),
+                f"configuration_set '{self.configuration_set}' is not an SES configuration set name (letters, "
+                "digits, hyphens and underscores, at most 64)",
+            )
+        if self.alarm_recipients is not None and self.mail_account is None:
+            raise _LocatedValueError(
+                ("delivery", "alarm_recipients"),
+                "alarm_recipients are emailed by the mail account's alarm topic: set mail_account too, or connect "
+                "each account's dead-letter alarm to paging with alarm_topic_arn",
+            )
         return self
+
+    @property
+    def identity_region(self) -> str | None:
+        """The Region of ``ses_identity_arn``: where SES sends from (sending authorization is regional)."""
+        match = _SES_IDENTITY_ARN.match(self.ses_identity_arn or "")
+        return match.group("region") if match else None
+
+    @property
+    def identity_partition(self) -> str:
+        match = _SES_IDENTITY_ARN.match(self.ses_identity_arn or "")
+        return match.group("partition") if match else "aws"
 
 
 class Defaults(_Model):
@@ -483,7 +539,8 @@ def _message(item: Any, path: tuple[str | int, ...], source: SourceMap) -> str:
     if kind == "too_short" and isinstance(item["input"], list):
         return "must not be empty"
     location = source.location(path)
-    if kind == "string_type" and path and path[-1] == "id" and location is not None and not location.quoted:
+    account_field = bool(path) and path[-1] in ("id", "mail_account")
+    if kind == "string_type" and account_field and location is not None and not location.quoted:
         # Unquoted digits are a YAML number: leading zeros vanish and 0-prefixed octal digits change value.
         return (
             f"account ids must be quoted strings: YAML reads the unquoted {location.raw} as the number "

@@ -427,7 +427,54 @@ def _ses_client(source_arn: str) -> Any:
     # Sending authorization only works in the region of the identity the SourceArn names.
     parts = source_arn.split(":")
     region = parts[3] if len(parts) > 5 and parts[2] == "ses" and parts[3] else None
-    return boto3.client("ses", region_name=region) if region else boto3.client("ses")
+    options: dict[str, Any] = {"region_name": region} if region else {}
+    return boto3.client("ses", **options, **_mail_role_credentials())
+
+
+# The mail account's sending role (MAIL_ROLE_ARN): when set, this function sends as that account, whose SES alone
+# needs production access. Its credentials are kept for their lifetime (one AssumeRole per container and hour, not
+# per alert) and renewed a few minutes before they expire, so a send never starts with credentials about to lapse.
+MAIL_ROLE_RENEW_BEFORE = timedelta(minutes=5)
+# Role chaining (this function's role session assuming another role) allows at most one hour; more fails.
+# https://docs.aws.amazon.com/STS/latest/APIReference/API_AssumeRole.html (DurationSeconds)
+MAIL_ROLE_SESSION_SECONDS = 3600
+_MAIL_ROLE_CACHE: dict[str, tuple[datetime, dict[str, str]]] = {}
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _mail_role_credentials() -> dict[str, str]:
+    """boto3 client arguments for the mail account's sending role; empty without MAIL_ROLE_ARN (send as this account).
+
+    An AssumeRole failure raises: the alert must be retried or dead-lettered, never sent from the wrong account.
+    """
+    role_arn = os.environ.get("MAIL_ROLE_ARN", "").strip()
+    if not role_arn:
+        return {}
+    cached = _MAIL_ROLE_CACHE.get(role_arn)
+    if cached is None or cached[0] - _now() <= MAIL_ROLE_RENEW_BEFORE:
+        import boto3
+
+        # The session name shows up in the mail account's CloudTrail: name the function that sent.
+        session = re.sub(r"[^\w+=,.@-]", "-", os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "") or "loginwatch")[:64]
+        granted = boto3.client("sts").assume_role(
+            RoleArn=role_arn, RoleSessionName=session, DurationSeconds=MAIL_ROLE_SESSION_SECONDS
+        )["Credentials"]
+        expiration = granted["Expiration"]
+        if isinstance(expiration, str):
+            expiration = datetime.fromisoformat(expiration.replace("Z", "+00:00"))
+        cached = (
+            expiration if expiration.tzinfo else expiration.replace(tzinfo=UTC),
+            {
+                "aws_access_key_id": granted["AccessKeyId"],
+                "aws_secret_access_key": granted["SecretAccessKey"],
+                "aws_session_token": granted["SessionToken"],
+            },
+        )
+        _MAIL_ROLE_CACHE[role_arn] = cached
+    return dict(cached[1])
 
 
 _ALIAS_CACHE: dict[str, str | None] = {}

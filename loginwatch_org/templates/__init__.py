@@ -10,6 +10,7 @@ from pathlib import Path
 from troposphere import Template
 
 from loginwatch_org.config import Config
+from loginwatch_org.templates.mail import build_mail_template
 from loginwatch_org.templates.watch import (
     ALARM_ACTION_PARAMETER,
     ALERT_POLICY_PARAMETER,
@@ -51,6 +52,7 @@ REGISTRY: dict[str, TemplateSpec] = {
     spec.name: spec
     for spec in (
         TemplateSpec("watch", "one account's watch: sign-in rule, topic, notifier, dead-letter queue", build_template),
+        TemplateSpec("mail", "the mail account: one sender for all, dead-letter alarms to people", build_mail_template),
     )
 }
 

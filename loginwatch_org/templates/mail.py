@@ -1,0 +1,414 @@
+"""The mail account's stack: one SES sender for the whole organisation, and a person told about stuck alerts.
+
+Deployed as a plain CloudFormation stack in ``delivery.mail_account``, in the Region of
+``delivery.ses_identity_arn`` (SES sends from the identity's Region).
+
+Sending. SES production access is per account and Region, and sending authorization does not avoid it: both
+the identity owner and the delegate sender must be out of the SES sandbox, and a delegate's sends count
+against the delegate's own quota. So member accounts do not send at all: their watch functions assume
+``MailSenderRole`` here and send as the mail account, which alone needs production access.
+https://docs.aws.amazon.com/ses/latest/dg/sending-authorization-delegate-sender-tasks-email.html
+https://docs.aws.amazon.com/ses/latest/dg/sending-authorization-delegate-sender-tasks.html
+https://docs.aws.amazon.com/ses/latest/dg/request-production-access.html
+
+Undeliverable alerts. CloudWatch documents alarm actions that reach other accounts only for Lambda, whose
+resource policy would need one statement per member account. Instead every member account's dead-letter
+alarm state change (which CloudWatch always delivers to EventBridge) is forwarded by a rule in that account
+(``add_alarm_forwarding``) to one event bus here that admits the organisation (``aws:PrincipalOrgID``); a rule
+on that bus publishes a readable sentence to one topic whose email subscriptions are
+``delivery.alarm_recipients``: one confirmation per person, not one per account. Bus-to-bus forwarding also
+works across Regions, so one bus serves every Region the watch runs in.
+https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/alarms-and-actions-Lambda.html
+https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/cloudwatch-and-eventbridge.html
+https://docs.aws.amazon.com/AWSCloudFormation/latest/TemplateReference/aws-resource-events-eventbuspolicy.html
+https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-event-bus-perms.html
+https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-cross-region.html
+
+Pure and deterministic, like the watch template.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from troposphere import (
+    AWSHelperFn,
+    Equals,
+    GetAtt,
+    If,
+    Not,
+    Output,
+    Parameter,
+    Ref,
+    Sub,
+    Template,
+    events,
+    iam,
+    sns,
+)
+
+from loginwatch_org.config import Config
+
+# The IAM path of the watch functions' execution roles (the watch template puts its NotifierRole there).
+# Only roles on this path, in accounts of this organisation, may assume the sending role.
+WATCH_ROLE_PATH = "/loginwatch/"
+# The environment variable that tells a watch function which role to assume to send.
+MAIL_ROLE_ENVIRONMENT = "MAIL_ROLE_ARN"
+
+ORGANIZATION_PARAMETER = "OrganizationId"
+SENDER_PARAMETER = "Sender"
+SES_IDENTITY_PARAMETER = "SesIdentityArn"
+CONFIGURATION_SET_PARAMETER = "ConfigurationSetName"
+
+ALARM_STATE_CHANGE = "CloudWatch Alarm State Change"
+# Role chaining (a Lambda role's session assuming another role) caps the session at one hour.
+# https://docs.aws.amazon.com/STS/latest/APIReference/API_AssumeRole.html (DurationSeconds)
+SESSION_SECONDS = 3600
+
+
+def mail_role_name(config: Config) -> str:
+    """The sending role's name: fixed, so every watch can name its ARN without reading the mail stack."""
+    return f"{config.stack_set.name[:52]}-mail-sender"  # IAM role names hold at most 64 characters
+
+
+def mail_role_arn(config: Config) -> str | None:
+    """The role watch functions assume to send (``MAIL_ROLE_ARN``); None without a mail account."""
+    delivery = config.delivery
+    if delivery.mail_account is None:
+        return None
+    return f"arn:{delivery.identity_partition}:iam::{delivery.mail_account}:role/{mail_role_name(config)}"
+
+
+def alarm_bus_name(config: Config) -> str:
+    return f"{config.stack_set.name}-dead-letter-alarms"
+
+
+def alarm_bus_arn(config: Config) -> str | None:
+    """The event bus every account's dead-letter alarm is forwarded to; None without a mail account."""
+    delivery = config.delivery
+    if delivery.mail_account is None or delivery.identity_region is None:
+        return None
+    return (
+        f"arn:{delivery.identity_partition}:events:{delivery.identity_region}:{delivery.mail_account}:"
+        f"event-bus/{alarm_bus_name(config)}"
+    )
+
+
+def mail_region(config: Config) -> str | None:
+    """Where the mail stack is deployed: the Region of the SES identity it sends from."""
+    return config.delivery.identity_region if config.delivery.mail_account is not None else None
+
+
+def alarm_recipients(config: Config) -> tuple[str, ...]:
+    """Who is emailed when an alert is dead-lettered anywhere: ``delivery.alarm_recipients`` or the defaults."""
+    return tuple(config.delivery.alarm_recipients or config.defaults.recipients)
+
+
+def sending_setup(config: Config) -> str:
+    """One paragraph for ``validate`` and ``doctor``: who sends, and what must be true in SES for it to work."""
+    delivery = config.delivery
+    regions = ", ".join(config.stack_set.regions)
+    if delivery.mail_account is None:
+        if delivery.ses_identity_arn:
+            where = (
+                f"through the identity {delivery.ses_identity_arn} (sending authorization, Region "
+                f"{delivery.identity_region}); its owner must allow every member account to send for it"
+            )
+        else:
+            where = f"from {delivery.sender} verified in its own SES in each watched Region ({regions})"
+        return (
+            f"Each member account sends its own alerts {where}. SES production access is per account and Region, "
+            "and every member account needs it (sending authorization does not avoid this): until then SES "
+            "refuses mail to unverified recipients and alerts are dead-lettered. For more than a few accounts, "
+            "set delivery.mail_account so that one account sends for all."
+        )
+    configuration = (
+        f" Sends are also authorized on its configuration set {delivery.configuration_set}."
+        if delivery.configuration_set
+        else " If that identity has a default configuration set, name it in delivery.configuration_set."
+    )
+    return (
+        f"The mail account {delivery.mail_account} sends every alert as {delivery.sender} from the SES identity "
+        f"{delivery.ses_identity_arn}: verify that identity there, in {delivery.identity_region}, and request SES "
+        f"production access for that account in {delivery.identity_region} only; member accounts need neither. "
+        f"Watch functions assume {mail_role_arn(config)}, which only roles on {WATCH_ROLE_PATH} in accounts of "
+        f"this organisation may assume.{configuration} Alerts that cannot be delivered in any account are emailed "
+        f"to {', '.join(alarm_recipients(config))}; each of them confirms SNS's subscription email once."
+    )
+
+
+def mail_parameters(config: Config, organization_id: str) -> dict[str, str]:
+    """The stack's parameter values; the organisation id comes from Organizations (DescribeOrganization)."""
+    return {
+        ORGANIZATION_PARAMETER: organization_id,
+        SENDER_PARAMETER: config.delivery.sender,
+        SES_IDENTITY_PARAMETER: config.delivery.ses_identity_arn or "",
+        CONFIGURATION_SET_PARAMETER: config.delivery.configuration_set or "",
+    }
+
+
+def _recipient_id(address: str) -> str:
+    # Stable per address, so adding or removing one person never re-subscribes the others.
+    return "AlarmRecipient" + hashlib.sha256(address.lower().encode("utf-8")).hexdigest()[:12]
+
+
+def build_mail_template(config: Config) -> Template:
+    template = Template(
+        Description=(
+            "loginwatch-org mail account: the role every member account's watch assumes to send its alerts "
+            "with this account's SES, and the email to people when an alert could not be delivered."
+        )
+    )
+    template.set_version("2010-09-09")
+
+    organization = template.add_parameter(
+        Parameter(
+            ORGANIZATION_PARAMETER,
+            Type="String",
+            Description="The AWS Organizations id (o-...) whose watch functions may send and report.",
+            AllowedPattern=r"^o-[a-z0-9]{10,32}$",
+        )
+    )
+    sender = template.add_parameter(
+        Parameter(
+            SENDER_PARAMETER,
+            Type="String",
+            Description="The only From address the sending role may use.",
+            Default=config.delivery.sender,
+            AllowedPattern=r"^[^,\s@]+@[^,\s@]+$",
+        )
+    )
+    identity_options: dict[str, Any] = {}
+    if config.delivery.ses_identity_arn:
+        identity_options["Default"] = config.delivery.ses_identity_arn
+    identity = template.add_parameter(
+        Parameter(
+            SES_IDENTITY_PARAMETER,
+            Type="String",
+            Description="The SES identity (address or domain) verified in this account, in this Region.",
+            AllowedPattern=r"^arn:aws[a-z-]*:ses:[a-z0-9-]+:\d{12}:identity/.+$",
+            **identity_options,
+        )
+    )
+    configuration_set = template.add_parameter(
+        Parameter(
+            CONFIGURATION_SET_PARAMETER,
+            Type="String",
+            Description="The identity's default configuration set, if it has one (SES authorizes sends on it too).",
+            Default=config.delivery.configuration_set or "",
+            AllowedPattern=r"^[A-Za-z0-9_-]{0,64}$",
+        )
+    )
+    template.add_condition("HasConfigurationSet", Not(Equals(Ref(configuration_set), "")))
+
+    send_resources: list[AWSHelperFn] = [
+        Ref(identity),
+        If(
+            "HasConfigurationSet",
+            # An identity's default configuration set applies to every send from it, and SES then also
+            # authorizes the send on the configuration set resource: without it, AccessDenied on
+            # ".../configuration-set/NAME" (reported in https://github.com/aws/aws-cdk/issues/34402).
+            # https://docs.aws.amazon.com/ses/latest/dg/managing-configuration-sets.html#default-config-sets
+            Sub(
+                "arn:${AWS::Partition}:ses:${AWS::Region}:${AWS::AccountId}:configuration-set/"
+                "${" + CONFIGURATION_SET_PARAMETER + "}"
+            ),
+            Ref("AWS::NoValue"),
+        ),
+    ]
+    watch_roles = "arn:${AWS::Partition}:iam::*:role" + WATCH_ROLE_PATH + "*"
+    role = template.add_resource(
+        iam.Role(
+            "MailSenderRole",
+            RoleName=mail_role_name(config),
+            Description="Assumed by loginwatch watch functions of this organisation to email sign-in alerts.",
+            MaxSessionDuration=SESSION_SECONDS,
+            AssumeRolePolicyDocument={
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        # aws:PrincipalOrgID: the caller's account belongs to this organisation.
+                        # aws:PrincipalArn: for a role session it is the role's ARN (with its path), so only
+                        # the watch functions' roles qualify, not every principal of every account.
+                        # https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_condition-keys.html#condition-keys-principalorgid
+                        # https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_condition-keys.html#condition-keys-principalarn
+                        "Sid": "WatchFunctionsOfThisOrganisationOnly",
+                        "Effect": "Allow",
+                        "Principal": {"AWS": "*"},
+                        "Action": "sts:AssumeRole",
+                        "Condition": {
+                            "StringEquals": {"aws:PrincipalOrgID": Ref(organization)},
+                            "ArnLike": {"aws:PrincipalArn": Sub(watch_roles)},
+                        },
+                    }
+                ],
+            },
+            Policies=[
+                iam.Policy(
+                    PolicyName="send-sign-in-alerts",
+                    PolicyDocument={
+                        "Version": "2012-10-17",
+                        "Statement": [
+                            {
+                                "Sid": "SendAsTheConfiguredSenderOnly",
+                                "Effect": "Allow",
+                                "Action": ["ses:SendEmail", "ses:SendRawEmail"],
+                                "Resource": send_resources,
+                                "Condition": {"StringEquals": {"ses:FromAddress": Ref(sender)}},
+                            }
+                        ],
+                    },
+                )
+            ],
+        )
+    )
+
+    # The bus is named by its fixed name rather than Ref (ordering comes from GetAtt and DependsOn): the sandbox's
+    # emulator resolves a Ref to an event bus to an object, not to its name as CloudFormation does.
+    bus = template.add_resource(events.EventBus("DeadLetterAlarmBus", Name=alarm_bus_name(config)))
+    template.add_resource(
+        events.EventBusPolicy(
+            "DeadLetterAlarmBusPolicy",
+            EventBusName=alarm_bus_name(config),
+            StatementId="organisation-dead-letter-alarms",
+            Statement={
+                "Sid": "organisation-dead-letter-alarms",
+                "Effect": "Allow",
+                "Principal": "*",
+                "Action": "events:PutEvents",
+                "Resource": GetAtt(bus, "Arn"),
+                "Condition": {"StringEquals": {"aws:PrincipalOrgID": Ref(organization)}},
+            },
+        )
+    )
+    topic = template.add_resource(
+        sns.Topic("DeadLetterAlarmTopic", DisplayName="loginwatch: a sign-in alert could not be delivered")
+    )
+    rule = template.add_resource(
+        events.Rule(
+            "DeadLetterAlarmRule",
+            Description="Any account's loginwatch dead-letter alarm going into ALARM, to the alarm recipients.",
+            DependsOn=[bus.title],
+            EventBusName=alarm_bus_name(config),
+            State="ENABLED",
+            EventPattern={
+                # Only events EventBridge itself produced: PutEvents callers cannot claim an aws.* source.
+                "source": ["aws.cloudwatch"],
+                "detail-type": [ALARM_STATE_CHANGE],
+                "detail": {"state": {"value": ["ALARM"]}},
+            },
+            Targets=[
+                events.Target(
+                    Id="alarm-recipients",
+                    Arn=Ref(topic),
+                    RetryPolicy=events.RetryPolicy(MaximumRetryAttempts=185, MaximumEventAgeInSeconds=86400),
+                    InputTransformer=events.InputTransformer(
+                        InputPathsMap={
+                            "account": "$.account",
+                            "region": "$.region",
+                            "alarm": "$.detail.alarmName",
+                            "time": "$.time",
+                        },
+                        InputTemplate=(
+                            '"A console sign-in alert could not be delivered in AWS account <account> (<region>). '
+                            "It waits in that account's loginwatch dead-letter queue, whose alarm <alarm> went into "
+                            "ALARM at <time>. Fix the cause (most often SES: the identity, production access or "
+                            'the sending role), then read or replay the messages in the queue."'
+                        ),
+                    ),
+                )
+            ],
+        )
+    )
+    template.add_resource(
+        sns.TopicPolicy(
+            "DeadLetterAlarmTopicPolicy",
+            Topics=[Ref(topic)],
+            PolicyDocument={
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Sid": "OnlyTheAlarmRulePublishes",
+                        "Effect": "Allow",
+                        "Principal": {"Service": "events.amazonaws.com"},
+                        "Action": "sns:Publish",
+                        "Resource": Ref(topic),
+                        "Condition": {"ArnEquals": {"aws:SourceArn": GetAtt(rule, "Arn")}},
+                    }
+                ],
+            },
+        )
+    )
+    for address in sorted(alarm_recipients(config), key=str.lower):
+        # Each person confirms once, from the email SNS sends; until then nothing reaches them.
+        template.add_resource(
+            sns.SubscriptionResource(_recipient_id(address), TopicArn=Ref(topic), Protocol="email", Endpoint=address)
+        )
+
+    template.add_output(Output("MailSenderRoleArn", Value=GetAtt(role, "Arn")))
+    template.add_output(Output("DeadLetterAlarmBusArn", Value=GetAtt(bus, "Arn")))
+    template.add_output(Output("DeadLetterAlarmTopicArn", Value=Ref(topic)))
+    return template
+
+
+def add_alarm_forwarding(
+    template: Template, alarm: AWSHelperFn | str, bus_arn: AWSHelperFn | str, condition: str | None = None
+) -> events.Rule:
+    """Member side: forward ``alarm``'s (the logical id, or a ``Ref``) ALARM state changes to the mail account's bus.
+
+    A target bus whose policy admits the organisation rather than named accounts needs a role in the sending
+    account that may put events on it.
+    https://docs.aws.amazon.com/eventbridge/latest/APIReference/API_PutPermission.html
+    """
+    alarm_name = alarm if isinstance(alarm, str) else alarm.data["Ref"]
+    options: dict[str, Any] = {"Condition": condition} if condition else {}
+    role = template.add_resource(
+        iam.Role(
+            "DeadLetterAlarmForwarderRole",
+            AssumeRolePolicyDocument={
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Principal": {"Service": "events.amazonaws.com"},
+                        "Action": "sts:AssumeRole",
+                        "Condition": {"StringEquals": {"aws:SourceAccount": Ref("AWS::AccountId")}},
+                    }
+                ],
+            },
+            Policies=[
+                iam.Policy(
+                    PolicyName="forward-dead-letter-alarm",
+                    PolicyDocument={
+                        "Version": "2012-10-17",
+                        "Statement": [
+                            {
+                                "Sid": "ToTheMailAccountAlarmBusOnly",
+                                "Effect": "Allow",
+                                "Action": "events:PutEvents",
+                                "Resource": bus_arn,
+                            }
+                        ],
+                    },
+                )
+            ],
+            **options,
+        )
+    )
+    rule: events.Rule = template.add_resource(
+        events.Rule(
+            "DeadLetterAlarmForwarding",
+            Description="This account's dead-letter alarm going into ALARM, to the mail account's alarm bus.",
+            State="ENABLED",
+            EventPattern={
+                "source": ["aws.cloudwatch"],
+                "detail-type": [ALARM_STATE_CHANGE],
+                "resources": [GetAtt(alarm_name, "Arn")],
+                "detail": {"state": {"value": ["ALARM"]}},
+            },
+            Targets=[events.Target(Id="mail-account-alarm-bus", Arn=bus_arn, RoleArn=GetAtt(role, "Arn"))],
+            **options,
+        )
+    )
+    return rule
