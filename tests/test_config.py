@@ -204,7 +204,8 @@ def test_every_unknown_key_at_every_level_is_reported_with_its_line(write_config
     assert [problem.split(": ", 1)[1] for problem in found] == [
         "stack_set.operation_preferences.max_concurent: unknown key 'max_concurent'; "
         "did you mean max_concurrent_percentage?",
-        "delivery.colour: unknown key 'colour'; valid keys here: sender, ses_identity_arn, alarm_topic_arn",
+        "delivery.colour: unknown key 'colour'; valid keys here: sender, ses_identity_arn, alarm_topic_arn, "
+        "mail_account, configuration_set, alarm_recipients",
         "accounts[2].recipents: unknown key 'recipents'; did you mean recipients?",
         "extra_section: unknown key 'extra_section'; valid keys here: stack_set, delivery, defaults, "
         "management_account, accounts",

@@ -253,7 +253,7 @@ def test_rollout_waits_for_a_foreign_operation_before_planning() -> None:
 def cli_double(monkeypatch: pytest.MonkeyPatch) -> StackSetsDouble:
     fake = StackSetsDouble(organization(COUNT), MANAGEMENT_ACCOUNT, polls_per_state=1)
 
-    def client(target: session.AwsTarget, service: str) -> Any:
+    def client(target: session.AwsTarget, service: str, progress: Any = None) -> Any:
         return fake.client() if service == "cloudformation" else None
 
     monkeypatch.setattr(session, "client", client)
