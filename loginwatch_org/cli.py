@@ -351,6 +351,44 @@ def remove(
         _fail("some instances could not be deleted (see above); run remove again after fixing the cause")
 
 
+@app.command()
+def doctor(
+    config: ConfigOption = DEFAULT_CONFIG_PATH,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+    member_role: Annotated[
+        str, typer.Option(help="Role assumed in other accounts to read their SES, Regions and roles.")
+    ] = "OrganizationAccountAccessRole",
+    profile: ProfileOption = None,
+    region: RegionOption = None,
+    endpoint_url: EndpointOption = None,
+    sandbox: SandboxOption = False,
+) -> None:
+    """Check, read-only, what real AWS needs for alerts to arrive; exit 1 unless every check passes."""
+    from loginwatch_org.aws.prerequisites import gather
+    from loginwatch_org.aws.session import AwsTarget
+    from loginwatch_org.doctor import all_passed, evaluate, render_json, render_text
+    from loginwatch_org.errors import LoginwatchError
+
+    loaded = _load(config)
+    try:
+        if sandbox:
+            from loginwatch_org.sandbox.control import sandbox_target
+
+            with sandbox_target(loaded, progress=_note) as target:
+                facts = gather(loaded, target, member_role)
+        else:
+            target = AwsTarget(
+                profile=profile, region=region or loaded.stack_set.admin_region, endpoint_url=endpoint_url
+            )
+            facts = gather(loaded, target, member_role)
+    except LoginwatchError as error:
+        _fail(str(error), error.exit_code)
+    results = evaluate(loaded, facts)
+    typer.echo(render_json(results) if as_json else render_text(results))
+    if not all_passed(results):
+        raise typer.Exit(EXIT_ERROR)
+
+
 sandbox_app = typer.Typer(help="A local AWS emulator on 127.0.0.1 holding the config's organisation.")
 app.add_typer(sandbox_app, name="sandbox")
 

@@ -79,6 +79,8 @@ from moto.sts.models import sts_backends
 from moto.utilities.arns import parse_arn
 from moto.utilities.utils import get_partition
 
+from loginwatch_org.sandbox import prerequisites
+
 __all__ = [
     "STACKSETS_SERVICE_PRINCIPAL",
     "apply",
@@ -210,6 +212,7 @@ def _patches() -> list[_Patch]:
         _Patch(LambdaFunction, "_invoke_lambda", lambda _: _invoke_lambda),
         _Patch(EmailResponse, "send_email", _make_ses_v1_send_email),
         _Patch(SESV2Response, "send_email", _make_ses_v2_send_email),
+        *(_Patch(*patch) for patch in prerequisites.PATCHES),
     ]
 
 
