@@ -114,9 +114,22 @@ def _failed(check: str, detail: str, fix: str) -> CheckResult:
     return CheckResult(check, "fail", detail, fix)
 
 
-def _unknown(check: str, reasons: Iterable[str], fix: str) -> CheckResult:
+def _unknown(check: str, reasons: Iterable[str], actions: str) -> CheckResult:
+    """A check whose facts could not be read: the fix is the access that reads them."""
     unique = list(dict.fromkeys(reasons))
+    fix = (
+        f"allow {actions} to the caller (in other accounts: to the role --member-role names, which the caller must "
+        "be able to assume), then run doctor again"
+    )
     return CheckResult(check, "cannot-check", "; ".join(unique), fix)
+
+
+def _grouped(unknown: Iterable[tuple[str, Unknown]]) -> list[str]:
+    """One line per reason, naming where it applies: many accounts usually share one reason."""
+    where: dict[str, list[str]] = {}
+    for place, fact in unknown:
+        where.setdefault(fact.reason, []).append(place)
+    return [f"{_named(places)}: {reason}" for reason, places in where.items()]
 
 
 def _named(items: Iterable[str]) -> str:
@@ -150,7 +163,7 @@ def check_trusted_access(config: Config, facts: Facts) -> CheckResult | None:
         f"(console: CloudFormation > StackSets > Activate trusted access), region {config.stack_set.admin_region}"
     )
     if isinstance(facts.trusted_access, Unknown):
-        return _unknown(name, [facts.trusted_access.reason], fix)
+        return _unknown(name, [facts.trusted_access.reason], "cloudformation:DescribeOrganizationsAccess")
     if facts.trusted_access:
         return _passed(name, "activated: StackSets can deploy to the organisation's accounts")
     return _failed(name, "not activated: a service-managed stack set cannot be created or deploy instances", fix)
@@ -169,7 +182,7 @@ def check_delegated_admin(config: Config, facts: Facts) -> CheckResult | None:
         f"--service-principal {STACKSETS_SERVICE_PRINCIPAL} --account-id {facts.caller_account}"
     )
     if isinstance(facts.delegated_admins, Unknown):
-        return _unknown(name, [facts.delegated_admins.reason], fix)
+        return _unknown(name, [facts.delegated_admins.reason], "organizations:ListDelegatedAdministrators")
     if facts.caller_account in facts.delegated_admins:
         return _passed(name, f"{facts.caller_account} is registered for StackSets")
     registered = _named(sorted(facts.delegated_admins)) or "none"
@@ -196,7 +209,7 @@ def check_administration_role(config: Config, facts: Facts) -> CheckResult | Non
         "CAPABILITY_NAMED_IAM (or set stack_set.administration_role_arn to the role you use)"
     )
     if isinstance(facts.administration_role, Unknown):
-        return _unknown(name, [facts.administration_role.reason], fix)
+        return _unknown(name, [facts.administration_role.reason], "iam:GetRole")
     if facts.administration_role:
         return _passed(name, f"role {role} exists in {facts.caller_account}")
     return _failed(name, f"role {role} does not exist in {facts.caller_account}", fix)
@@ -223,8 +236,7 @@ def check_execution_roles(config: Config, facts: Facts) -> CheckResult | None:
     if missing:
         return _failed(name, f"role {role} is missing in {len(missing)} account(s): {_named(missing)}", fix)
     if unknown:
-        reasons = [f"{account}: {fact.reason}" for account, fact in sorted(unknown.items())]
-        return _unknown(name, reasons[:NAMED_ACCOUNTS], fix)
+        return _unknown(name, _grouped(sorted(unknown.items(), key=lambda item: item[0])), "iam:GetRole")
     return _passed(name, f"role {role} exists in all {len(facts.execution_roles)} watched account(s)")
 
 
@@ -252,7 +264,11 @@ def check_cloudtrail(config: Config, facts: Facts) -> CheckResult:
         "Trails > Create trail, 'Enable for all accounts in my organization', management events Read and Write)"
     )
     if isinstance(facts.trails, Unknown):
-        return _unknown(name, [facts.trails.reason], fix)
+        return _unknown(
+            name,
+            [facts.trails.reason],
+            "cloudtrail:DescribeTrails, cloudtrail:GetTrailStatus and cloudtrail:GetEventSelectors",
+        )
     others = [a for a in watched_accounts(config) if a != facts.caller_account]
     reasons: list[str] = []
     usable: list[Trail] = []
@@ -277,7 +293,9 @@ def check_cloudtrail(config: Config, facts: Facts) -> CheckResult:
         names = ", ".join(sorted({t.name for t in usable}))
         return _passed(name, f"{names} logs management events of every watched account in {', '.join(regions)}")
     if reasons:
-        return _unknown(name, reasons, fix)
+        return _unknown(
+            name, reasons, "cloudtrail:DescribeTrails, cloudtrail:GetTrailStatus and cloudtrail:GetEventSelectors"
+        )
     seen = ", ".join(
         f"{t.name} ({'multi-Region' if t.multi_region else t.home_region}"
         f"{', organisation' if t.organization else ''}"
@@ -299,16 +317,17 @@ def _per_sender(
     good: str,
     bad: str,
     fix: str,
+    actions: str,
 ) -> CheckResult | None:
     relevant = [(s, value(s)) for s in facts.ses if value(s) is not None]
     if not relevant:
         return None
     failing = [f"{s.account}/{s.region}" for s, v in relevant if v is False]
-    unknown = [f"{s.account}/{s.region}: {v.reason}" for s, v in relevant if isinstance(v, Unknown)]
+    unknown = _grouped((f"{s.account}/{s.region}", v) for s, v in relevant if isinstance(v, Unknown))
     if failing:
         return _failed(name, f"{bad} in {len(failing)} account/Region(s): {_named(failing)}", fix)
     if unknown:
-        return _unknown(name, unknown[:NAMED_ACCOUNTS], fix)
+        return _unknown(name, unknown, actions)
     return _passed(name, f"{good} in {_named(sorted({f'{s.account}/{s.region}' for s, _ in relevant}))}")
 
 
@@ -329,6 +348,7 @@ def check_ses_identity(config: Config, facts: Facts) -> CheckResult | None:
         f"{identity} is verified for sending",
         f"{identity} is not verified for sending",
         fix,
+        "sesv2:GetEmailIdentity",
     )
 
 
@@ -357,6 +377,7 @@ def check_ses_production(config: Config, facts: Facts) -> CheckResult | None:
         "production access and sending enabled",
         "in the SES sandbox (mail to unverified recipients is rejected) or sending paused",
         fix,
+        "sesv2:GetAccount",
     )
 
 
@@ -383,6 +404,7 @@ def check_ses_authorization(config: Config, facts: Facts) -> CheckResult | None:
         "a policy allows ses:SendEmail through the identity",
         "no sending-authorization policy allows ses:SendEmail",
         fix,
+        "sesv2:GetEmailIdentity",
     )
 
 
@@ -406,7 +428,7 @@ def check_alarm_action(config: Config, facts: Facts) -> CheckResult:
         )
     arn = config.delivery.alarm_topic_arn
     if isinstance(topic, Unknown):
-        return _unknown(name, [topic.reason], fix)
+        return _unknown(name, [topic.reason], "sns:GetTopicAttributes")
     if topic is None:
         return _passed(name, f"alarms publish to {arn}")
     if not topic.exists:
@@ -433,11 +455,11 @@ def check_regions_enabled(config: Config, facts: Facts) -> CheckResult | None:
     if not facts.region_status:
         return None
     disabled: list[str] = []
-    unknown: list[str] = []
+    unknown: list[tuple[str, Unknown]] = []
     for account, statuses in sorted(facts.region_status.items()):
         for region, status in sorted(statuses.items()):
             if isinstance(status, Unknown):
-                unknown.append(f"{account}: {status.reason}")
+                unknown.append((f"{account}/{region}", status))
             elif status not in ENABLED_REGION_STATUSES:
                 disabled.append(f"{account}/{region} ({status})")
     fix = (
@@ -447,7 +469,7 @@ def check_regions_enabled(config: Config, facts: Facts) -> CheckResult | None:
     if disabled:
         return _failed(name, f"{len(disabled)} account/Region(s) not enabled: {_named(disabled)}", fix)
     if unknown:
-        return _unknown(name, unknown[:NAMED_ACCOUNTS], fix)
+        return _unknown(name, _grouped(unknown), "account:ListRegions")
     return _passed(
         name,
         f"{', '.join(watched_regions(config))} enabled in all {len(facts.region_status)} watched account(s)",

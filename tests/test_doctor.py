@@ -119,6 +119,7 @@ def test_trusted_access(config: Config) -> None:
     assert "aws cloudformation activate-organizations-access" in off.fix
     denied = _one(check_trusted_access(config, replace(facts, trusted_access=Unknown("AccessDenied: no"))))
     assert (denied.status, denied.detail) == ("cannot-check", "AccessDenied: no")
+    assert "allow cloudformation:DescribeOrganizationsAccess to the caller" in denied.fix
 
 
 def test_delegated_admin_only_with_call_as_delegated_admin(write_config: Callable[[str], Path]) -> None:
@@ -170,7 +171,7 @@ def test_self_managed_roles(write_config: Callable[[str], Path]) -> None:
     assert missing.status == "fail"
     assert MEMBERS[1] in missing.detail and MEMBERS[0] not in missing.detail
     assert f"ParameterValue={MANAGEMENT}" in missing.fix
-    unreadable = {MEMBERS[0]: True, MEMBERS[1]: Unknown("cannot assume the role")}
+    unreadable: dict[str, bool | Unknown] = {MEMBERS[0]: True, MEMBERS[1]: Unknown("cannot assume the role")}
     unknown = _one(check_execution_roles(config, replace(facts, execution_roles=unreadable)))
     assert unknown.status == "cannot-check"
     assert f"{MEMBERS[1]}: cannot assume the role" in unknown.detail
@@ -239,6 +240,7 @@ def test_ses_identity_and_production_access(config: Config) -> None:
     )
     assert _one(check_ses_identity(config, unknown)).status == "cannot-check"
     assert _one(check_ses_production(config, unknown)).detail == f"{MEMBERS[1]}/us-east-1: cannot assume"
+    assert "allow sesv2:GetAccount" in _one(check_ses_production(config, unknown)).fix
 
 
 def test_ses_sending_authorization_only_with_an_identity_arn(

@@ -90,9 +90,7 @@ class Reader:
             sts = self.client(self.caller_account, "sts", self._target.region or ACCOUNT_API_REGION)
             credentials = sts.assume_role(RoleArn=role_arn, RoleSessionName="loginwatch-org-doctor")["Credentials"]
         except Exception as error:  # any failure leaves this account unreadable, with the reason
-            return _NoAccess(
-                f"cannot assume {role_arn} ({_why(error)}); pass --member-role or run with its credentials"
-            )
+            return _NoAccess(f"cannot assume role {self._member_role} ({_why(error)})")
         return AwsTarget(
             region=self._target.region,
             endpoint_url=self._target.endpoint_url,

@@ -16,6 +16,9 @@ Organizations service access and delegated administrators. Added here:
   AWS endpoints are confirmed at once, email and HTTP(S) stay pending until the endpoint confirms.
   https://docs.aws.amazon.com/sns/latest/api/API_GetTopicAttributes.html
   https://docs.aws.amazon.com/sns/latest/dg/SendMessageToHttp.confirm.html
+* STS ``AssumeRole`` of a role that does not exist is refused (moto hands out credentials for any ARN), so a
+  wrong ``--member-role`` is "cannot-check" in the sandbox as on AWS.
+  https://docs.aws.amazon.com/STS/latest/APIReference/API_AssumeRole.html
 * A new trail logs management events (read and write) until its event selectors say otherwise, as AWS does;
   moto reports no selector at all.
   https://docs.aws.amazon.com/awscloudtrail/latest/userguide/logging-management-events-with-cloudtrail.html
@@ -41,6 +44,8 @@ from moto.ses.models import EmailIdentity
 from moto.sesv2 import urls as sesv2_urls
 from moto.sesv2.responses import SESV2Response
 from moto.sns.models import Topic
+from moto.sts.exceptions import STSClientError
+from moto.sts.models import STSBackend
 
 from loginwatch_org.config import AWS_REGIONS
 
@@ -145,6 +150,27 @@ _SESV2_PATHS: Final = {
 _verified_for_sending: Final = property(lambda self: self.verification_status == "SUCCESS", lambda self, value: None)
 
 
+def _make_assume_role(original: Any) -> Any:
+    @functools.wraps(original)
+    def assume_role(self: STSBackend, *args: Any, **kwargs: Any) -> Any:
+        from moto.iam.models import iam_backends
+        from moto.utilities.utils import get_partition
+
+        role_arn = str(kwargs["role_arn"] if "role_arn" in kwargs else args[2])
+        region_name = str(kwargs["region_name"] if "region_name" in kwargs else args[0])
+        account, path = role_arn.split(":", 5)[4:]
+        roles = iam_backends[account][get_partition(region_name)].roles.values()
+        if not any(role.arn == role_arn or role.name == path.rsplit("/", 1)[-1] for role in roles):
+            raise STSClientError(
+                "AccessDenied",
+                f"User: arn:aws:iam::{self.account_id}:user/sandbox is not authorized to perform: sts:AssumeRole "
+                f"on resource: {role_arn}",
+            )
+        return original(self, *args, **kwargs)
+
+    return assume_role
+
+
 #: (owner, attribute, make(original) -> replacement), the shape of ``behaviour``'s patches.
 PATCHES: Final[tuple[tuple[Any, str, Callable[[Any], Any]], ...]] = (
     (SESV2Response, "get_account", lambda _: _ses_get_account),
@@ -154,6 +180,7 @@ PATCHES: Final[tuple[tuple[Any, str, Callable[[Any], Any]], ...]] = (
     (AccountResponse, "list_regions", lambda _: _list_regions),
     (account_urls, "url_paths", lambda original: {**original, "{0}/listRegions$": AccountResponse.dispatch}),
     (Trail, "__init__", _make_trail_init),
+    (STSBackend, "assume_role", _make_assume_role),
     (Topic, "subscriptions_confimed", lambda _: _count_subscriptions(pending=False)),
     (Topic, "subscriptions_pending", lambda _: _count_subscriptions(pending=True)),
 )
