@@ -117,3 +117,45 @@ def test_doctor_says_what_it_cannot_read(sandbox: Workspace) -> None:
     assert "allow sesv2:GetAccount to the caller" in result.stdout
     assert "[PASS] CloudTrail trail for sign-in events" in result.stdout
     assert "[FAIL] Dead-letter alarm action: delivery.alarm_topic_arn is not set" in result.stdout
+
+
+def test_doctor_self_managed_with_sending_authorization(sandbox: Workspace) -> None:
+    identity_arn = f"arn:aws:ses:us-east-1:{MANAGEMENT}:identity/alerts@example.com"
+    text = Path(sandbox.config("example.yaml")).read_text(encoding="utf-8")
+    for old, new in [
+        ("permission_model: service-managed", "permission_model: self-managed"),
+        ("  organizational_units: [r-ab12]", ""),
+        ("  sender: alerts@example.com", f"  sender: alerts@example.com\n  ses_identity_arn: {identity_arn}"),
+    ]:
+        assert old in text
+        text = text.replace(old, new, 1)
+    config = sandbox.config(text=text)
+    state = sandbox.up(config)
+
+    def checks() -> dict[str, dict[str, str]]:
+        result = sandbox.run("doctor", "--sandbox", "--json", "-c", str(config))
+        assert result.returncode == 1, result.stdout + result.stderr  # the example config sets no alarm topic
+        return {c["check"]: c for c in json.loads(result.stdout)["checks"]}
+
+    before = checks()
+    assert "StackSets trusted access with Organizations" not in before
+    assert before["StackSets administration role"]["status"] == "pass"
+    assert before["StackSets execution roles"]["status"] == "pass"
+    # Mail is sent through the one identity, so SES is read there, not in each member account.
+    assert before["SES production access"]["detail"].endswith(f"in {MANAGEMENT}/us-east-1")
+    authorization = before["SES sending authorization"]
+    assert authorization["status"] == "fail"
+    assert "create-email-identity-policy --email-identity alerts@example.com" in authorization["fix"]
+
+    statement = {"Effect": "Allow", "Principal": "*", "Action": "ses:SendEmail", "Resource": identity_arn}
+    _client(state, "sesv2").create_email_identity_policy(
+        EmailIdentity="alerts@example.com",
+        PolicyName="organization",
+        Policy=json.dumps({"Version": "2012-10-17", "Statement": [statement]}),
+    )
+    _member_client(state, MEMBER, "iam").delete_role(RoleName="AWSCloudFormationStackSetExecutionRole")
+    after = checks()
+    assert after["SES sending authorization"]["status"] == "pass"
+    execution = after["StackSets execution roles"]
+    assert execution["status"] == "fail"
+    assert execution["detail"] == f"role AWSCloudFormationStackSetExecutionRole is missing in 1 account(s): {MEMBER}"

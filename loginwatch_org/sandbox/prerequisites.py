@@ -24,8 +24,9 @@ Organizations service access and delegated administrators. Added here:
   https://docs.aws.amazon.com/awscloudtrail/latest/userguide/logging-management-events-with-cloudtrail.html
 
 ``seed(spec)`` starts the sandbox passing: an organisation trail (multi-Region, logging) in the management
-account, production access in every account and Region of the organisation, and the configured opt-in Regions
-enabled. (The server already verifies the sender everywhere and activates StackSets trusted access.)
+account, production access in every account and Region of the organisation, the configured opt-in Regions
+enabled, and the self-managed StackSets roles. (The server already verifies the sender everywhere and
+activates StackSets trusted access.)
 ``PATCHES`` are installed by ``loginwatch_org.sandbox.behaviour`` with the others.
 """
 
@@ -215,8 +216,28 @@ def seed(spec: OrganizationSpec) -> None:
         tags_list=[],
     )
     cloudtrail.start_logging(ORGANIZATION_TRAIL)
+    _seed_stack_set_roles(management, spec.member_accounts)
     for account in accounts:
         for region in spec.regions:
             _production_access.add((account, region))
             if region not in DEFAULT_REGIONS:
                 _enabled_opt_in.setdefault(account, set()).add(region)
+
+
+def _seed_stack_set_roles(management: str, members: list[str]) -> None:
+    """The roles self-managed stack sets need, as AWS's templates create them: the administration role in the
+    management account (trusted by CloudFormation), the execution role in every member (trusted by it).
+    https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/stacksets-prereqs-self-managed.html
+    """
+    from moto.iam.models import iam_backends
+
+    def trust(principal: dict[str, str]) -> str:
+        statement = {"Effect": "Allow", "Principal": principal, "Action": "sts:AssumeRole"}
+        return json.dumps({"Version": "2012-10-17", "Statement": [statement]})
+
+    roles = [(management, "AWSCloudFormationStackSetAdministrationRole", {"Service": "cloudformation.amazonaws.com"})]
+    roles += [
+        (m, "AWSCloudFormationStackSetExecutionRole", {"AWS": f"arn:aws:iam::{management}:root"}) for m in members
+    ]
+    for account, name, principal in roles:
+        iam_backends[account]["aws"].create_role(name, trust(principal), "/", None, "", [], None)
