@@ -139,7 +139,9 @@ def gather(config: Config, target: AwsTarget, member_role: str = DEFAULT_MEMBER_
         trusted_access=_trusted_access(reader, config, admin_region) if service_managed else None,
         delegated_admins=_delegated_admins(reader, admin_region) if settings.call_as == "delegated-admin" else None,
         administration_role=None if service_managed else _administration_role(reader, config),
-        execution_roles=None if service_managed else {a: facts.execution_role for a, facts in per_account.items()},
+        execution_roles=None
+        if service_managed
+        else {a: facts.execution_role for a, facts in per_account.items() if facts.execution_role is not None},
         trails=_trails(reader, {admin_region, *regions}),
         ses=_ses_senders(reader, config, per_account),
         alarm_topic=_alarm_topic(reader, config),
@@ -210,7 +212,7 @@ def _administration_role(reader: Reader, config: Config) -> bool | Unknown:
 
 @dataclass(frozen=True)
 class _AccountFacts:
-    execution_role: bool | Unknown
+    execution_role: bool | Unknown | None  # None: service-managed, no execution role to look for
     regions: Mapping[str, str | Unknown]
     ses: tuple[SesSender, ...]
 
@@ -218,9 +220,7 @@ class _AccountFacts:
 def _account_facts(reader: Reader, config: Config, account: str) -> _AccountFacts:
     regions = watched_regions(config)
     self_managed = config.stack_set.permission_model == "self-managed"
-    execution_role = (
-        _role_exists(reader, account, config.stack_set.execution_role_name) if self_managed else Unknown("n/a")
-    )
+    execution_role = _role_exists(reader, account, config.stack_set.execution_role_name) if self_managed else None
     statuses = _region_statuses(reader, account, regions)
     senders: tuple[SesSender, ...] = ()
     if config.delivery.ses_identity_arn is None:
