@@ -61,6 +61,11 @@ class Reader:
         self._partition = partition
         self._member_role = member_role
         self._lock = threading.Lock()
+        # One boto3 session for every client: it loads each service model once (creating a client from a
+        # fresh session is several times slower, and doctor creates a few per watched account).
+        import boto3
+
+        self._session = boto3.Session(profile_name=None if target.access_key_id else target.profile)
         self._clients: dict[tuple[str, str, str], Any] = {}
         self._accounts: dict[str, AwsTarget | _NoAccess] = {caller_account: target}
 
@@ -69,9 +74,11 @@ class Reader:
         with self._lock:
             if key in self._clients:
                 return self._clients[key]
-        made = client(replace(self._account_target(account), region=region), service)
-        with self._lock:
-            return self._clients.setdefault(key, made)
+        account_target = replace(self._account_target(account), region=region)
+        with self._lock:  # a boto3 session is not thread-safe; its clients are
+            if key not in self._clients:
+                self._clients[key] = client(account_target, service, self._session)
+            return self._clients[key]
 
     def _account_target(self, account: str) -> AwsTarget:
         with self._lock:
