@@ -251,7 +251,8 @@ def check_cloudtrail(config: Config, facts: Facts) -> CheckResult:
     https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-service-event-cloudtrail.html
     A multi-Region trail logs in every enabled Region; a single-Region trail only in its home Region:
     https://docs.aws.amazon.com/awscloudtrail/latest/userguide/cloudtrail-create-and-update-a-trail-by-using-the-aws-cli-create-trail.html
-    An organisation trail logs the events of every account in the organisation:
+    An organisation trail (IsOrganizationTrail) applies to every account in the organisation; only the management
+    account can make one: https://docs.aws.amazon.com/awscloudtrail/latest/APIReference/API_CreateTrail.html,
     https://docs.aws.amazon.com/awscloudtrail/latest/userguide/creating-trail-organization.html
     """
     name = "CloudTrail trail for sign-in events"
