@@ -32,6 +32,7 @@ from loginwatch_org.cli_options import (
     SandboxOption,
     TemplateFormat,
     YesOption,
+    aws_target,
     clients_for,
     connect,
     load,
@@ -541,6 +542,33 @@ def _untouched(snapshot: Snapshot, removal: Plan) -> set[str]:
 
     touched = {a for step in removal.steps if isinstance(step, DeleteInstances) for a in step.accounts}
     return {instance.account_id for instance in snapshot.instances} - touched
+
+
+@app.command()
+@boundary
+def doctor(
+    config: ConfigOption = DEFAULT_CONFIG_PATH,
+    as_json: JsonOption = False,
+    member_role: Annotated[
+        str, typer.Option(help="Role assumed in other accounts to read their SES, Regions and roles.")
+    ] = "OrganizationAccountAccessRole",
+    profile: ProfileOption = None,
+    region: RegionOption = None,
+    endpoint_url: EndpointOption = None,
+    sandbox: SandboxOption = False,
+) -> None:
+    """Check, read-only, what real AWS needs for alerts to arrive; exit 1 unless every check passes."""
+    from loginwatch_org.aws.prerequisites import gather
+    from loginwatch_org.doctor import all_passed, evaluate, render_json, render_text
+
+    options = _aws_options(profile, region, endpoint_url, sandbox)
+    loaded = load(config)
+    with aws_target(loaded, options, note) as target:
+        facts = gather(loaded, target, member_role)
+    results = evaluate(loaded, facts)
+    typer.echo(render_json(results) if as_json else render_text(results))
+    if not all_passed(results):
+        raise typer.Exit(EXIT_ERROR)
 
 
 sandbox_app = typer.Typer(

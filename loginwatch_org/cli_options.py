@@ -95,8 +95,11 @@ def load(path: Path) -> Config:
 
 
 @contextmanager
-def connect(config: Config, options: AwsOptions, progress: Callable[[str], None] | None = None) -> Iterator[Clients]:
-    """Ready clients for the real AWS, or for the sandbox (started for this command if none is up)."""
+def aws_target(
+    config: Config, options: AwsOptions, progress: Callable[[str], None] | None = None
+) -> Iterator[AwsTarget]:
+    """Where the command's AWS calls go: the real AWS as the options say, or the sandbox (started for this
+    command if none is up)."""
     from loginwatch_org.aws.session import AwsTarget
 
     options.check()
@@ -104,15 +107,21 @@ def connect(config: Config, options: AwsOptions, progress: Callable[[str], None]
         from loginwatch_org.sandbox.control import sandbox_target
 
         with sandbox_target(config, progress=progress) as target:
-            yield clients_for(target, progress)
+            yield target
         return
     # The stack set lives in one administrator region: a caller's default region must not pick another.
-    target = AwsTarget(
+    yield AwsTarget(
         profile=options.profile,
         region=options.region or config.stack_set.admin_region,
         endpoint_url=options.endpoint_url,
     )
-    yield clients_for(target, progress)
+
+
+@contextmanager
+def connect(config: Config, options: AwsOptions, progress: Callable[[str], None] | None = None) -> Iterator[Clients]:
+    """Ready clients for the command's AWS target."""
+    with aws_target(config, options, progress) as target:
+        yield clients_for(target, progress)
 
 
 def clients_for(target: AwsTarget, progress: Callable[[str], None] | None = None) -> Clients:

@@ -38,18 +38,21 @@ class AwsTarget:
     session_token: str | None = None
 
 
-def client(target: AwsTarget, service: str, progress: Progress | None = None) -> Any:
+def client(target: AwsTarget, service: str, progress: Progress | None = None, session: Any = None) -> Any:
+    """A client for ``target``; pass one boto3 ``session`` to build many clients (it caches service models),
+    and ``target``'s explicit keys, if any, are given to the client instead."""
     import boto3  # lazily: --help, validate and export must start without it
     from botocore.config import Config as BotoConfig
 
-    if target.access_key_id:
+    shared = session is not None
+    if not shared and target.access_key_id:
         session = boto3.Session(
             aws_access_key_id=target.access_key_id,
             aws_secret_access_key=target.secret_access_key,
             aws_session_token=target.session_token,
             region_name=target.region,
         )
-    else:
+    elif not shared:
         session = boto3.Session(profile_name=target.profile, region_name=target.region)
     region = target.region or session.region_name or DEFAULT_ADMIN_REGION
     config = BotoConfig(
@@ -63,6 +66,12 @@ def client(target: AwsTarget, service: str, progress: Progress | None = None) ->
     kwargs: dict[str, Any] = {"region_name": region, "config": config}
     if target.endpoint_url:
         kwargs["endpoint_url"] = target.endpoint_url
+    if shared and target.access_key_id:
+        kwargs.update(
+            aws_access_key_id=target.access_key_id,
+            aws_secret_access_key=target.secret_access_key,
+            aws_session_token=target.session_token,
+        )
     made = session.client(service, **kwargs)
     if progress is not None:
         progress(f"using {service} at {made.meta.endpoint_url} (region {region})")

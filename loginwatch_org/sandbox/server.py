@@ -181,6 +181,7 @@ def seed_organization(spec: OrganizationSpec) -> None:
     from moto.ses.models import ses_backends
     from moto.utilities.utils import get_partition
 
+    from loginwatch_org.sandbox.behaviour import prerequisites
     from loginwatch_org.sandbox.behaviour.stacksets import STACKSETS_SERVICE_PRINCIPAL
 
     partition = get_partition(DEFAULT_REGION)
@@ -225,6 +226,7 @@ def seed_organization(spec: OrganizationSpec) -> None:
         for account in [spec.management_account, *members]:
             for region in spec.regions:
                 ses_backends[account][region].verify_email_identity(spec.sender)
+    prerequisites.seed(spec)
 
 
 def _account_alias(name: str) -> str | None:

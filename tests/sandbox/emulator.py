@@ -228,6 +228,8 @@ class Sandbox:
 
     def member(self, account: str) -> boto3.Session:
         """Credentials in ``account`` the way the product gets them: assume the member role."""
+        if account == self.state["management_account"]:
+            return self.management()  # AWS creates the member role in member accounts only
         sts = self.management().client("sts", endpoint_url=self.endpoint_url)
         role = f"arn:aws:iam::{account}:role/{self.state['member_role_name']}"
         credentials = sts.assume_role(RoleArn=role, RoleSessionName="sandbox-test")["Credentials"]

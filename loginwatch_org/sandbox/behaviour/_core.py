@@ -25,6 +25,7 @@ SERVICES: Final = (
     "sns",
     "lambda_runner",
     "ses",
+    "prerequisites",
 )
 
 _F = TypeVar("_F", bound=Callable[..., Any])
