@@ -18,8 +18,8 @@ from moto.sts.models import sts_backends
 
 from loginwatch_org import notifier
 from loginwatch_org.config import Config, load_config
-from loginwatch_org.sandbox import mail_account
-from loginwatch_org.sandbox.mail_account import Caller, assume_role_allowed
+from loginwatch_org.sandbox.behaviour import mail_account
+from loginwatch_org.sandbox.behaviour.mail_account import Caller, assume_role_allowed
 from loginwatch_org.templates import template_body
 from loginwatch_org.templates.mail import WATCH_ROLE_PATH, build_mail_template, mail_parameters, mail_role_arn
 from tests.signin_events import eventbridge_envelope, load_sample
@@ -89,7 +89,7 @@ def _function_credentials(account: str, role_name: str, path: str = WATCH_ROLE_P
 @pytest.fixture
 def installed() -> Iterator[None]:
     applied = []
-    for patch in mail_account.patches():
+    for patch in mail_account.PATCHES:
         original = vars(patch.owner)[patch.name]
         setattr(patch.owner, patch.name, patch.make(original))
         applied.append((patch, original))

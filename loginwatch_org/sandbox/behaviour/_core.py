@@ -26,6 +26,7 @@ SERVICES: Final = (
     "lambda_runner",
     "ses",
     "prerequisites",
+    "mail_account",
 )
 
 _F = TypeVar("_F", bound=Callable[..., Any])

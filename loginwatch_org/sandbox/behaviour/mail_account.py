@@ -11,25 +11,22 @@ https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_pri
 https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_condition-keys.html
 https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_condition_operators.html
 
-Only what a trust policy in this product or in moto's organisation uses is modelled (Allow and Deny statements,
-``AWS`` principals, the string and ARN operators with their ``IfExists`` forms, and the keys below); anything
-else makes a statement not match, so the sandbox refuses rather than admits what it cannot judge. The caller's
-own IAM policy (which AWS also checks for a cross-account AssumeRole) is not evaluated.
+Only what a trust policy in this product or in moto's organisation uses is modelled (``_policies`` says what);
+anything else makes a statement not match, so the sandbox refuses rather than admits what it cannot judge. The
+caller's own IAM policy (which AWS also checks for a cross-account AssumeRole) is not evaluated.
 
-Hooks for the sandbox core:
+This patch judges the request (the caller and the trust policy); ``prerequisites`` patches STS's backend to
+refuse a role that does not exist. They compose: a request passes this check first, then the backend's.
 
-* ``patches()``: what to install into moto; each item has ``owner``, ``name`` and ``make(original)``, like the
-  behaviour core's patches, so ``apply()`` can install and ``revert()`` remove them with the others.
-* ``seed_mail_account(...)``: the sender's identity verified only in the mail account, as the README asks.
+``seed_mail_account(...)`` verifies the sender in the mail account only, so a watch that does not assume the
+sending role is refused by SES, as on AWS.
 """
 
 from __future__ import annotations
 
 import functools
-import json
 import re
-import urllib.parse
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -41,20 +38,16 @@ from moto.organizations.models import organizations_backends
 from moto.sts.models import sts_backends
 from moto.sts.responses import TokenResponse
 
-__all__ = ["AccessDenied", "Caller", "Patch", "assume_role_allowed", "patches", "seed_mail_account"]
+from loginwatch_org.sandbox.behaviour import _policies
+from loginwatch_org.sandbox.behaviour._core import Patches
+
+__all__ = ["PATCHES", "AccessDenied", "Caller", "assume_role_allowed", "seed_mail_account"]
+
+PATCHES: Final = Patches()
 
 _ASSUMED_ROLE: Final = re.compile(r"^arn:(?P<partition>[^:]+):sts::(?P<account>\d{12}):assumed-role/(?P<role>[^/]+)/")
 _ROLE_ARN: Final = re.compile(r"^arn:(?P<partition>[^:]+):iam::(?P<account>\d{12}):role/(?:.*/)?(?P<name>[^/]+)$")
 _ACCOUNT: Final = re.compile(r"^\d{12}$")
-
-
-@dataclass(frozen=True)
-class Patch:
-    """Replace (or add) ``owner.name`` with ``make(original)``."""
-
-    owner: Any
-    name: str
-    make: Callable[[Any], Any]
 
 
 class AccessDenied(ServiceException):
@@ -68,10 +61,6 @@ class Caller:
     account: str
     principal_arn: str  # a role session's is the role's ARN, path included
     organization_id: str | None
-
-
-def patches() -> list[Patch]:
-    return [Patch(TokenResponse, "assume_role", _make_assume_role)]
 
 
 def seed_mail_account(
@@ -93,6 +82,7 @@ def seed_mail_account(
                 backend.delete_identity(sender)
 
 
+@PATCHES.wrap(TokenResponse, "assume_role")
 def _make_assume_role(original: Callable[[TokenResponse], ActionResult]) -> Callable[[TokenResponse], ActionResult]:
     @functools.wraps(original)
     def assume_role(self: TokenResponse) -> ActionResult:
@@ -114,7 +104,7 @@ def _caller(response: TokenResponse) -> Caller:
     return Caller(
         account=account,
         principal_arn=_principal_arn(arn, partition),
-        organization_id=_organization_of(account, partition),
+        organization_id=organization_of(account, partition),
     )
 
 
@@ -129,7 +119,7 @@ def _principal_arn(arn: str, partition: str) -> str:
         return f"arn:{match['partition']}:iam::{match['account']}:role/{match['role']}"
 
 
-def _organization_of(account: str, partition: str) -> str | None:
+def organization_of(account: str, partition: str) -> str | None:
     """aws:PrincipalOrgID: the organisation the account belongs to (as member or management), if any."""
     try:
         described = organizations_backends[account][partition].describe_organization()
@@ -150,44 +140,19 @@ def _refusal(role_arn: str, caller: Caller, external_id: str | None) -> str | No
         return denied
     if str(role.arn) != role_arn:  # same name, other path: not this role
         return denied
-    document = role.assume_role_policy_document
-    try:
-        policy = json.loads(document) if isinstance(document, str) else document
-    except ValueError:  # IAM hands policy documents out URL-encoded
-        policy = json.loads(urllib.parse.unquote(document))
+    policy = _policies.document(role.assume_role_policy_document)
     return None if assume_role_allowed(policy, caller, external_id) else denied
 
 
 def assume_role_allowed(policy: Mapping[str, Any], caller: Caller, external_id: str | None = None) -> bool:
     """Whether the trust ``policy`` lets ``caller`` assume the role: an Allow matches and no Deny does."""
-    statements = policy.get("Statement", [])
-    if isinstance(statements, Mapping):
-        statements = [statements]
     context = {
         "aws:principalarn": caller.principal_arn,
         "aws:principalaccount": caller.account,
         "aws:principalorgid": caller.organization_id,
         "sts:externalid": external_id,
     }
-    allowed = False
-    for statement in statements:
-        if not isinstance(statement, Mapping) or not _statement_matches(statement, caller, context):
-            continue
-        if statement.get("Effect") == "Deny":
-            return False
-        allowed = allowed or statement.get("Effect") == "Allow"
-    return allowed
-
-
-def _statement_matches(statement: Mapping[str, Any], caller: Caller, context: Mapping[str, str | None]) -> bool:
-    actions = _values(statement.get("Action"))
-    if "NotAction" in statement or "NotPrincipal" in statement:
-        return False  # not modelled
-    if not any(_wildcard_match(action.lower(), "sts:assumerole") for action in actions):
-        return False
-    return _principal_matches(statement.get("Principal"), caller) and _conditions_hold(
-        statement.get("Condition") or {}, context
-    )
+    return _policies.allowed([policy], "sts:AssumeRole", None, context, lambda p: _principal_matches(p, caller))
 
 
 def _principal_matches(principal: Any, caller: Caller) -> bool:
@@ -195,7 +160,7 @@ def _principal_matches(principal: Any, caller: Caller) -> bool:
         return True
     if not isinstance(principal, Mapping):
         return False
-    for value in _values(principal.get("AWS")):
+    for value in _policies.values(principal.get("AWS")):
         if value == "*" or value == caller.principal_arn:
             return True
         # An account (its id or its root ARN) delegates to that account's own IAM policies.
@@ -204,58 +169,3 @@ def _principal_matches(principal: Any, caller: Caller) -> bool:
         if value.endswith(":root") and value.split(":")[4:5] == [caller.account]:
             return True
     return False  # Service and Federated principals never sign an AssumeRole request themselves
-
-
-def _conditions_hold(conditions: Mapping[str, Any], context: Mapping[str, str | None]) -> bool:
-    for operator, tests in conditions.items():
-        if not isinstance(tests, Mapping):
-            return False
-        for key, expected in tests.items():
-            if not _condition_holds(operator, context.get(key.lower()), _values(expected)):
-                return False
-    return True
-
-
-def _condition_holds(operator: str, actual: str | None, expected: Sequence[str]) -> bool:
-    name = operator
-    if_exists = name.endswith("IfExists")
-    name = name.removesuffix("IfExists")
-    negated = "Not" in name
-    compare = _COMPARISONS.get(name.replace("Not", ""))
-    if compare is None:
-        return False  # an operator the sandbox does not know never holds
-    if actual is None:
-        # A missing key fails every positive test and passes every negated one; IfExists passes too.
-        return if_exists or negated
-    hit = any(compare(actual, value) for value in expected)
-    return not hit if negated else hit
-
-
-def _values(value: Any) -> list[str]:
-    if value is None:
-        return []
-    if isinstance(value, list | tuple):
-        return [str(item) for item in value]
-    return [str(value)]
-
-
-def _wildcard_match(actual: str, pattern: str) -> bool:
-    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
-    return re.fullmatch(regex, actual, flags=re.DOTALL) is not None
-
-
-def _arn_like(actual: str, pattern: str) -> bool:
-    # Each of the six colon-separated parts is matched on its own; wildcards never cross a colon boundary.
-    actual_parts, pattern_parts = actual.split(":", 5), pattern.split(":", 5)
-    if len(actual_parts) != 6 or len(pattern_parts) != 6:
-        return False
-    return all(_wildcard_match(a, p) for a, p in zip(actual_parts, pattern_parts, strict=True))
-
-
-_COMPARISONS: Final[dict[str, Callable[[str, str], bool]]] = {
-    "StringEquals": lambda actual, value: actual == value,
-    "StringEqualsIgnoreCase": lambda actual, value: actual.lower() == value.lower(),
-    "StringLike": lambda actual, value: _wildcard_match(actual, value),
-    "ArnEquals": lambda actual, value: actual == value,
-    "ArnLike": _arn_like,
-}
