@@ -1,8 +1,12 @@
 """A console sign-in in a sandbox account, and the emails it produced.
 
 The event is shaped like the CloudTrail records AWS documents for each kind of sign-in and is put on the
-account's default event bus as the account itself (by assuming its OrganizationAccountAccessRole), so the
-deployed rule, topic and function carry it exactly as they would in AWS.
+default event bus of the Region it is recorded in, as the account itself (the management account with its own
+credentials, a member by assuming its OrganizationAccountAccessRole), so the deployed rules (a forwarder in
+that Region, the watch in us-east-1), topic and function carry it exactly as they would in AWS. CloudTrail
+delivers a sign-in to EventBridge in the Region it records it in, with ``awsRegion`` that Region:
+https://docs.aws.amazon.com/awscloudtrail/latest/userguide/cloudtrail-event-reference-aws-console-sign-in-events.html
+https://docs.aws.amazon.com/eventbridge/latest/ref/events-ref-cloudtrail.html
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -28,15 +32,20 @@ _USER_AGENT = (
 _SOURCE_IP = "198.51.100.23"  # a documentation address (RFC 5737)
 
 
-def signin_record(account: str, identity: Identity, *, now: datetime | None = None) -> dict[str, Any]:
-    """A CloudTrail ConsoleLogin record for ``identity`` in ``account``."""
+WATCH_REGION = "us-east-1"
+
+
+def signin_record(
+    account: str, identity: Identity, *, region: str = WATCH_REGION, now: datetime | None = None
+) -> dict[str, Any]:
+    """A CloudTrail ConsoleLogin record for ``identity`` in ``account``, recorded in ``region``."""
     moment = (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
     record: dict[str, Any] = {
         "eventVersion": "1.08",
         "eventTime": moment,
         "eventSource": "signin.amazonaws.com",
         "eventName": "ConsoleLogin",
-        "awsRegion": "us-east-1",
+        "awsRegion": region,
         "sourceIPAddress": _SOURCE_IP,
         "userAgent": _USER_AGENT,
         "requestParameters": None,
@@ -96,16 +105,17 @@ def signin_record(account: str, identity: Identity, *, now: datetime | None = No
     return record
 
 
-def member_target(sandbox: Sandbox, account: str) -> AwsTarget:
-    """Credentials that act in ``account``: the management account assumes its access role, as in AWS."""
+def member_target(sandbox: Sandbox, account: str, region: str = WATCH_REGION) -> AwsTarget:
+    """Credentials that act in ``account`` in ``region``: the management account's own, or a member's access
+    role assumed by the management account, as in AWS."""
     if account == sandbox.management_account:
-        return sandbox.target()
+        return replace(sandbox.target(), region=region)
     sts = client(sandbox.target(), "sts")
     credentials = sts.assume_role(
         RoleArn=f"arn:aws:iam::{account}:role/{sandbox.member_role_name}", RoleSessionName="loginwatch-simulate"
     )["Credentials"]
     return AwsTarget(
-        region="us-east-1",
+        region=region,
         endpoint_url=sandbox.endpoint_url,
         access_key_id=credentials["AccessKeyId"],
         secret_access_key=credentials["SecretAccessKey"],
@@ -142,29 +152,32 @@ class SignInOutcome:
         return f"its alert policy is '{watch.alert_on}'"
 
 
-def simulate_login(sandbox: Sandbox, account: str, identity: Identity) -> SignInOutcome:
-    """Put a sign-in event on ``account``'s default bus; return the emails SES accepted because of it and
-    what the functions it reached logged."""
-    before = {message["message_id"] for message in read_mailbox(sandbox.endpoint_url, account)}
-    target = member_target(sandbox, account)
+def simulate_login(sandbox: Sandbox, account: str, identity: Identity, *, region: str = WATCH_REGION) -> SignInOutcome:
+    """Record a sign-in to ``account`` in ``region`` (put it on that Region's default bus); return the emails SES
+    accepted because of it, in any account (a mail account may send them), and what the watch's functions
+    logged."""
+    before = {message["message_id"] for message in read_mailbox(sandbox.endpoint_url)}
+    target = member_target(sandbox, account, region)
     # The sandbox's own clock stamps the log lines: same host, so nothing logged before this is read.
     started_ms = int(time.time() * 1000)
+    record = signin_record(account, identity, region=region)
     events = client(target, "events")
     response = events.put_events(
         Entries=[
             {
+                "Time": datetime.strptime(record["eventTime"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC),
                 "Source": "aws.signin",
                 "DetailType": "AWS Console Sign In via CloudTrail",
-                "Detail": json.dumps(signin_record(account, identity)),
+                "Detail": json.dumps(record),
                 "EventBusName": "default",
             }
         ]
     )
     if response.get("FailedEntryCount"):
         raise RuntimeError(f"the sandbox rejected the event: {response['Entries']}")
-    # The sandbox delivers synchronously: the function has run by the time PutEvents returns.
-    emails = [m for m in read_mailbox(sandbox.endpoint_url, account) if m["message_id"] not in before]
-    return SignInOutcome(emails, _logged_since(target, started_ms))
+    # The sandbox delivers synchronously (forwarders included): the function has run when PutEvents returns.
+    emails = [m for m in read_mailbox(sandbox.endpoint_url) if m["message_id"] not in before]
+    return SignInOutcome(emails, _logged_since(replace(target, region=WATCH_REGION), started_ms))
 
 
 def _logged_since(target: AwsTarget, started_ms: int) -> list[str]:

@@ -9,10 +9,17 @@ small patch that names the AWS behaviour it adds and where AWS documents it:
 * ``cfn_resources``: the CloudFormation resource types moto skips.
 * ``cfn_updates``: stack updates (parameters used through Fn::Sub or conditions, inline Lambda code,
   SNS topics updated in place).
-* ``eventbridge``: SNS topics as rule targets, disabled rules.
+* ``eventbridge``: SNS topics and SQS queues as rule targets (the whole event), event buses in other
+  Regions as targets (the original event, the target's role and the bus's policy checked, one hop),
+  disabled rules.
 * ``sns``: the notification record a Lambda subscriber receives.
 * ``lambda_runner``: running a function's deployed code without docker.
 * ``ses``: keeping both the text and the HTML part of a message.
+* ``prerequisites``: what ``doctor`` checks (SES account status, Regions, trails, roles that must exist).
+* ``mail_account``: AssumeRole honouring the role's trust policy, so only the organisation's watches send
+  through the mail account.
+
+``_policies`` evaluates the IAM policies the last three need.
 
 ``apply()`` installs every module's patches (calling it again only updates the endpoint the
 functions call back into) and ``revert()`` puts moto back as it was.  Nothing else in the sandbox
