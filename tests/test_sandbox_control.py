@@ -124,6 +124,35 @@ def test_without_a_management_account_a_default_one_is_used() -> None:
     OrganizationSpec.from_mapping(spec)
 
 
+def test_the_mail_account_is_in_the_organisation_and_alone_has_the_sender() -> None:
+    config = _config({"organizational_units": ["ou-ab12-11111111"]}, ["111122223333"])
+    mail = "777788889999"  # an account of the organisation that no watch is configured for
+    config = config.model_copy(
+        update={
+            "delivery": config.delivery.model_copy(
+                update={
+                    "mail_account": mail,
+                    "ses_identity_arn": f"arn:aws:ses:eu-central-1:{mail}:identity/example.com",
+                }
+            )
+        }
+    )
+    spec = organization_spec(config)
+
+    assert spec["mail_account"] == mail
+    assert spec["accounts_in_root"] == [mail]
+    assert spec["regions"] == ["us-east-1", "eu-west-1", "eu-central-1"]  # SES sends from the identity's Region
+    parsed = OrganizationSpec.from_mapping(spec)
+    assert parsed.sending_accounts == [mail]
+    assert OrganizationSpec.from_mapping({**spec, "mail_account": None}).sending_accounts == [
+        "999988887777",
+        "111122223333",
+        mail,
+    ]
+    with pytest.raises(ValueError, match="mail_account 000011112222 is not an account of the organisation"):
+        OrganizationSpec.from_mapping({**spec, "mail_account": "000011112222"})
+
+
 # --- the state file ----------------------------------------------------------------------------------------------
 
 

@@ -55,6 +55,8 @@ class Sandbox:
     accounts: tuple[str, ...]
     state_file: Path
     root_id: str = ""
+    # The account whose SES alone has the sender verified (delivery.mail_account), if any.
+    mail_account: str | None = None
 
     @classmethod
     def from_state(cls, path: Path) -> Sandbox:
@@ -70,6 +72,7 @@ class Sandbox:
                 accounts=tuple(data.get("accounts", ())),
                 state_file=path,
                 root_id=str(data.get("root_id", "")),
+                mail_account=str(data["mail_account"]) if data.get("mail_account") else None,
             )
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise SandboxError(f"the sandbox state file {path} is unreadable ({error!r}); delete it") from None
@@ -106,9 +109,14 @@ def state_dir() -> Path:
 
 
 def holds(sandbox: Sandbox, config: Config) -> bool:
-    """Whether ``sandbox`` holds the organisation ``config`` describes (management account and root)."""
+    """Whether ``sandbox`` holds the organisation ``config`` describes (management account, root, mail
+    account)."""
     spec = organization_spec(config)
-    return sandbox.management_account == spec["management_account"] and sandbox.root_id in ("", spec["root_id"])
+    return (
+        sandbox.management_account == spec["management_account"]
+        and sandbox.root_id in ("", spec["root_id"])
+        and sandbox.mail_account == spec["mail_account"]
+    )
 
 
 def organization_spec(config: Config) -> dict[str, Any]:
@@ -125,14 +133,26 @@ def organization_spec(config: Config) -> dict[str, Any]:
     for index, account_id in enumerate(members):
         if ous:
             placement[ous[index % len(ous)]].append(account_id)
+    in_root = [] if ous else members
+    mail_account = config.delivery.mail_account
+    regions = list(config.stack_set.regions)
+    if mail_account is not None:
+        # The mail account belongs to the organisation (its sending role admits the organisation), watched or
+        # not; it sends from the Region of its SES identity.
+        if mail_account != management and mail_account not in members:
+            in_root = [*in_root, mail_account]
+        identity_region = config.delivery.identity_region
+        if identity_region and identity_region not in regions:
+            regions.append(identity_region)
     return {
         "management_account": management,
         "root_id": root,
         "organizational_units": placement,
-        "accounts_in_root": [] if ous else members,
+        "accounts_in_root": in_root,
         "account_names": config.account_names(),
         "sender": config.delivery.sender,
-        "regions": list(config.stack_set.regions),
+        "regions": regions,
+        "mail_account": mail_account,
     }
 
 

@@ -10,13 +10,14 @@ The organisation (``--organization-json``, inline or ``@file``)::
      "sender": "alerts@example.com"}
 
 Optional keys: ``organization_id``, ``organizational_unit_names`` ({ou id: name}), ``regions``
-(where the sender is verified, default ``["us-east-1"]``) and ``stacksets_trusted_access``
-(default true: StackSets trusted access already activated, as in most organisations).
+(where the sender is verified, default ``["us-east-1"]``), ``stacksets_trusted_access``
+(default true: StackSets trusted access already activated, as in most organisations) and ``mail_account``
+(an account of the organisation: the sender is then verified there only, as ``delivery.mail_account`` asks).
 
 Once the emulator is ready, the state file is written (atomically) as JSON with
 ``endpoint_url``, ``pid``, ``port``, ``management_account``, ``region``, ``credentials`` (the fake
 management-account credentials to use), ``member_role_name`` (assume it in a member account),
-``root_id``, ``accounts``, ``sender`` and ``startup_seconds``.  The sandbox serves until SIGTERM or
+``root_id``, ``accounts``, ``sender``, ``mail_account`` and ``startup_seconds``.  The sandbox serves until SIGTERM or
 SIGINT, then removes the state file.
 """
 
@@ -82,6 +83,7 @@ class OrganizationSpec:
     organizational_unit_names: Mapping[str, str] = field(default_factory=dict)
     regions: Sequence[str] = (DEFAULT_REGION,)
     stacksets_trusted_access: bool = True
+    mail_account: str | None = None
 
     @property
     def member_accounts(self) -> list[str]:
@@ -90,6 +92,13 @@ class OrganizationSpec:
         members = [a for accounts in self.organizational_units.values() for a in accounts]
         members += list(self.accounts_in_root)
         return [a for a in dict.fromkeys(members) if a != self.management_account]
+
+    @property
+    def sending_accounts(self) -> list[str]:
+        """Where the sender is verified: the mail account alone when there is one, else every account."""
+        if self.mail_account is not None:
+            return [self.mail_account]
+        return [self.management_account, *self.member_accounts]
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> OrganizationSpec:
@@ -118,6 +127,11 @@ class OrganizationSpec:
         organization_id = data.get("organization_id")
         if organization_id is not None:
             check(organization_id, _ORG_ID, "organization_id")
+        mail_account = data.get("mail_account")
+        if mail_account is not None:
+            mail_account = check(mail_account, _ACCOUNT_ID, "mail_account")
+            if mail_account != management and mail_account not in placed:
+                problems.append(f"mail_account {mail_account} is not an account of the organisation")
         sender = str(data.get("sender") or "")
         if sender and "@" not in sender:
             problems.append(f"sender {sender!r} is not an email address")
@@ -136,6 +150,7 @@ class OrganizationSpec:
             },
             regions=tuple(data.get("regions") or (DEFAULT_REGION,)),
             stacksets_trusted_access=bool(data.get("stacksets_trusted_access", True)),
+            mail_account=mail_account,
         )
 
 
@@ -223,7 +238,7 @@ def seed_organization(spec: OrganizationSpec) -> None:
             iam_backends[account][partition].create_account_alias(alias)
 
     if spec.sender:
-        for account in [spec.management_account, *members]:
+        for account in spec.sending_accounts:
             for region in spec.regions:
                 ses_backends[account][region].verify_email_identity(spec.sender)
     prerequisites.seed(spec)
@@ -299,7 +314,7 @@ def serve(spec: OrganizationSpec, state_file: Path, port: int = 0, *, started: f
     from loginwatch_org.sandbox import behaviour, identities, mailbox
 
     mailbox.install_route()
-    identities.install_route([spec.management_account, *spec.member_accounts], spec.regions, spec.sender)
+    identities.install_route(spec.sending_accounts, spec.regions, spec.sender)
     server = ThreadedMotoServer(ip_address=HOST, port=port, verbose=False)
     server.start()
     try:
@@ -324,6 +339,7 @@ def serve(spec: OrganizationSpec, state_file: Path, port: int = 0, *, started: f
                 "root_id": spec.root_id,
                 "accounts": [spec.management_account, *spec.member_accounts],
                 "sender": spec.sender,
+                "mail_account": spec.mail_account,
                 "startup_seconds": startup_seconds,
             },
         )

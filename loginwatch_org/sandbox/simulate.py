@@ -130,6 +130,8 @@ class SignInOutcome:
     emails: list[SentEmail]
     # Every log line a function wrote while handling the sign-in; empty when no function ran.
     function_log: list[str]
+    # Where CloudTrail recorded the sign-in.
+    region: str = WATCH_REGION
 
     @property
     def function_error(self) -> str | None:
@@ -149,7 +151,10 @@ class SignInOutcome:
         if watch is None:
             return "no watch is deployed there (disabled, not in the config, or no rollout yet)"
         # The function never ran: the rule's pattern (the account's policy) did not take the event.
-        return f"its alert policy is '{watch.alert_on}'"
+        policy = f"its alert policy is '{watch.alert_on}'"
+        if self.region != WATCH_REGION:
+            return f"no forwarder in {self.region} carried it to the watch in {WATCH_REGION}, or {policy}"
+        return policy
 
 
 def simulate_login(sandbox: Sandbox, account: str, identity: Identity, *, region: str = WATCH_REGION) -> SignInOutcome:
@@ -177,7 +182,7 @@ def simulate_login(sandbox: Sandbox, account: str, identity: Identity, *, region
         raise RuntimeError(f"the sandbox rejected the event: {response['Entries']}")
     # The sandbox delivers synchronously (forwarders included): the function has run when PutEvents returns.
     emails = [m for m in read_mailbox(sandbox.endpoint_url) if m["message_id"] not in before]
-    return SignInOutcome(emails, _logged_since(replace(target, region=WATCH_REGION), started_ms))
+    return SignInOutcome(emails, _logged_since(replace(target, region=WATCH_REGION), started_ms), region)
 
 
 def _logged_since(target: AwsTarget, started_ms: int) -> list[str]:

@@ -8,6 +8,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,7 +16,13 @@ from tests.sandbox.emulator import ORGANISATION, Sandbox, free_port
 
 
 @pytest.fixture
-def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
+def organisation() -> dict[str, Any]:
+    """The organisation the sandbox holds; a test module overrides this fixture to hold another."""
+    return ORGANISATION
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path, organisation: dict[str, Any]) -> Iterator[Sandbox]:
     state_file = tmp_path / "sandbox.json"
     log_file = tmp_path / "sandbox.log"
     port = free_port()
@@ -26,7 +33,7 @@ def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
         "--state-file",
         str(state_file),
         "--organization-json",
-        json.dumps(ORGANISATION),
+        json.dumps(organisation),
         "--port",
         str(port),
     ]

@@ -18,15 +18,15 @@ caller's own IAM policy (which AWS also checks for a cross-account AssumeRole) i
 This patch judges the request (the caller and the trust policy); ``prerequisites`` patches STS's backend to
 refuse a role that does not exist. They compose: a request passes this check first, then the backend's.
 
-``seed_mail_account(...)`` verifies the sender in the mail account only, so a watch that does not assume the
-sending role is refused by SES, as on AWS.
+The server verifies the sender in the mail account only (``OrganizationSpec.sending_accounts``), so a watch
+that does not assume the sending role is refused by SES, as on AWS.
 """
 
 from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -41,7 +41,7 @@ from moto.sts.responses import TokenResponse
 from loginwatch_org.sandbox.behaviour import _policies
 from loginwatch_org.sandbox.behaviour._core import Patches
 
-__all__ = ["PATCHES", "AccessDenied", "Caller", "assume_role_allowed", "seed_mail_account"]
+__all__ = ["PATCHES", "AccessDenied", "Caller", "assume_role_allowed", "organization_of"]
 
 PATCHES: Final = Patches()
 
@@ -61,25 +61,6 @@ class Caller:
     account: str
     principal_arn: str  # a role session's is the role's ARN, path included
     organization_id: str | None
-
-
-def seed_mail_account(
-    mail_account: str, sender: str, regions: Iterable[str], member_accounts: Iterable[str] = ()
-) -> None:
-    """Verify ``sender`` in the mail account's SES in each Region and in no member account, so a watch that
-    did not assume the sending role is refused by SES as it would be on AWS (unverified identity)."""
-    from moto.ses.models import ses_backends
-
-    regions = list(regions)
-    for region in regions:
-        ses_backends[mail_account][region].verify_email_identity(sender)
-    for account in member_accounts:
-        if account == mail_account:
-            continue
-        for region in regions:
-            backend = ses_backends[account][region]
-            if sender in backend.email_identities:
-                backend.delete_identity(sender)
 
 
 @PATCHES.wrap(TokenResponse, "assume_role")

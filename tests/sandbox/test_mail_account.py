@@ -1,0 +1,133 @@
+"""The sandbox's mail account: every alert leaves through it, and only the organisation may use its role."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+from loginwatch_org.config import Config, load_config
+from loginwatch_org.sandbox.control import Sandbox as Running
+from loginwatch_org.sandbox.simulate import simulate_login
+from loginwatch_org.templates import build_template, template_body
+from loginwatch_org.templates.mail import (
+    MAIL_ROLE_ENVIRONMENT,
+    WATCH_ROLE_PATH,
+    build_mail_template,
+    mail_parameters,
+    mail_role_arn,
+)
+from tests.sandbox.emulator import DEV, ORGANISATION, REGION, SENDER, SHARED, Sandbox
+
+MAIL = SHARED
+# moto acts in this account for access keys it does not know: an AWS account outside the organisation.
+OUTSIDER = "123456789012"
+
+
+@pytest.fixture
+def organisation() -> dict[str, Any]:
+    return {**ORGANISATION, "mail_account": MAIL}
+
+
+@pytest.fixture
+def config(write_config: Callable[[str], Path]) -> Config:
+    return load_config(
+        write_config(
+            f"""
+            stack_set:
+              organizational_units: [r-ab12]
+            delivery:
+              sender: {SENDER}
+              mail_account: "{MAIL}"
+              ses_identity_arn: arn:aws:ses:{REGION}:{MAIL}:identity/example.com
+            defaults:
+              recipients: [security@example.com]
+            accounts:
+              - id: "{DEV}"
+                name: dev
+            """
+        )
+    )
+
+
+def _watch_sending_through_the_mail_account(config: Config) -> str:
+    """The watch as it runs with a mail account: its function's role on the path the sending role trusts, and
+    the role to assume in its environment."""
+    template = build_template(config)
+    resources = template.resources
+    resources["NotifierRole"].Path = WATCH_ROLE_PATH
+    function = next(r for r in resources.values() if r.resource_type == "AWS::Lambda::Function")
+    function.Environment.Variables[MAIL_ROLE_ENVIRONMENT] = mail_role_arn(config)
+    return template_body(template)
+
+
+def _deploy(session: boto3.Session, sandbox: Sandbox, name: str, body: str, parameters: dict[str, str]) -> None:
+    cloudformation = session.client("cloudformation", endpoint_url=sandbox.endpoint_url)
+    cloudformation.create_stack(
+        StackName=name,
+        TemplateBody=body,
+        Parameters=[{"ParameterKey": key, "ParameterValue": value} for key, value in parameters.items()],
+        Capabilities=["CAPABILITY_NAMED_IAM"],
+    )
+    status = cloudformation.describe_stacks(StackName=name)["Stacks"][0]["StackStatus"]
+    assert status == "CREATE_COMPLETE", status
+
+
+@pytest.fixture
+def deployed(sandbox: Sandbox, config: Config) -> Sandbox:
+    organization = sandbox.client(sandbox.management(), "organizations").describe_organization()["Organization"]
+    body = template_body(build_mail_template(config))
+    _deploy(sandbox.member(MAIL), sandbox, "loginwatch-mail", body, mail_parameters(config, organization["Id"]))
+    _deploy(sandbox.member(DEV), sandbox, "loginwatch", _watch_sending_through_the_mail_account(config), {})
+    return sandbox
+
+
+def test_a_member_accounts_sign_in_is_mailed_by_the_mail_account(deployed: Sandbox) -> None:
+    outcome = simulate_login(Running.from_state(deployed.state_file), DEV, "root")
+
+    [email] = outcome.emails
+    assert email["account"] == MAIL
+    assert email["source"] == SENDER
+    assert email["to"] == ["security@example.com"]
+    assert DEV in (email["subject"] or "")
+
+
+def test_the_sender_is_verified_in_the_mail_account_only(sandbox: Sandbox) -> None:
+    def verified(session: boto3.Session) -> list[str]:
+        identities = sandbox.client(session, "ses").list_identities()["Identities"]
+        return [identity for identity in identities if identity == SENDER]
+
+    assert verified(sandbox.member(MAIL)) == [SENDER]
+    assert verified(sandbox.member(DEV)) == []
+    assert verified(sandbox.management()) == []
+
+
+def test_an_account_outside_the_organisation_cannot_assume_the_sending_role(deployed: Sandbox, config: Config) -> None:
+    outsider = boto3.Session(aws_access_key_id="AKIAOUTSIDEREXAMPLE1", aws_secret_access_key="x", region_name=REGION)
+    iam = outsider.client("iam", endpoint_url=deployed.endpoint_url)
+    trust = (
+        '{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", '
+        f'"Principal": {{"AWS": "arn:aws:iam::{OUTSIDER}:root"}}, "Action": "sts:AssumeRole"}}]}}'
+    )
+    role = iam.create_role(RoleName="watch-NotifierRole-1", Path=WATCH_ROLE_PATH, AssumeRolePolicyDocument=trust)
+    sts = outsider.client("sts", endpoint_url=deployed.endpoint_url)
+    assert sts.get_caller_identity()["Account"] == OUTSIDER
+    granted = sts.assume_role(RoleArn=role["Role"]["Arn"], RoleSessionName="NotifierFunction")["Credentials"]
+    as_watch = boto3.Session(
+        aws_access_key_id=granted["AccessKeyId"],
+        aws_secret_access_key=granted["SecretAccessKey"],
+        aws_session_token=granted["SessionToken"],
+        region_name=REGION,
+    ).client("sts", endpoint_url=deployed.endpoint_url)
+    mail_role = mail_role_arn(config)
+    assert mail_role is not None
+
+    with pytest.raises(ClientError) as refused:
+        as_watch.assume_role(RoleArn=mail_role, RoleSessionName="NotifierFunction")
+
+    assert refused.value.response["Error"]["Code"] == "AccessDenied"
+    assert f"arn:aws:iam::{OUTSIDER}:role{WATCH_ROLE_PATH}watch-NotifierRole-1" in str(refused.value)
