@@ -626,24 +626,31 @@ def simulate_login(
     identity: IdentityOption = Identity.root,
     config: ConfigOption = DEFAULT_CONFIG_PATH,
     sandbox: SandboxOption = False,
+    region: Annotated[
+        str, typer.Option(help="The region CloudTrail records the sign-in in (others reach the watch by forwarder).")
+    ] = "us-east-1",
 ) -> None:
     """Sign in to ACCOUNT's console in the sandbox and print the email SES accepted."""
     if not sandbox:
         raise UsageError("simulate-login only runs in the sandbox (pass --sandbox): real sign-in events come from AWS")
+    from loginwatch_org.config import AWS_REGIONS
+
     loaded = load(config)
+    if region not in AWS_REGIONS:
+        raise UsageError(f"--region {region} is not an AWS region")
     with _sandbox_session(loaded) as running:
-        _simulate(loaded, running, account, identity)
+        _simulate(loaded, running, account, identity, region)
 
 
-def _simulate(loaded: Config, running: Any, account: str, identity: Identity) -> None:
+def _simulate(loaded: Config, running: Any, account: str, identity: Identity, region: str = "us-east-1") -> None:
     from loginwatch_org.sandbox.simulate import simulate_login
 
     if account not in running.accounts:
         raise UsageError(f"account {account} is not in the sandbox's organisation")
     names = loaded.account_names()
     label = f"{account} ({names[account]})" if account in names else account
-    outcome = simulate_login(running, account, identity.value)
-    typer.echo(f"Simulated {identity.value} console sign-in to {label}.")
+    outcome = simulate_login(running, account, identity.value, region=region)
+    typer.echo(f"Simulated {identity.value} console sign-in to {label}, recorded in {region}.")
     if not outcome.emails:
         typer.echo(f"No email was sent: {outcome.why_no_email(loaded, account)}.")
         return
@@ -686,6 +693,9 @@ def demo(
             _print_status(_statuses(loaded, read_snapshot(loaded, clients)))
         typer.echo("\n== A console sign-in")
         _simulate(loaded, running, chosen, identity)
+        # A failed IAM-user sign-in: every policy but root-only and no-mfa emails about it.
+        typer.echo("\n== An IAM user's failed sign-in, recorded in us-east-2 and forwarded to the watch")
+        _simulate(loaded, running, chosen, Identity.failed, "us-east-2")
 
 
 def main() -> None:

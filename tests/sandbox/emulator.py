@@ -10,7 +10,7 @@ import json
 import socket
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import boto3
 from troposphere import (
@@ -19,6 +19,7 @@ from troposphere import (
     If,
     Parameter,
     Ref,
+    Sub,
     Template,
     awslambda,
     cloudwatch,
@@ -314,3 +315,54 @@ def logged(logs_client: Any, group: str) -> list[str]:
 
 def instance_accounts(cloudformation: Any, name: str) -> list[str]:
     return sorted(s["Account"] for s in cloudformation.list_stack_instances(StackSetName=name)["Summaries"])
+
+
+WATCH_BUS: Final = "arn:${AWS::Partition}:events:us-east-1:${AWS::AccountId}:event-bus/default"
+
+
+def forwarder_template(*, bus_allowed: str = WATCH_BUS) -> str:
+    """A forwarder as issue 7 describes it: a rule for the sign-ins recorded in its Region, sending them to the
+    us-east-1 default bus through a role that may put events on ``bus_allowed`` only, dead-lettering failures."""
+    template = Template()
+    dead_letters = template.add_resource(sqs.Queue("DeadLetterQueue"))
+    role = template.add_resource(
+        iam.Role(
+            "ForwarderRole",
+            AssumeRolePolicyDocument={
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Principal": {"Service": "events.amazonaws.com"},
+                        "Action": "sts:AssumeRole",
+                        "Condition": {"StringEquals": {"aws:SourceAccount": Ref("AWS::AccountId")}},
+                    }
+                ],
+            },
+            Policies=[
+                iam.Policy(
+                    PolicyName="put-on-the-watch-bus",
+                    PolicyDocument={
+                        "Version": "2012-10-17",
+                        "Statement": [{"Effect": "Allow", "Action": "events:PutEvents", "Resource": Sub(bus_allowed)}],
+                    },
+                )
+            ],
+        )
+    )
+    template.add_resource(
+        events.Rule(
+            "ForwardRule",
+            State="ENABLED",
+            EventPattern={"source": ["aws.signin"], "region": [Ref("AWS::Region")]},
+            Targets=[
+                events.Target(
+                    Id="watch-region-bus",
+                    Arn=Sub(WATCH_BUS),
+                    RoleArn=GetAtt(role, "Arn"),
+                    DeadLetterConfig=events.DeadLetterConfig(Arn=GetAtt(dead_letters, "Arn")),
+                )
+            ],
+        )
+    )
+    return str(template.to_json())

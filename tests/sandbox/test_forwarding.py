@@ -9,64 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from troposphere import GetAtt, Ref, Sub, Template, events, iam, sqs
 
 from loginwatch_org.config import Config, load_config
 from loginwatch_org.sandbox.control import Sandbox as Running
 from loginwatch_org.sandbox.simulate import simulate_login
 from loginwatch_org.templates import build_template, template_body
-from tests.sandbox.emulator import DEV, MANAGEMENT, SENDER, SHARED, Sandbox
+from tests.sandbox.emulator import DEV, MANAGEMENT, SENDER, SHARED, Sandbox, forwarder_template
 
 RECORDED_IN = "us-east-2"
-WATCH_BUS = "arn:${AWS::Partition}:events:us-east-1:${AWS::AccountId}:event-bus/default"
-
-
-def forwarder_template(*, bus_allowed: str = WATCH_BUS) -> str:
-    """A forwarder as issue 7 describes it: a rule for the sign-ins recorded in its Region, sending them to the
-    us-east-1 default bus through a role that may put events on ``bus_allowed`` only, dead-lettering failures."""
-    template = Template()
-    dead_letters = template.add_resource(sqs.Queue("DeadLetterQueue"))
-    role = template.add_resource(
-        iam.Role(
-            "ForwarderRole",
-            AssumeRolePolicyDocument={
-                "Version": "2012-10-17",
-                "Statement": [
-                    {
-                        "Effect": "Allow",
-                        "Principal": {"Service": "events.amazonaws.com"},
-                        "Action": "sts:AssumeRole",
-                        "Condition": {"StringEquals": {"aws:SourceAccount": Ref("AWS::AccountId")}},
-                    }
-                ],
-            },
-            Policies=[
-                iam.Policy(
-                    PolicyName="put-on-the-watch-bus",
-                    PolicyDocument={
-                        "Version": "2012-10-17",
-                        "Statement": [{"Effect": "Allow", "Action": "events:PutEvents", "Resource": Sub(bus_allowed)}],
-                    },
-                )
-            ],
-        )
-    )
-    template.add_resource(
-        events.Rule(
-            "ForwardRule",
-            State="ENABLED",
-            EventPattern={"source": ["aws.signin"], "region": [Ref("AWS::Region")]},
-            Targets=[
-                events.Target(
-                    Id="watch-region-bus",
-                    Arn=Sub(WATCH_BUS),
-                    RoleArn=GetAtt(role, "Arn"),
-                    DeadLetterConfig=events.DeadLetterConfig(Arn=GetAtt(dead_letters, "Arn")),
-                )
-            ],
-        )
-    )
-    return str(template.to_json())
 
 
 @pytest.fixture
