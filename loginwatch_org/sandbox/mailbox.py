@@ -1,9 +1,9 @@
-"""The sandbox's mailbox: every email SES accepted, per account.
+"""The sandbox's mailbox: every email SES accepted, and every email SNS sent to an email subscriber, per account.
 
-SES has no API to read back what was sent, so the sandbox serves the messages moto's SES keeps
-(one list per account and Region) at ``GET <endpoint>/moto-api/sandbox/mailbox[?account=ID]``.
-``install_route()`` adds that page to the sandbox (before it starts serving); ``read_mailbox()``
-fetches it from any process.
+SES has no API to read back what was sent, so the sandbox serves the messages moto's SES keeps (one list
+per account and Region), and those the sandbox's SNS sent (``behaviour.sns``), at
+``GET <endpoint>/moto-api/sandbox/mailbox[?account=ID]``. ``install_route()`` adds that page to the sandbox
+(before it starts serving); ``read_mailbox()`` fetches it from any process.
 """
 
 from __future__ import annotations
@@ -46,10 +46,13 @@ def read_mailbox(endpoint_url: str, account: str | None = None, *, timeout: floa
 
 
 def collect(account: str | None = None) -> list[SentEmail]:
-    """The emails SES accepted in this process's emulator (one account, or all)."""
+    """The emails SES accepted and SNS sent to email subscribers in this process's emulator (one account, or
+    all)."""
     from moto.ses.models import ses_backends
 
-    found: list[SentEmail] = []
+    from loginwatch_org.sandbox.behaviour import sns
+
+    found: list[SentEmail] = sns.emails(account)
     for account_id, regions in list(ses_backends.items()):
         if account is not None and account_id != account:
             continue

@@ -17,6 +17,8 @@ from loginwatch_org.templates import build_template, template_body
 from loginwatch_org.templates.mail import (
     MAIL_ROLE_ENVIRONMENT,
     WATCH_ROLE_PATH,
+    add_alarm_forwarding,
+    alarm_bus_arn,
     build_mail_template,
     mail_parameters,
     mail_role_arn,
@@ -55,13 +57,16 @@ def config(write_config: Callable[[str], Path]) -> Config:
 
 
 def _watch_sending_through_the_mail_account(config: Config) -> str:
-    """The watch as it runs with a mail account: its function's role on the path the sending role trusts, and
-    the role to assume in its environment."""
+    """The watch as it runs with a mail account: its function's role on the path the sending role trusts, the
+    role to assume in its environment, and its dead-letter alarm forwarded to the mail account's alarm bus."""
     template = build_template(config)
     resources = template.resources
     resources["NotifierRole"].Path = WATCH_ROLE_PATH
     function = next(r for r in resources.values() if r.resource_type == "AWS::Lambda::Function")
     function.Environment.Variables[MAIL_ROLE_ENVIRONMENT] = mail_role_arn(config)
+    bus = alarm_bus_arn(config)
+    assert bus is not None
+    add_alarm_forwarding(template, "DeadLetterAlarm", bus)
     return template_body(template)
 
 
@@ -131,3 +136,36 @@ def test_an_account_outside_the_organisation_cannot_assume_the_sending_role(depl
 
     assert refused.value.response["Error"]["Code"] == "AccessDenied"
     assert f"arn:aws:iam::{OUTSIDER}:role{WATCH_ROLE_PATH}watch-NotifierRole-1" in str(refused.value)
+
+
+def test_a_dead_lettered_alert_reaches_the_alarm_recipients_once_they_confirm(deployed: Sandbox) -> None:
+    member = deployed.member(DEV)
+    sqs = deployed.client(member, "sqs")
+    [queue] = [url for url in sqs.list_queues()["QueueUrls"] if "DeadLetterQueue" in url]
+    sns = deployed.client(deployed.member(MAIL), "sns")
+    [topic] = [t["TopicArn"] for t in sns.list_topics()["Topics"] if "DeadLetterAlarmTopic" in t["TopicArn"]]
+
+    def alarm_emails() -> list[str]:
+        return [
+            email["text"] or ""
+            for email in deployed.mailbox(MAIL)
+            if email["source"] == "no-reply@sns.amazonaws.com" and email["subject"] == "AWS Notification Message"
+        ]
+
+    # SNS asked security@example.com to confirm; until then a dead-lettered alert emails nobody.
+    [request] = [e for e in deployed.mailbox(MAIL) if e["subject"] == "AWS Notification - Subscription Confirmation"]
+    assert request["to"] == ["security@example.com"]
+    sqs.send_message(QueueUrl=queue, MessageBody="{}")
+    assert alarm_emails() == []
+    with pytest.raises(ClientError):
+        sns.confirm_subscription(TopicArn=topic, Token="not-the-token")
+
+    token = (request["text"] or "").strip().splitlines()[-1]
+    sns.confirm_subscription(TopicArn=topic, Token=token)
+    sqs.purge_queue(QueueUrl=queue)  # the alarm goes back to OK
+    sqs.send_message(QueueUrl=queue, MessageBody="{}")
+
+    [text] = alarm_emails()
+    assert f"could not be delivered in AWS account {DEV} ({REGION})" in text
+    alarms = deployed.client(member, "cloudwatch").describe_alarms()["MetricAlarms"]
+    assert [alarm["StateValue"] for alarm in alarms] == ["ALARM"]

@@ -6,13 +6,16 @@ small patch that names the AWS behaviour it adds and where AWS documents it:
 
 * ``stacksets``: operation ids, targets, overrides, stack set updates, RetainStacks, trusted access.
 * ``stackset_drift``: DetectStackSetDrift, per-instance drift status, the stack set's drift details.
-* ``cfn_resources``: the CloudFormation resource types moto skips.
+* ``cfn_resources``: the CloudFormation resource types moto skips (event bus policies among them).
 * ``cfn_updates``: stack updates (parameters used through Fn::Sub or conditions, inline Lambda code,
   SNS topics updated in place).
 * ``eventbridge``: SNS topics and SQS queues as rule targets (the whole event), event buses in other
   Regions as targets (the original event, the target's role and the bus's policy checked, one hop),
   disabled rules.
-* ``sns``: the notification record a Lambda subscriber receives.
+* ``sns``: the notification record a Lambda subscriber receives; email subscriptions confirmed with their
+  token, and what they receive recorded in the mailbox.
+* ``cloudwatch``: alarms on a queue's visible messages evaluated when the queue changes, their state
+  changes sent to EventBridge and to their SNS actions.
 * ``lambda_runner``: running a function's deployed code without docker.
 * ``ses``: keeping both the text and the HTML part of a message.
 * ``prerequisites``: what ``doctor`` checks (SES account status, Regions, trails, roles that must exist).

@@ -27,6 +27,7 @@ SERVICES: Final = (
     "ses",
     "prerequisites",
     "mail_account",
+    "cloudwatch",
 )
 
 _F = TypeVar("_F", bound=Callable[..., Any])

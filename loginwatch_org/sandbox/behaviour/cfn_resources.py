@@ -1,7 +1,7 @@
 """CloudFormation: the resource types moto skips.
 
 moto creates nothing for a resource type it does not know, so a template's subscription, topic and
-queue policies, asynchronous invocation settings and alarm would silently not exist.  Each class here
+queue policies, asynchronous invocation settings, alarm and event bus policy would silently not exist.  Each class here
 creates the real thing in the service's backend, and is found through the patched type lookup.
 """
 
@@ -381,6 +381,68 @@ class CloudWatchAlarmResource(_AddedResource):
         cloudwatch_backends[account_id][region_name].delete_alarms([self.name])
 
 
+class EventBusPolicyResource(_AddedResource):
+    """AWS::Events::EventBusPolicy (moto skips it, so another account's events are never admitted).
+
+    One statement of the bus's resource policy, either ``Statement`` or ``Action``/``Principal``/``Condition``;
+    its ``StatementId`` is the physical id.
+    https://docs.aws.amazon.com/AWSCloudFormation/latest/TemplateReference/aws-resource-events-eventbuspolicy.html
+    """
+
+    cfn_type = "AWS::Events::EventBusPolicy"
+    physical_id_field = "statement_id"
+
+    def __init__(self, statement_id: str, bus_name: str) -> None:
+        self.statement_id = statement_id
+        self.bus_name = bus_name
+
+    @classmethod
+    def create_from_cloudformation_json(
+        cls,
+        resource_name: str,
+        cloudformation_json: dict[str, Any],
+        account_id: str,
+        region_name: str,
+        **kwargs: Any,
+    ) -> EventBusPolicyResource:
+        from moto.events.models import EventBusPolicyStatement, events_backends
+
+        props = cloudformation_json["Properties"]
+        bus = events_backends[account_id][region_name].describe_event_bus(props.get("EventBusName") or "default")
+        sid = str(props["StatementId"])
+        statement = dict(props.get("Statement") or {})
+        if not statement:
+            principal = props["Principal"]
+            condition = props.get("Condition")
+            statement = {
+                "Effect": "Allow",
+                "Principal": principal if principal == "*" else {"AWS": f"arn:aws:iam::{principal}:root"},
+                "Action": props["Action"],
+                "Resource": bus.arn,
+                **({"Condition": {condition["Type"]: {condition["Key"]: condition["Value"]}}} if condition else {}),
+            }
+        statement.setdefault("Resource", bus.arn)
+        bus._statements[sid] = EventBusPolicyStatement.from_dict({**statement, "Sid": sid})
+        return cls(sid, bus.name)
+
+    @classmethod
+    def delete_from_cloudformation_json(
+        cls, resource_name: str, cloudformation_json: dict[str, Any], account_id: str, region_name: str
+    ) -> None:
+        props = cloudformation_json.get("Properties", {})
+        cls(str(props.get("StatementId", resource_name)), props.get("EventBusName") or "default").delete(
+            account_id, region_name
+        )
+
+    def delete(self, account_id: str, region_name: str) -> None:
+        from moto.events.models import events_backends
+
+        with contextlib.suppress(Exception):
+            events_backends[account_id][region_name].describe_event_bus(self.bus_name).remove_statement(
+                self.statement_id
+            )
+
+
 _ADDED_RESOURCE_TYPES: Final[dict[str, type[_AddedResource]]] = {
     model.cfn_type: model
     for model in (
@@ -389,6 +451,7 @@ _ADDED_RESOURCE_TYPES: Final[dict[str, type[_AddedResource]]] = {
         SqsQueuePolicyResource,
         LambdaEventInvokeConfigResource,
         CloudWatchAlarmResource,
+        EventBusPolicyResource,
     )
 }
 

@@ -180,13 +180,20 @@ def _send_to_bus(rule: Rule, target: Mapping[str, Any], event: Mapping[str, Any]
         _dead_letter(rule, target, event, *refusal)
         return
     bus = parse_arn(target["Arn"])
-    receiving = events_backends[bus.account][bus.region].event_buses[bus.resource_id]
-    _hop.forwarded = True
+    deliver(bus.account, bus.region, bus.resource_id, event, forwarded=True)
+
+
+def deliver(account: str, region: str, bus_name: str, event: Mapping[str, Any], *, forwarded: bool = False) -> None:
+    """Hand ``event`` (shaped as moto's rules take it: ``time`` and ``ingestion-time`` in epoch seconds) to every
+    rule of the bus, as EventBridge does with an event it accepted; a ``forwarded`` one goes to no further bus."""
+    receiving = events_backends[account][region].event_buses[bus_name]
+    previous = getattr(_hop, "forwarded", False)
+    _hop.forwarded = forwarded
     try:
         for receiving_rule in list(receiving.rules.values()):
             receiving_rule.send_to_targets(cast(Any, copy.deepcopy(dict(event))))
     finally:
-        _hop.forwarded = False
+        _hop.forwarded = previous
 
 
 def _refusal(rule: Rule, target: Mapping[str, Any]) -> tuple[str, str] | None:

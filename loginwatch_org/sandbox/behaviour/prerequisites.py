@@ -13,7 +13,7 @@ Organizations service access and delegated administrators. Added here:
   until seeded as enabled.  https://docs.aws.amazon.com/accounts/latest/reference/API_ListRegions.html
   https://docs.aws.amazon.com/accounts/latest/reference/manage-acct-regions.html
 * SNS ``GetTopicAttributes`` counts a topic's subscriptions (moto always says none): SQS, Lambda and other
-  AWS endpoints are confirmed at once, email and HTTP(S) stay pending until the endpoint confirms.
+  AWS endpoints are confirmed at once, email and HTTP(S) stay pending until the endpoint confirms (``sns``).
   https://docs.aws.amazon.com/sns/latest/api/API_GetTopicAttributes.html
   https://docs.aws.amazon.com/sns/latest/dg/SendMessageToHttp.confirm.html
 * STS ``AssumeRole`` of a role that does not exist is refused (moto hands out credentials for any ARN), so a
@@ -127,14 +127,14 @@ def _make_trail_init(original: Any) -> Any:
     return init
 
 
-# Endpoints that confirm a subscription themselves; moto's email/HTTP endpoints never do.
+# Endpoints that must confirm a subscription themselves (an email subscriber with ConfirmSubscription).
 _CONFIRMED_BY_ENDPOINT: Final = frozenset({"email", "email-json", "http", "https"})
 
 
 def _count_subscriptions(pending: bool) -> property:
     def count(self: Topic) -> int:
-        protocols = [s.protocol for s in self.sns_backend.subscriptions.values() if s.topic is self]
-        return sum((protocol in _CONFIRMED_BY_ENDPOINT) == pending for protocol in protocols)
+        subscriptions = [s for s in self.sns_backend.subscriptions.values() if s.topic is self]
+        return sum((s.protocol in _CONFIRMED_BY_ENDPOINT and not s.confirmed) == pending for s in subscriptions)
 
     # moto's Topic assigns the counters in __init__; those assignments are ignored.
     return property(count, lambda self, value: None)
