@@ -1,5 +1,10 @@
 """Every CloudFormation template the tool deploys, and the registry that ``export``, ``export --check`` and the
-golden-file tests loop over. One module per template; each is pure and deterministic."""
+golden-file tests loop over. One module per template; each is pure and deterministic.
+
+``patterns`` (what each alert policy lets through), ``parameters`` (names and handles) and ``blocks`` (the
+parts templates share: dead-letter queue, alarm, sign-in rule, notifier, policy statements) are composed by
+one short module per template (``watch``).
+"""
 
 from __future__ import annotations
 
@@ -10,26 +15,18 @@ from pathlib import Path
 from troposphere import Template
 
 from loginwatch_org.config import Config
-from loginwatch_org.templates.watch import (
+from loginwatch_org.templates.blocks import LAMBDA_RUNTIME
+from loginwatch_org.templates.parameters import (
     ALARM_ACTION_PARAMETER,
     ALERT_POLICY_PARAMETER,
-    FAILURE_EVENTS,
-    LAMBDA_RUNTIME,
     RECIPIENTS_PARAMETER,
     SENDER_PARAMETER,
     SES_IDENTITY_PARAMETER,
-    SIGNIN_DETAIL_TYPE,
-    TEMPLATE_BODY_LIMIT,
-    WATCHED_EVENTS,
-    Format,
-    build_template,
-    event_pattern,
-    notifier_source,
-    render,
     shared_parameters,
-    template_body,
-    template_digest,
 )
+from loginwatch_org.templates.patterns import FAILURE_EVENTS, SIGNIN_DETAIL_TYPE, WATCHED_EVENTS, event_pattern
+from loginwatch_org.templates.rendering import TEMPLATE_BODY_LIMIT, Format, render, template_body, template_digest
+from loginwatch_org.templates.watch import build_template, notifier_source
 
 # Where the reviewed exports live, relative to the project root.
 TEMPLATES_DIRECTORY = Path("templates")

@@ -1,0 +1,226 @@
+"""Building blocks the templates share.
+
+Each function adds one thing to a troposphere ``Template`` (with what it needs to be safe on its own) and
+returns its handle, so a template module reads as a list of parts. Logical IDs are arguments with the
+watch's names as defaults: a stack set update replaces any resource whose logical ID changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeAlias
+
+from troposphere import (
+    AWSHelperFn,
+    Equals,
+    GetAtt,
+    If,
+    Not,
+    Parameter,
+    Ref,
+    Template,
+    awslambda,
+    cloudwatch,
+    events,
+    iam,
+    logs,
+    sqs,
+)
+
+from loginwatch_org.templates.parameters import HAS_ALARM_ACTION
+
+LAMBDA_RUNTIME = "python3.14"
+LOG_RETENTION_DAYS = 90
+# EventBridge retries a failed delivery for up to 24 hours (185 attempts), then dead-letters the event.
+# https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-rule-retry-policy.html
+RULE_RETRY_ATTEMPTS = 185
+RULE_MAX_EVENT_AGE = 24 * 3600
+
+# What a template property can hold: a literal, or an intrinsic function such as Ref or GetAtt.
+Value: TypeAlias = AWSHelperFn | str | dict[str, Any] | list[Any]
+
+
+def service_statement(sid: str, service: str, action: str, resource: Value, source_arn: Value) -> dict[str, Any]:
+    """A resource-policy grant: this AWS service may do this action on this resource, for this source only.
+
+    ``aws:SourceArn`` keeps another account's resource of the same service from using the grant (the
+    confused-deputy problem): https://docs.aws.amazon.com/IAM/latest/UserGuide/confused-deputy.html
+    """
+    return {
+        "Sid": sid,
+        "Effect": "Allow",
+        "Principal": {"Service": f"{service}.amazonaws.com"},
+        "Action": action,
+        "Resource": resource,
+        "Condition": {"ArnEquals": {"aws:SourceArn": source_arn}},
+    }
+
+
+def identity_statement(sid: str, action: str | list[str], resource: Value) -> dict[str, Any]:
+    """An identity-policy grant (a role's own permission): this action on this resource."""
+    return {"Sid": sid, "Effect": "Allow", "Action": action, "Resource": resource}
+
+
+def service_trust(service: str) -> dict[str, Any]:
+    """A role trust policy for one service principal, acting for this account only (``aws:SourceAccount``)."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": f"{service}.amazonaws.com"},
+                "Action": "sts:AssumeRole",
+                "Condition": {"StringEquals": {"aws:SourceAccount": Ref("AWS::AccountId")}},
+            }
+        ],
+    }
+
+
+def dead_letter_queue(template: Template, title: str = "DeadLetterQueue") -> sqs.Queue:
+    """The queue where every undeliverable event or alert ends up, encrypted with SSE-SQS."""
+    return template.add_resource(
+        sqs.Queue(
+            title,
+            SqsManagedSseEnabled=True,
+            MessageRetentionPeriod=14 * 24 * 3600,  # the maximum: time to notice and replay
+        )
+    )
+
+
+def dead_letter_queue_policy(
+    template: Template,
+    queue: sqs.Queue,
+    senders: Sequence[dict[str, Any]],
+    title: str = "DeadLetterQueuePolicy",
+) -> sqs.QueuePolicy:
+    """The queue's policy: the given senders (``service_statement``s), and no access without TLS."""
+    tls_only = {
+        "Sid": "TlsOnly",
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": "sqs:*",
+        "Resource": GetAtt(queue, "Arn"),
+        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+    }
+    return template.add_resource(
+        sqs.QueuePolicy(
+            title,
+            Queues=[Ref(queue)],
+            PolicyDocument={"Version": "2012-10-17", "Statement": [*senders, tls_only]},
+        )
+    )
+
+
+def dead_letter_alarm(
+    template: Template,
+    queue: sqs.Queue,
+    alarm_action: Parameter,
+    description: str,
+    title: str = "DeadLetterAlarm",
+) -> cloudwatch.Alarm:
+    """An alarm on the queue's first message, notifying the alarm-action topic when one is given."""
+    if HAS_ALARM_ACTION not in template.conditions:
+        template.add_condition(HAS_ALARM_ACTION, Not(Equals(Ref(alarm_action), "")))
+    return template.add_resource(
+        cloudwatch.Alarm(
+            title,
+            AlarmDescription=description,
+            Namespace="AWS/SQS",
+            MetricName="ApproximateNumberOfMessagesVisible",
+            Dimensions=[cloudwatch.MetricDimension(Name="QueueName", Value=GetAtt(queue, "QueueName"))],
+            Statistic="Maximum",
+            Period=300,
+            EvaluationPeriods=1,
+            Threshold=1,
+            ComparisonOperator="GreaterThanOrEqualToThreshold",
+            TreatMissingData="notBreaching",
+            AlarmActions=If(HAS_ALARM_ACTION, [Ref(alarm_action)], Ref("AWS::NoValue")),
+        )
+    )
+
+
+def signin_rule(
+    template: Template,
+    title: str,
+    description: str,
+    pattern: Value,
+    target_id: str,
+    target_arn: Value,
+    dead_letters: sqs.Queue,
+    state: Value = "ENABLED",
+    role_arn: Value | None = None,
+) -> events.Rule:
+    """A rule on the default bus with one target that retries for a day and then dead-letters."""
+    target: dict[str, Any] = {
+        "Id": target_id,
+        "Arn": target_arn,
+        "DeadLetterConfig": events.DeadLetterConfig(Arn=GetAtt(dead_letters, "Arn")),
+        "RetryPolicy": events.RetryPolicy(
+            MaximumRetryAttempts=RULE_RETRY_ATTEMPTS, MaximumEventAgeInSeconds=RULE_MAX_EVENT_AGE
+        ),
+    }
+    if role_arn is not None:
+        target["RoleArn"] = role_arn
+    return template.add_resource(
+        events.Rule(
+            title, Description=description, State=state, EventPattern=pattern, Targets=[events.Target(**target)]
+        )
+    )
+
+
+def notifier(
+    template: Template,
+    *,
+    description: str,
+    code: str,
+    environment: Mapping[str, Value],
+    grants: Sequence[dict[str, Any]],
+    dead_letters: sqs.Queue,
+    policy_name: str,
+) -> awslambda.Function:
+    """The Lambda function with its own log group, its role (own logs plus ``grants``), and its retries.
+
+    Asynchronous invocations are retried twice, then go to the dead-letter queue.
+    """
+    log_group = template.add_resource(logs.LogGroup("NotifierLogGroup", RetentionInDays=LOG_RETENTION_DAYS))
+    own_logs = identity_statement(
+        "WriteOwnLogs", ["logs:CreateLogStream", "logs:PutLogEvents"], GetAtt(log_group, "Arn")
+    )
+    role = template.add_resource(
+        iam.Role(
+            "NotifierRole",
+            AssumeRolePolicyDocument=service_trust("lambda"),
+            Policies=[
+                iam.Policy(
+                    PolicyName=policy_name,
+                    PolicyDocument={"Version": "2012-10-17", "Statement": [own_logs, *grants]},
+                )
+            ],
+        )
+    )
+    function = template.add_resource(
+        awslambda.Function(
+            "NotifierFunction",
+            Description=description,
+            Runtime=LAMBDA_RUNTIME,
+            Architectures=["arm64"],
+            MemorySize=128,
+            Timeout=30,
+            Handler="index.handler",
+            Role=GetAtt(role, "Arn"),
+            Code=awslambda.Code(ZipFile=code),
+            Environment=awslambda.Environment(Variables=dict(environment)),
+            DeadLetterConfig=awslambda.DeadLetterConfig(TargetArn=GetAtt(dead_letters, "Arn")),
+            LoggingConfig=awslambda.LoggingConfig(LogGroup=Ref(log_group)),
+        )
+    )
+    template.add_resource(
+        awslambda.EventInvokeConfig(
+            "NotifierRetries",
+            FunctionName=Ref(function),
+            Qualifier="$LATEST",
+            MaximumRetryAttempts=2,
+            MaximumEventAgeInSeconds=6 * 3600,
+        )
+    )
+    return function
