@@ -145,6 +145,17 @@ EXPECTED = {
         "root-and-failures",
     },
     "07_ct_iamuser-checkmfa-u2f_aws-ct-doc.json": set(),  # a successful CheckMfa follows every MFA sign-in
+    "08_ct_iamuser-checkmfa-multiple-mfa-devices_aws-ct-doc.json": set(),
+    # Identity Center: one email per completed sign-in (UserAuthentication), and every failed factor.
+    "19_ct_sso-unknown-userauthentication-password_aws-sso-doc.json": {"all"},
+    "44_ct_identitycenteruser-userauthentication-external-idp-redacted-2025_elastic.json": {"all"},
+    "23_ct_sso-unknown-credentialverification-password-failure_aws-sso-doc.json": {
+        "all",
+        "failures-only",
+        "root-and-failures",
+    },
+    "17_ct_sso-unknown-credentialchallenge-password_aws-sso-doc.json": set(),
+    "18_ct_sso-unknown-credentialverification-password-success_aws-sso-doc.json": set(),
     "31_ct_assumedrole-sso-AWSReservedSSO-consolelogin-us-west-2-tlsDetails_panther.json": {"all"},
     "28_ct_assumedrole-switchrole-cross-account-success_davxiao-blog.json": {"all"},
     "40_ct_root-passwordupdated-failure-typo-key-accesKeyId_panther.json": {

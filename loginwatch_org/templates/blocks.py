@@ -35,6 +35,13 @@ LOG_RETENTION_DAYS = 90
 # https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-rule-retry-policy.html
 RULE_RETRY_ATTEMPTS = 185
 RULE_MAX_EVENT_AGE = 24 * 3600
+# A rule in state ENABLED never sees read-only management events delivered through CloudTrail; this state
+# lets it match them too. Whether AWS counts CheckMfa as read-only is not documented (the published samples
+# carry no readOnly field), and its failures must reach the watch either way; the pattern still decides what
+# matches, so the rule sees no more sign-in events than it asks for.
+# https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-service-event-cloudtrail-management.html
+# https://docs.aws.amazon.com/eventbridge/latest/APIReference/API_PutRule.html (State)
+ALL_MANAGEMENT_EVENTS = "ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS"
 
 # What a template property can hold: a literal, or an intrinsic function such as Ref or GetAtt.
 Value: TypeAlias = AWSHelperFn | str | dict[str, Any] | list[Any]
@@ -147,10 +154,13 @@ def signin_rule(
     target_id: str,
     target_arn: Value,
     dead_letters: sqs.Queue,
-    state: Value = "ENABLED",
+    state: Value = ALL_MANAGEMENT_EVENTS,
     role_arn: Value | None = None,
 ) -> events.Rule:
-    """A rule on the default bus with one target that retries for a day and then dead-letters."""
+    """A rule on the default bus with one target that retries for a day and then dead-letters.
+
+    It receives read-only management events too (``ALL_MANAGEMENT_EVENTS``) unless ``state`` says otherwise.
+    """
     target: dict[str, Any] = {
         "Id": target_id,
         "Arn": target_arn,

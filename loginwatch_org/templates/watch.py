@@ -57,7 +57,7 @@ def _pattern_for_parameter() -> AWSHelperFn | dict[str, Any]:
 def build_template(config: Config) -> Template:
     template = Template(
         Description=(
-            "loginwatch-org: emails every AWS console sign-in in this account to its owners "
+            "loginwatch-org: emails every AWS console and Identity Center sign-in in this account to its owners "
             "(EventBridge -> SNS -> Lambda -> SES, failures to a dead-letter queue)."
         )
     )
@@ -82,7 +82,7 @@ def build_template(config: Config) -> Template:
     rule = blocks.signin_rule(
         template,
         "SignInRule",
-        description="Console sign-ins in this account, filtered by the account's alert policy.",
+        description="Console and Identity Center sign-ins in this account, filtered by the account's alert policy.",
         pattern=_pattern_for_parameter(),
         target_id="alert-topic",
         target_arn=Ref(topic),
@@ -132,7 +132,7 @@ def build_template(config: Config) -> Template:
     send_email["Condition"] = {"StringEquals": {"ses:FromAddress": Ref(sender)}}
     function = blocks.notifier(
         template,
-        description="Turns a console sign-in event into an email and sends it with SES.",
+        description="Turns a sign-in event into an email and sends it with SES.",
         code=notifier_source(),
         environment={"SENDER": Ref(sender), "RECIPIENTS": Ref(recipients), "SOURCE_ARN": Ref(ses_identity)},
         grants=[
