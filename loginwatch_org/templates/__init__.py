@@ -3,7 +3,7 @@ golden-file tests loop over. One module per template; each is pure and determini
 
 ``patterns`` (what each alert policy lets through), ``parameters`` (names and handles) and ``blocks`` (the
 parts templates share: dead-letter queue, alarm, sign-in rule, notifier, policy statements) are composed by
-one short module per template (``watch``).
+one short module per template (``watch``, ``forwarder``).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from troposphere import Template
 
 from loginwatch_org.config import Config
 from loginwatch_org.templates.blocks import LAMBDA_RUNTIME
+from loginwatch_org.templates.forwarder import WATCH_REGION, build_forwarder
 from loginwatch_org.templates.parameters import (
     ALARM_ACTION_PARAMETER,
     ALERT_POLICY_PARAMETER,
@@ -48,6 +49,11 @@ REGISTRY: dict[str, TemplateSpec] = {
     spec.name: spec
     for spec in (
         TemplateSpec("watch", "one account's watch: sign-in rule, topic, notifier, dead-letter queue", build_template),
+        TemplateSpec(
+            "forwarder",
+            f"every region but {WATCH_REGION}: sends the region's sign-ins to the account's watch in {WATCH_REGION}",
+            build_forwarder,
+        ),
     )
 }
 
@@ -64,8 +70,10 @@ __all__ = [
     "TEMPLATES_DIRECTORY",
     "TEMPLATE_BODY_LIMIT",
     "WATCHED_EVENTS",
+    "WATCH_REGION",
     "Format",
     "TemplateSpec",
+    "build_forwarder",
     "build_template",
     "event_pattern",
     "notifier_source",

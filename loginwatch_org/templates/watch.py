@@ -82,7 +82,7 @@ def build_template(config: Config) -> Template:
     rule = blocks.signin_rule(
         template,
         "SignInRule",
-        description="Console and Identity Center sign-ins in this account, filtered by the account's alert policy.",
+        description="Sign-ins in this account, recorded here or forwarded from other regions, filtered by its policy.",
         pattern=_pattern_for_parameter(),
         target_id="alert-topic",
         target_arn=Ref(topic),
