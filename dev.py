@@ -75,19 +75,23 @@ def main(argv: list[str]) -> int:
         [BIN / "ruff", "check", "."],
         [BIN / "ruff", "format", "--check", "."],
         [BIN / "mypy"],
-        [BIN / "python", "-m", "pytest", *argv[1:]],
     ]
     for check in checks:
-        print("$ " + " ".join(str(part.name) if isinstance(part, Path) else part for part in check), flush=True)
-        code = _run(*check)
-        if code != 0:
+        if (code := _check(*check)) != 0:
             return code
     # Every exported template, as a reviewer would scan it; a check that does not apply is skipped in the
-    # resource's Metadata with its reason, so any failure here is new.
+    # resource's Metadata with its reason, so any failure here is new. Before pytest, so that the run ends
+    # with pytest's own summary.
     ensure_checkov()
     scan = ["--directory", "templates", "--framework", "cloudformation", "--compact", "--quiet", "--skip-download"]
-    print("$ checkov " + " ".join(scan), flush=True)
-    return _run(CHECKOV_BIN / "checkov", *scan, env=CHECKOV_ENV)
+    if (code := _check(CHECKOV_BIN / "checkov", *scan, env=CHECKOV_ENV)) != 0:
+        return code
+    return _check(BIN / "python", "-m", "pytest", *argv[1:])
+
+
+def _check(*args: str | Path, env: dict[str, str] | None = None) -> int:
+    print("$ " + " ".join(part.name if isinstance(part, Path) else part for part in args), flush=True)
+    return _run(*args, env=env)
 
 
 if __name__ == "__main__":
