@@ -49,6 +49,19 @@ from troposphere import (
 )
 
 from loginwatch_org.config import Config
+from loginwatch_org.templates.blocks import checkov_skips
+
+# checkov reads only the principal of a trust policy, not its conditions.
+ORGANISATION_TRUST = (
+    "CKV_AWS_60",
+    "The principal '*' is bound by aws:PrincipalOrgID (this organisation only) and aws:PrincipalArn (only roles "
+    "under the watch functions' path); see the trust policy's conditions.",
+)
+ALARM_TOPIC_ENCRYPTION = (
+    "CKV_AWS_26",
+    "EventBridge can publish to an encrypted topic only under a customer managed key whose policy admits it; "
+    "the notice names an account and an alarm, nothing more, and travels over TLS.",
+)
 
 # The IAM path of the watch functions' execution roles (the watch template puts its NotifierRole there).
 # Only roles on this path, in accounts of this organisation, may assume the sending role.
@@ -221,6 +234,7 @@ def build_mail_template(config: Config) -> Template:
     role = template.add_resource(
         iam.Role(
             "MailSenderRole",
+            Metadata=checkov_skips(ORGANISATION_TRUST),
             RoleName=mail_role_name(config),
             Description="Assumed by loginwatch watch functions of this organisation to email sign-in alerts.",
             MaxSessionDuration=SESSION_SECONDS,
@@ -283,7 +297,11 @@ def build_mail_template(config: Config) -> Template:
         )
     )
     topic = template.add_resource(
-        sns.Topic("DeadLetterAlarmTopic", DisplayName="loginwatch: a sign-in alert could not be delivered")
+        sns.Topic(
+            "DeadLetterAlarmTopic",
+            Metadata=checkov_skips(ALARM_TOPIC_ENCRYPTION),
+            DisplayName="loginwatch: a sign-in alert could not be delivered",
+        )
     )
     rule = template.add_resource(
         events.Rule(
