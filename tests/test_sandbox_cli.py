@@ -355,8 +355,9 @@ def _stack(example: Example, account: str, region: str, name: str, body: str) ->
 
 
 def test_a_sign_in_recorded_in_us_east_2_reaches_the_watch_by_its_forwarder(example: Example) -> None:
-    from tests.sandbox.emulator import forwarder_template
+    from loginwatch_org.templates import REGISTRY, template_body
 
+    forwarder = template_body(REGISTRY["forwarder"].build(load_config(example.config)))
     account = "555566667777"  # alert policy: all
     command = ("simulate-login", account, "--identity", "iam-user", "--region", "us-east-2", "--sandbox")
     unforwarded = example.workspace.run(*command, "-c", str(example.config))
@@ -364,12 +365,12 @@ def test_a_sign_in_recorded_in_us_east_2_reaches_the_watch_by_its_forwarder(exam
     assert "Email accepted" not in unforwarded.stdout
     assert "No email was sent: no forwarder in us-east-2 carried it to the watch in us-east-1" in unforwarded.stdout
 
-    with _stack(example, account, "us-east-2", "loginwatch-forwarder", forwarder_template()):
+    with _stack(example, account, "us-east-2", "loginwatch-forwarder", forwarder):
         forwarded = example.workspace.run(*command, "-c", str(example.config))
     assert f"console sign-in to {account} (shared-services), recorded in us-east-2." in forwarded.stdout
     email = _one_email(forwarded)
     assert email.to == _recipients(example.config, account)
-    assert "us-east-2" in email.body
+    assert "us-east-2, forwarded to the watch in us-east-1" in email.body
 
 
 def test_a_root_sign_in_to_the_management_account_is_mailed_by_its_own_watch(example: Example) -> None:

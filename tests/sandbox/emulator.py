@@ -321,8 +321,9 @@ WATCH_BUS: Final = "arn:${AWS::Partition}:events:us-east-1:${AWS::AccountId}:eve
 
 
 def forwarder_template(*, bus_allowed: str = WATCH_BUS) -> str:
-    """A forwarder as issue 7 describes it: a rule for the sign-ins recorded in its Region, sending them to the
-    us-east-1 default bus through a role that may put events on ``bus_allowed`` only, dead-lettering failures."""
+    """A minimal forwarder (the product's is ``REGISTRY["forwarder"]``): a rule for the sign-ins recorded in its
+    Region, sending them to the us-east-1 default bus through a role that may put events on ``bus_allowed`` only,
+    dead-lettering failures. Tests use it where they need a forwarder the product would never deploy."""
     template = Template()
     dead_letters = template.add_resource(sqs.Queue("DeadLetterQueue"))
     role = template.add_resource(

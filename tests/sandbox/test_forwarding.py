@@ -12,8 +12,8 @@ import pytest
 
 from loginwatch_org.config import Config, load_config
 from loginwatch_org.sandbox.control import Sandbox as Running
-from loginwatch_org.sandbox.simulate import simulate_login
-from loginwatch_org.templates import build_template, template_body
+from loginwatch_org.sandbox.simulate import signin_record, simulate_login
+from loginwatch_org.templates import REGISTRY, build_template, template_body
 from tests.sandbox.emulator import DEV, MANAGEMENT, SENDER, SHARED, Sandbox, forwarder_template
 
 RECORDED_IN = "us-east-2"
@@ -71,22 +71,21 @@ def _capture(sandbox: Sandbox, account: str) -> Callable[[], list[dict[str, Any]
 
 def test_a_sign_in_recorded_in_us_east_2_is_mailed_by_the_us_east_1_watch(sandbox: Sandbox, config: Config) -> None:
     _deploy(sandbox, DEV, "us-east-1", "loginwatch", template_body(build_template(config)))
-    _deploy(sandbox, DEV, RECORDED_IN, "loginwatch-forwarder", forwarder_template())
+    _deploy(sandbox, DEV, RECORDED_IN, "loginwatch-forwarder", template_body(REGISTRY["forwarder"].build(config)))
 
     outcome = simulate_login(_running(sandbox), DEV, "iam-user", region=RECORDED_IN)
 
     [email] = outcome.emails
     assert email["to"] == ["security@example.com"]
-    text = email["text"] or ""
-    assert RECORDED_IN in text
-    assert "us-east-1" not in text
+    # The event the watch got originated in us-east-2 (not re-stamped by the forwarding), and was forwarded.
+    assert f"{RECORDED_IN}, forwarded to the watch in us-east-1" in (email["text"] or "")
 
 
-def test_the_watch_receives_the_original_event(sandbox: Sandbox) -> None:
-    _deploy(sandbox, DEV, RECORDED_IN, "loginwatch-forwarder", forwarder_template())
+def test_the_watch_receives_the_original_event(sandbox: Sandbox, config: Config) -> None:
+    _deploy(sandbox, DEV, RECORDED_IN, "loginwatch-forwarder", template_body(REGISTRY["forwarder"].build(config)))
     received = _capture(sandbox, DEV)
     put = sandbox.member(DEV).client("events", region_name=RECORDED_IN, endpoint_url=sandbox.endpoint_url)
-    detail = {"eventName": "ConsoleLogin", "awsRegion": RECORDED_IN}
+    detail = signin_record(DEV, "iam-user", region=RECORDED_IN)
     when = datetime(2026, 5, 4, 3, 2, 1, tzinfo=UTC)
     entry = {"Time": when, "Source": "aws.signin", "DetailType": "AWS Console Sign In via CloudTrail"}
     [result] = put.put_events(Entries=[{**entry, "Detail": json.dumps(detail), "Resources": ["r-1"]}])["Entries"]
@@ -116,9 +115,9 @@ def test_a_role_that_may_not_put_on_the_watch_bus_dead_letters_the_sign_in(sandb
     assert message["MessageAttributes"]["ERROR_CODE"]["StringValue"] == "NO_PERMISSIONS"
 
 
-def test_an_event_forwarded_once_is_not_forwarded_again(sandbox: Sandbox) -> None:
+def test_an_event_forwarded_once_is_not_forwarded_again(sandbox: Sandbox, config: Config) -> None:
     # us-east-2 forwards to us-east-1, and us-east-1 forwards to us-west-2: EventBridge routes one hop only.
-    _deploy(sandbox, DEV, RECORDED_IN, "loginwatch-forwarder", forwarder_template())
+    _deploy(sandbox, DEV, RECORDED_IN, "loginwatch-forwarder", template_body(REGISTRY["forwarder"].build(config)))
     onward = forwarder_template().replace("us-east-1:", "us-west-2:")
     _deploy(sandbox, DEV, "us-east-1", "onward", onward)
     session = sandbox.member(DEV)
