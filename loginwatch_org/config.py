@@ -324,6 +324,10 @@ class Config(_Model):
     defaults: Defaults
     management_account: ManagementAccount | None = None
     accounts: list[Account] = Field(min_length=1)
+    # What happens to an ACTIVE account of the organisation (in the stack set's scope) that ``accounts`` does not
+    # list: ``defaults`` watches it with the default recipients and policy, ``report`` only reports it. Either way
+    # plan and status name it with the line to add.
+    new_accounts: Literal["defaults", "report"] = "defaults"
 
     @model_validator(mode="after")
     def _check_accounts(self) -> Config:
@@ -375,6 +379,12 @@ class Config(_Model):
             recipients=tuple(account.recipients or self.defaults.recipients),
             alert_on=account.alert_on or self.defaults.alert_on,
         )
+
+    def default_watch(self, account_id: str, name: str) -> AccountWatch | None:
+        """How an account the config does not list is watched: with the defaults, or (``report``) not at all."""
+        if self.new_accounts != "defaults":
+            return None
+        return AccountWatch(account_id, name, tuple(self.defaults.recipients), self.defaults.alert_on)
 
     def forward_regions(self) -> tuple[str, ...]:
         """The regions that get a forwarder, sorted: ``forward_from`` resolved, without the watch's regions."""
