@@ -420,7 +420,7 @@ def plan_coverage(config: Config, snapshot: Snapshot) -> Coverage:
         for watch in unlisted[:UNLISTED_NAMED]:
             how = (
                 "watched with the default recipients and policy (new_accounts: defaults)"
-                if config.new_accounts == "defaults"
+                if config.stack_set.new_accounts == "defaults"
                 else "NOT watched (new_accounts: report)"
             )
             warnings.append(
@@ -441,7 +441,31 @@ def plan_coverage(config: Config, snapshot: Snapshot) -> Coverage:
             f"account {account_id}{label} is SUSPENDED in the organisation: left out of every operation until it "
             "is reinstated"
         )
+    warnings.extend(_auto_deployment_warnings(config.stack_set, snapshot.stack_set))
     return Coverage(tuple(targets), skipped, tuple(sorted(suspended)), tuple(unlisted), tuple(warnings))
+
+
+def _auto_deployment_warnings(settings: StackSetSettings, stack_set: DeployedStackSet | None) -> list[str]:
+    """A stack set created before new_accounts said otherwise. UpdateStackSet takes AutoDeployment only without
+    DeploymentTargets or Regions ("If you specify AutoDeployment, don't specify DeploymentTargets or Regions"), and
+    an update without targets re-deploys every instance, kept orphans and disabled accounts included, so the tool
+    leaves the change to the admin and says how.
+    https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_UpdateStackSet.html"""
+    if stack_set is None or stack_set.auto_deployment is None or settings.permission_model != "service-managed":
+        return []
+    if stack_set.auto_deployment == settings.auto_deployment:
+        return []
+    # https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/stacksets-orgs-manage-auto-deployment.html
+    where = f"CloudFormation console > StackSets > {settings.name} > Actions > Edit automatic deployment"
+    if settings.auto_deployment:
+        return [
+            f"automatic deployment is off on stack set {settings.name}: an account that joins its OUs is watched only "
+            f"from the next rollout. Turn it on ({where}: activated, stacks not retained on account removal)"
+        ]
+    return [
+        f"automatic deployment is on for stack set {settings.name} but new_accounts is report: StackSets watches "
+        f"accounts that join its OUs with the defaults. Turn it off ({where})"
+    ]
 
 
 # -- phase 4: UpdateStackSet's targets ----------------------------------------------------------------------------

@@ -80,6 +80,8 @@ class DeployedStackSet:
     tags: Mapping[str, str]
     permission_model: str
     managed_execution: bool
+    # AutoDeployment.Enabled of a service-managed stack set (None: self-managed, or not reported).
+    auto_deployment: bool | None = None
 
     @property
     def owned(self) -> bool:

@@ -208,6 +208,6 @@ def test_every_unknown_key_at_every_level_is_reported_with_its_line(write_config
         "mail_account, configuration_set, alarm_recipients",
         "accounts[2].recipents: unknown key 'recipents'; did you mean recipients?",
         "extra_section: unknown key 'extra_section'; valid keys here: stack_set, delivery, defaults, "
-        "management_account, accounts, new_accounts",
+        "management_account, accounts",
     ]
     assert [problem.split(": ", 1)[0].rsplit(":", 1)[1] for problem in found] == ["4", "8", "21", "22"]

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from loginwatch_org.aws.errors import AwsProblem, error_code, explained
+from loginwatch_org.config import StackSetSettings
 from loginwatch_org.state import (
     OWNER_TAG_KEY,
     OWNER_TAG_VALUE,
@@ -81,6 +82,17 @@ def call_as_args(call_as: str) -> dict[str, str]:
     service-managed stack sets, so it is sent only when acting as delegated administrator."""
     value = call_as_value(call_as)
     return {"CallAs": value} if value == "DELEGATED_ADMIN" else {}
+
+
+def auto_deployment(settings: StackSetSettings) -> dict[str, bool]:
+    """CreateStackSet's AutoDeployment. With new_accounts: defaults, StackSets deploys the watch to an account as
+    soon as it joins a targeted OU, with the stack set's parameter values (the config's defaults), and deletes the
+    instance of an account that leaves them (RetainStacksOnAccountRemoval=false: a stack outside the stack set would
+    keep emailing with recipients nobody manages any more).
+    https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_AutoDeployment.html"""
+    if settings.auto_deployment:
+        return {"Enabled": True, "RetainStacksOnAccountRemoval": False}
+    return {"Enabled": False}
 
 
 class StackSetReader:
@@ -164,6 +176,7 @@ class StackSetReader:
             tags={t["Key"]: t["Value"] for t in data.get("Tags", [])},
             permission_model=data.get("PermissionModel", "SELF_MANAGED"),
             managed_execution=bool(data.get("ManagedExecution", {}).get("Active", False)),
+            auto_deployment=bool(data["AutoDeployment"].get("Enabled", False)) if "AutoDeployment" in data else None,
         )
 
     def _pages(self, method: str, key: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
