@@ -419,13 +419,13 @@ def plan_coverage(config: Config, snapshot: Snapshot) -> Coverage:
                 targets.append(default)
         for watch in unlisted[:UNLISTED_NAMED]:
             how = (
-                "watched with the default recipients and policy (new_accounts: defaults)"
+                "watched with the default recipients and policy (new_accounts: defaults); to name its own"
                 if config.stack_set.new_accounts == "defaults"
-                else "NOT watched (new_accounts: report)"
+                else "NOT watched (new_accounts: report); to watch it"
             )
             warnings.append(
-                f"account {watch.account_id} ({watch.name}) is in the organisation but not in the config: {how}; "
-                f"to name its recipients, add under accounts: {config_line(watch.account_id, watch.name)}"
+                f"account {watch.account_id} ({watch.name}) is in the organisation but not in the config: {how}, "
+                f"add under accounts: {config_line(watch.account_id, watch.name)}"
             )
         if len(unlisted) > UNLISTED_NAMED:
             warnings.append(

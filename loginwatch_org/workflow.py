@@ -196,7 +196,7 @@ def account_statuses(config: Config, snapshot: Snapshot, drift: DriftResult | No
                     overrides = dict(wanted)
             status = instance.status if instance else "MISSING"
             if state == SUSPENDED_ACCOUNT_STATE:
-                status = status if instance else SUSPENDED_ACCOUNT_STATE
+                status = SUSPENDED_ACCOUNT_STATE
                 reason = "SUSPENDED in the organisation: StackSets skips it until it is reinstated"
             elif account_id in unlisted and (instance is None or wanted is None):
                 status = status if instance else UNWATCHED

@@ -26,7 +26,7 @@ in it, and ``parents`` maps each OU to its parent (default: the root). Tests cha
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -108,14 +108,12 @@ class OrganizationsDouble:
 
     def list_accounts(self, **kwargs: Any) -> dict[str, Any]:
         self._record("list_accounts")
-        ordered = sorted(self.states)
-        return self._page("Accounts", [self._account(a) for a in ordered], kwargs, "ListAccounts")
+        return self._page("Accounts", sorted(self.states), kwargs, "ListAccounts", self._account)
 
     def list_accounts_for_parent(self, **kwargs: Any) -> dict[str, Any]:
         self._record("list_accounts_for_parent")
         parent = self._parent(kwargs["ParentId"], "ListAccountsForParent")
-        accounts = [self._account(a) for a in sorted(self._layout[parent])]
-        return self._page("Accounts", accounts, kwargs, "ListAccountsForParent")
+        return self._page("Accounts", sorted(self._layout[parent]), kwargs, "ListAccountsForParent", self._account)
 
     def list_organizational_units_for_parent(self, **kwargs: Any) -> dict[str, Any]:
         self._record("list_organizational_units_for_parent")
@@ -146,7 +144,14 @@ class OrganizationsDouble:
             "JoinedMethod": "CREATED",
         }
 
-    def _page(self, key: str, items: list[Any], kwargs: Mapping[str, Any], operation: str) -> dict[str, Any]:
+    def _page(
+        self,
+        key: str,
+        items: list[Any],
+        kwargs: Mapping[str, Any],
+        operation: str,
+        shape: Callable[[Any], Any] = lambda item: item,
+    ) -> dict[str, Any]:
         size = kwargs.get("MaxResults", PAGE_SIZE)
         if not 1 <= size <= PAGE_SIZE:
             raise _error("InvalidInputException", f"MaxResults must be between 1 and {PAGE_SIZE}", operation)
@@ -154,7 +159,7 @@ class OrganizationsDouble:
         if self.empty_pages and token is None:
             return {key: [], "NextToken": "0"}
         start = int(token or 0)
-        response: dict[str, Any] = {key: items[start : start + size]}
+        response: dict[str, Any] = {key: [shape(item) for item in items[start : start + size]]}
         if start + size < len(items):
             response["NextToken"] = str(start + size)
         return response
