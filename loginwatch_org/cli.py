@@ -432,20 +432,26 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print the rows (or the error) as JSON.")] = False,
     drift: Annotated[bool, typer.Option("--drift", help="Run stack set drift detection first.")] = False,
     wide: Annotated[bool, typer.Option("--wide", help="Every column, however wide the terminal.")] = False,
+    verify: Annotated[
+        bool,
+        typer.Option(
+            "--verify", help="Describe every instance and compare its real overrides with the config (one call each)."
+        ),
+    ] = False,
     profile: ProfileOption = None,
     region: RegionOption = None,
     endpoint_url: EndpointOption = None,
     sandbox: SandboxOption = False,
 ) -> None:
     """One row per account: deployed status and recipients beside the config."""
-    from loginwatch_org.workflow import detect_drift, drift_problems, make_executor, read_snapshot
+    from loginwatch_org.workflow import detect_drift, drift_problems, make_executor, read_snapshot, watched_accounts
 
     options = _aws_options(profile, region, endpoint_url, sandbox)
     loaded = load(config)
     progress = Progress()
     with connect(loaded, options, progress) as clients:
         detection = detect_drift(loaded, clients, make_executor(loaded, clients, progress=progress)) if drift else None
-        snapshot = read_snapshot(loaded, clients)
+        snapshot = read_snapshot(loaded, clients, verify=verify)
     progress.pause()
     if snapshot.stack_set is None:
         raise LoginwatchError(f"stack set '{loaded.stack_set.name}' does not exist yet; run: loginwatch-org rollout")
@@ -460,7 +466,7 @@ def status(
         typer.echo(f"Warning: {problem}", err=True)
     # Non-zero when anything needs attention, so status can gate a pipeline or feed a monitor. Accounts the
     # organisation lacks are skipped by rollout, and so they are here.
-    watched = {t.account_id for t in loaded.targets()} - snapshot.accounts_outside_organization
+    watched = watched_accounts(loaded, snapshot)
     if any(row.account_id in watched and row.needs_attention for row in rows) or (
         detection is not None and not detection.complete
     ):

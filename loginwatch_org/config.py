@@ -168,6 +168,16 @@ class StackSetSettings(_Model):
     administration_role_arn: str | None = None
     execution_role_name: str = "AWSCloudFormationStackSetExecutionRole"
     operation_preferences: OperationPreferences = Field(default_factory=OperationPreferences)
+    # What happens to an ACTIVE account of the organisation (in the stack set's scope) that ``accounts`` does not
+    # list: ``defaults`` watches it with the default recipients and policy (service-managed: at once, through
+    # StackSets automatic deployment), ``report`` only reports it. Either way plan and status name it with the line
+    # to add.
+    new_accounts: Literal["defaults", "report"] = "defaults"
+
+    @property
+    def auto_deployment(self) -> bool:
+        """Whether StackSets deploys to accounts as they join the targeted OUs (service-managed only)."""
+        return self.permission_model == "service-managed" and self.new_accounts == "defaults"
 
     @model_validator(mode="after")
     def _check(self) -> StackSetSettings:
@@ -375,6 +385,12 @@ class Config(_Model):
             recipients=tuple(account.recipients or self.defaults.recipients),
             alert_on=account.alert_on or self.defaults.alert_on,
         )
+
+    def default_watch(self, account_id: str, name: str) -> AccountWatch | None:
+        """How an account the config does not list is watched: with the defaults, or (``report``) not at all."""
+        if self.stack_set.new_accounts != "defaults":
+            return None
+        return AccountWatch(account_id, name, tuple(self.defaults.recipients), self.defaults.alert_on)
 
     def forward_regions(self) -> tuple[str, ...]:
         """The regions that get a forwarder, sorted: ``forward_from`` resolved, without the watch's regions."""

@@ -12,6 +12,7 @@ plan per deployment unit can reuse them.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
@@ -20,6 +21,7 @@ from typing import Any, assert_never
 from loginwatch_org.config import AccountWatch, Config, StackSetSettings
 from loginwatch_org.errors import LoginwatchError
 from loginwatch_org.state import (
+    ACTIVE_ACCOUNT_STATE,
     OWNER_TAG_KEY,
     OWNER_TAG_VALUE,
     DeployedInstance,
@@ -287,8 +289,15 @@ class AccountState:
 
 
 def classify_account(
-    watch: AccountWatch, regions: Sequence[str], instances: Mapping[str, DeployedInstance]
+    watch: AccountWatch,
+    regions: Sequence[str],
+    instances: Mapping[str, DeployedInstance],
+    *,
+    reinstated: bool = False,
 ) -> AccountState:
+    """``reinstated``: Organizations says the account is ACTIVE now, so an instance StackSets skipped while it was
+    suspended (SKIPPED_SUSPENDED_ACCOUNT records the past) is retried. An account SUSPENDED now never gets here:
+    the coverage phase leaves it out of the targets."""
     desired = account_overrides(watch)
     digest = _digest(desired)
     missing: list[str] = []
@@ -311,6 +320,12 @@ def classify_account(
             stale.append(region)
             before = instance.overrides
             reasons.append(_override_reason(instance, desired))
+        elif instance.suspended and reinstated:
+            stale.append(region)
+            reasons.append(
+                f"retry: skipped while the account was suspended (operation {instance.last_operation_id or '?'}); "
+                "it is ACTIVE again"
+            )
         elif instance.suspended:
             suspended = True
             current.append(region)
@@ -342,7 +357,115 @@ def classify_accounts(
     targets: Sequence[AccountWatch], regions: Sequence[str], snapshot: Snapshot
 ) -> tuple[AccountState, ...]:
     deployed = snapshot.instances_by_account()
-    return tuple(classify_account(watch, regions, deployed.get(watch.account_id, {})) for watch in targets)
+    organization = snapshot.organization
+    return tuple(
+        classify_account(
+            watch,
+            regions,
+            deployed.get(watch.account_id, {}),
+            reinstated=organization is not None and organization.state_of(watch.account_id) == ACTIVE_ACCOUNT_STATE,
+        )
+        for watch in targets
+    )
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """Which accounts the plan deploys to, against the organisation as Organizations reports it now."""
+
+    # Listed (enabled) accounts in the organisation and not suspended, then the accounts new_accounts: defaults
+    # watches, in config order then account order.
+    targets: tuple[AccountWatch, ...]
+    # Config accounts the organisation does not have.
+    skipped: tuple[str, ...] = ()
+    # Accounts Organizations reports SUSPENDED: left out of every operation until reinstated.
+    suspended: tuple[str, ...] = ()
+    # ACTIVE accounts in scope that the config does not list (neither enabled nor disabled).
+    unlisted: tuple[AccountWatch, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+
+# Past this many, plan names the first unlisted accounts and counts the rest (status shows a row for each).
+UNLISTED_NAMED = 20
+
+
+def config_line(account_id: str, name: str) -> str:
+    """The line to add under ``accounts:`` for an account the config does not list (a YAML flow mapping; JSON
+    strings are valid YAML scalars, so any name is quoted safely)."""
+    return f'- {{id: "{account_id}", name: {json.dumps(name or account_id)}}}'
+
+
+def plan_coverage(config: Config, snapshot: Snapshot) -> Coverage:
+    """The accounts to deploy to. Organizations' current Account.State decides: a SUSPENDED account is left out
+    (StackSets would only skip it again), an ACTIVE account the config does not list is unwatched, and with
+    ``new_accounts: defaults`` it is watched with the default recipients and policy. Without an organisation
+    reading (refused, or no client), the listed accounts are the targets, as before."""
+    outside = snapshot.accounts_outside_organization
+    organization = snapshot.organization
+    suspended = organization.suspended() if organization is not None else frozenset()
+    listed_targets = config.targets()
+    skipped = tuple(t.account_id for t in listed_targets if t.account_id in outside)
+    targets = [t for t in listed_targets if t.account_id not in outside and t.account_id not in suspended]
+    warnings = [f"account {a} is in the config but not in the organisation; it is skipped" for a in skipped]
+    unlisted: list[AccountWatch] = []
+    if organization is not None:
+        listed = {account.id for account in config.accounts}
+        for account in organization.members():
+            if account.account_id in listed or not account.active:
+                continue
+            default = config.default_watch(account.account_id, account.name)
+            unlisted.append(default or AccountWatch(account.account_id, account.name, (), ""))
+            if default is not None:
+                targets.append(default)
+        for watch in unlisted[:UNLISTED_NAMED]:
+            how = (
+                "watched with the default recipients and policy (new_accounts: defaults); to name its own"
+                if config.stack_set.new_accounts == "defaults"
+                else "NOT watched (new_accounts: report); to watch it"
+            )
+            warnings.append(
+                f"account {watch.account_id} ({watch.name}) is in the organisation but not in the config: {how}, "
+                f"add under accounts: {config_line(watch.account_id, watch.name)}"
+            )
+        if len(unlisted) > UNLISTED_NAMED:
+            warnings.append(
+                f"{len(unlisted) - UNLISTED_NAMED} more account(s) of the organisation are not in the config "
+                "(loginwatch-org status lists each, with its line)"
+            )
+    names = config.account_names()
+    disabled = config.disabled_account_ids()
+    management = organization.management_account_id if organization is not None else None
+    for account_id in sorted(suspended - disabled - {management}):
+        label = f" ({names[account_id]})" if account_id in names else ""
+        warnings.append(
+            f"account {account_id}{label} is SUSPENDED in the organisation: left out of every operation until it "
+            "is reinstated"
+        )
+    warnings.extend(_auto_deployment_warnings(config.stack_set, snapshot.stack_set))
+    return Coverage(tuple(targets), skipped, tuple(sorted(suspended)), tuple(unlisted), tuple(warnings))
+
+
+def _auto_deployment_warnings(settings: StackSetSettings, stack_set: DeployedStackSet | None) -> list[str]:
+    """A stack set created before new_accounts said otherwise. UpdateStackSet takes AutoDeployment only without
+    DeploymentTargets or Regions ("If you specify AutoDeployment, don't specify DeploymentTargets or Regions"), and
+    an update without targets re-deploys every instance, kept orphans and disabled accounts included, so the tool
+    leaves the change to the admin and says how.
+    https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_UpdateStackSet.html"""
+    if stack_set is None or stack_set.auto_deployment is None or settings.permission_model != "service-managed":
+        return []
+    if stack_set.auto_deployment == settings.auto_deployment:
+        return []
+    # https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/stacksets-orgs-manage-auto-deployment.html
+    where = f"CloudFormation console > StackSets > {settings.name} > Actions > Edit automatic deployment"
+    if settings.auto_deployment:
+        return [
+            f"automatic deployment is off on stack set {settings.name}: an account that joins its OUs is watched only "
+            f"from the next rollout. Turn it on ({where}: activated, stacks not retained on account removal)"
+        ]
+    return [
+        f"automatic deployment is on for stack set {settings.name} but new_accounts is report: StackSets watches "
+        f"accounts that join its OUs with the defaults. Turn it off ({where})"
+    ]
 
 
 # -- phase 4: UpdateStackSet's targets ----------------------------------------------------------------------------
@@ -533,13 +656,16 @@ class Deletions:
     warnings: tuple[str, ...] = ()
 
 
-def plan_deletions(config: Config, snapshot: Snapshot, marker: list[Any], *, prune: bool) -> Deletions:
+def plan_deletions(
+    config: Config, snapshot: Snapshot, marker: list[Any], *, prune: bool, watched: frozenset[str] = frozenset()
+) -> Deletions:
     """Instances of disabled accounts always; of accounts or regions gone from the config only with --prune, so a
     truncated config cannot wipe out watches. INOPERABLE instances, whatever their account, are removed with
     RetainStacks=true, what AWS documents for them: deleting their stack again would fail again.
     https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_StackInstance.html"""
     regions = tuple(config.stack_set.regions)
-    listed = {account.id for account in config.accounts}
+    # ``watched``: accounts the coverage phase keeps (new_accounts: defaults, suspended ones) count as listed.
+    listed = {account.id for account in config.accounts} | watched
     disabled = config.disabled_account_ids()
     deployed = snapshot.instances_by_account()
     names = config.account_names()
@@ -620,11 +746,9 @@ def make_plan(
     check_permission_model(settings, snapshot.stack_set)
     digest_of_template = template_digest(template_body)
     delta = stack_set_delta(snapshot.stack_set, digest_of_template, shared_parameters)
-    outside = snapshot.accounts_outside_organization
-    targets = [t for t in config.targets() if t.account_id not in outside]
-    skipped = tuple(t.account_id for t in config.targets() if t.account_id in outside)
-    warnings = list(snapshot.warnings)
-    warnings.extend(f"account {a} is in the config but not in the organisation; it is skipped" for a in skipped)
+    coverage = plan_coverage(config, snapshot)
+    targets, skipped = coverage.targets, coverage.skipped
+    warnings = [*snapshot.warnings, *coverage.warnings]
     warnings.extend(_foreign_operation_warnings(snapshot))
 
     states = classify_accounts(targets, regions, snapshot)
@@ -647,7 +771,8 @@ def make_plan(
     if not delta.exists:
         steps.append(CreateStackSet(settings.name, dict(shared_parameters)))
     steps.extend(instance_steps(states, delta, target, shared_parameters, snapshot.stack_set, marker, settings))
-    deletions = plan_deletions(config, snapshot, marker, prune=prune)
+    kept = frozenset(t.account_id for t in targets) | frozenset(coverage.suspended)
+    deletions = plan_deletions(config, snapshot, marker, prune=prune, watched=kept)
     steps.extend(deletions.steps)
     warnings.extend(deletions.warnings)
     unchanged = 0 if delta.needs_update else sum(1 for state in states if state.fully_current)

@@ -31,6 +31,13 @@ INOPERABLE_STATUS = "INOPERABLE"
 # https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_StackInstanceComprehensiveStatus.html
 IN_PROGRESS_DETAILED_STATUSES = frozenset({"PENDING", "RUNNING"})
 
+# Account.State in Organizations (ListAccounts, ListAccountsForParent, DescribeAccount): PENDING_ACTIVATION, ACTIVE,
+# SUSPENDED, PENDING_CLOSURE, CLOSED. The older Status field "will be retired on September 9, 2026", so State is read
+# first. https://docs.aws.amazon.com/organizations/latest/APIReference/API_Account.html
+# https://docs.aws.amazon.com/organizations/latest/userguide/orgs_manage_accounts_account_state.html
+ACTIVE_ACCOUNT_STATE = "ACTIVE"
+SUSPENDED_ACCOUNT_STATE = "SUSPENDED"
+
 # OperationIds this tool submits: "lw-<verb>-<overrides digest>-<step digest>". The overrides digest is what
 # lets a plan trust ListStackInstances' LastOperationId instead of describing every instance (one call each).
 OPERATION_PREFIX = "lw"
@@ -73,6 +80,8 @@ class DeployedStackSet:
     tags: Mapping[str, str]
     permission_model: str
     managed_execution: bool
+    # AutoDeployment.Enabled of a service-managed stack set (None: self-managed, or not reported).
+    auto_deployment: bool | None = None
 
     @property
     def owned(self) -> bool:
@@ -124,6 +133,43 @@ class PendingOperation:
 
 
 @dataclass(frozen=True)
+class OrganizationAccount:
+    account_id: str
+    name: str
+    # Organizations' Account.State now (not when an operation ran): what decides whether an account is watched.
+    state: str
+
+    @property
+    def active(self) -> bool:
+        return self.state == ACTIVE_ACCOUNT_STATE
+
+    @property
+    def suspended(self) -> bool:
+        return self.state == SUSPENDED_ACCOUNT_STATE
+
+
+@dataclass(frozen=True)
+class OrganizationView:
+    """The accounts the stack set can reach, read once per command: those under the targeted OUs (nested OUs
+    included), or the whole organisation for a self-managed stack set or a root target."""
+
+    accounts: Mapping[str, OrganizationAccount]
+    # The management account is watched by plain stacks of its own, never as a stack instance.
+    management_account_id: str | None = None
+
+    def state_of(self, account_id: str) -> str | None:
+        account = self.accounts.get(account_id)
+        return account.state if account is not None else None
+
+    def suspended(self) -> frozenset[str]:
+        return frozenset(a for a, account in self.accounts.items() if account.suspended)
+
+    def members(self) -> list[OrganizationAccount]:
+        """Every account in scope but the management account, sorted by id."""
+        return [self.accounts[a] for a in sorted(self.accounts) if a != self.management_account_id]
+
+
+@dataclass(frozen=True)
 class Snapshot:
     stack_set: DeployedStackSet | None
     instances: tuple[DeployedInstance, ...] = ()
@@ -138,6 +184,8 @@ class Snapshot:
     # Operations somebody else started (the console, another tool, drift detection) that are still pending:
     # rollout waits for them, plan reports them, and neither duplicates their work.
     foreign_operations: tuple[PendingOperation, ...] = ()
+    # The organisation's accounts in the stack set's scope, with their state (None: not read, or refused).
+    organization: OrganizationView | None = None
 
     def instances_by_account(self) -> dict[str, dict[str, DeployedInstance]]:
         result: dict[str, dict[str, DeployedInstance]] = {}

@@ -11,10 +11,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from loginwatch_org.aws.executor import AccountResult, DriftResult, OperationResult, PollPolicy, StackSetExecutor
-from loginwatch_org.aws.reader import StackSetReader
-from loginwatch_org.config import Config
-from loginwatch_org.plan import DeleteInstances, Plan, account_overrides, make_plan
-from loginwatch_org.state import SUSPENDED_DETAILED_STATUS, Snapshot
+from loginwatch_org.aws.reader import OrganizationScope, StackSetReader
+from loginwatch_org.config import AccountWatch, Config
+from loginwatch_org.plan import DeleteInstances, Plan, account_overrides, config_line, make_plan, plan_coverage
+from loginwatch_org.state import (
+    ACTIVE_ACCOUNT_STATE,
+    SUSPENDED_ACCOUNT_STATE,
+    SUSPENDED_DETAILED_STATUS,
+    DeployedInstance,
+    Snapshot,
+    digest_from_operation_id,
+    overrides_digest,
+)
 from loginwatch_org.templates import (
     ALERT_POLICY_PARAMETER,
     RECIPIENTS_PARAMETER,
@@ -54,6 +62,8 @@ class AccountStatus:
     alert_on_config: str | None
     last_operation: str
     drift: str
+    # Organizations' Account.State now ("" when the organisation was not read).
+    account_state: str = ""
 
     @property
     def in_sync(self) -> bool:
@@ -65,19 +75,41 @@ class AccountStatus:
 
     @property
     def needs_attention(self) -> bool:
-        """Not as the config says, drifted, or drift detection could not say (it failed or was stopped)."""
+        """Not as the config says, drifted, or drift detection could not say (it failed or was stopped). A
+        suspended account is not a failure: nobody can sign in to it, and StackSets skips it until it is reinstated."""
+        if self.account_state == SUSPENDED_ACCOUNT_STATE:
+            return False
         return not self.in_sync or self.drift == "DRIFTED" or self.drift.startswith(DRIFT_NOT_CHECKED)
+
+
+# The status of an ACTIVE account of the organisation that has no watch and that the config does not list.
+UNWATCHED = "UNWATCHED"
 
 
 def desired_overrides(config: Config) -> dict[str, dict[str, str]]:
     return {watch.account_id: account_overrides(watch) for watch in config.targets()}
 
 
-def read_snapshot(config: Config, clients: Clients) -> Snapshot:
+def read_snapshot(config: Config, clients: Clients, *, verify: bool = False) -> Snapshot:
+    """What is deployed, and the organisation's accounts in the stack set's scope. ``verify``: describe every
+    instance instead of trusting the overrides digest its LastOperationId claims."""
     reader = StackSetReader(
         clients.cloudformation, call_as=config.stack_set.call_as, organizations=clients.organizations
     )
-    return reader.read(config.stack_set.name, desired_overrides(config))
+    desired = desired_overrides(config)
+    return reader.read(config.stack_set.name, desired, scope=organization_scope(config), verify=verify)
+
+
+def organization_scope(config: Config) -> OrganizationScope:
+    """The accounts the stack set reaches: under its OUs (service-managed), or the whole organisation."""
+    settings = config.stack_set
+    default = config.default_watch("000000000000", "")
+    return OrganizationScope(
+        organizational_units=tuple(settings.organizational_units) if settings.permission_model == "service-managed"
+        else None,
+        default_overrides=account_overrides(default) if default is not None else None,
+        listed=frozenset(account.id for account in config.accounts),
+    )  # fmt: skip
 
 
 def prepare(
@@ -128,35 +160,57 @@ DRIFT_NOT_CHECKED = "DETECTION "
 
 def account_statuses(config: Config, snapshot: Snapshot, drift: DriftResult | None = None) -> list[AccountStatus]:
     """One row per (account, region): what is deployed beside what the config says. With ``drift`` (a detection
-    just run), an account the detection failed for shows why instead of a stale drift status."""
+    just run), an account the detection failed for shows why instead of a stale drift status. Accounts of the
+    organisation the config does not list get rows too (UNWATCHED when nothing watches them), and an account
+    Organizations reports SUSPENDED says so instead of failing."""
     detection_failed = {(a.account_id, a.region): a for a in (drift.failed if drift else ())}
     names = config.account_names()
     desired = desired_overrides(config)
+    coverage = plan_coverage(config, snapshot)
+    unlisted = {watch.account_id: watch for watch in coverage.unlisted}
+    for watch in coverage.unlisted:
+        names.setdefault(watch.account_id, watch.name)
+        if watch.recipients:
+            desired.setdefault(watch.account_id, account_overrides(watch))
+    organization = snapshot.organization
     rows: list[AccountStatus] = []
-    seen: set[str] = set()
     deployed = snapshot.instances_by_account()
-    for account_id in [*desired, *sorted(a for a in deployed if a not in desired)]:
-        seen.add(account_id)
+    order = [*desired, *(a for a in unlisted if a not in desired)]
+    order += sorted(a for a in deployed if a not in desired and a not in unlisted)
+    for account_id in order:
         wanted = desired.get(account_id)
         instances = deployed.get(account_id, {})
-        regions = sorted(set(instances) | set(config.stack_set.regions if wanted else ()))
+        shown = wanted is not None or account_id in unlisted
+        regions = sorted(set(instances) | set(config.stack_set.regions if shown else ()))
+        state = (organization.state_of(account_id) or "") if organization is not None else ""
         for region in regions:
             instance = instances.get(region)
             overrides: dict[str, str] | None = None
+            reason = (instance.status_reason or "") if instance else ""
             if instance is not None:
                 if instance.overrides is not None:
                     overrides = dict(instance.overrides)
+                    reason = _claim_mismatch(instance) or reason
                 elif wanted is not None and instance.overrides_digest is not None:
                     # The reader describes every instance whose digest differs, so a digest left here matches.
                     overrides = dict(wanted)
+            status = instance.status if instance else "MISSING"
+            if state == SUSPENDED_ACCOUNT_STATE:
+                status = SUSPENDED_ACCOUNT_STATE
+                reason = "SUSPENDED in the organisation: StackSets skips it until it is reinstated"
+            elif account_id in unlisted and (instance is None or wanted is None):
+                status = status if instance else UNWATCHED
+                reason = _unlisted_reason(config, unlisted[account_id], instance is not None)
+            elif instance is not None and instance.suspended and state == ACTIVE_ACCOUNT_STATE:
+                reason = "skipped while the account was suspended; it is ACTIVE again: the next rollout retries it"
             rows.append(
                 AccountStatus(
                     account_id=account_id,
                     name=names.get(account_id, ""),
                     region=region,
-                    status=instance.status if instance else "MISSING",
+                    status=status,
                     detailed_status=(instance.detailed_status or "") if instance else "",
-                    reason=(instance.status_reason or "") if instance else "",
+                    reason=reason,
                     recipients_deployed=overrides.get(RECIPIENTS_PARAMETER) if overrides else None,
                     recipients_config=wanted.get(RECIPIENTS_PARAMETER) if wanted else None,
                     alert_on_deployed=overrides.get(ALERT_POLICY_PARAMETER) if overrides else None,
@@ -165,9 +219,44 @@ def account_statuses(config: Config, snapshot: Snapshot, drift: DriftResult | No
                     drift=_drift_column(
                         instance.drift_status if instance else None, detection_failed.get((account_id, region))
                     ),
+                    account_state=state,
                 )
             )
     return rows
+
+
+def watched_accounts(config: Config, snapshot: Snapshot) -> set[str]:
+    """Accounts whose rows decide status's exit code: the config's (less those the organisation lacks), those
+    new_accounts: defaults watches, and the unwatched ones, which are the reason status fails."""
+    coverage = plan_coverage(config, snapshot)
+    listed = {t.account_id for t in config.targets()} - snapshot.accounts_outside_organization
+    deployed = snapshot.instances_by_account()
+    unwatched = {w.account_id for w in coverage.unlisted if w.account_id not in deployed}
+    return listed | {t.account_id for t in coverage.targets} | unwatched
+
+
+def _unlisted_reason(config: Config, watch: AccountWatch, has_instance: bool) -> str:
+    line = config_line(watch.account_id, watch.name)
+    if has_instance:
+        return f"not in the config; its instance is kept (--prune deletes it); to watch it, add under accounts: {line}"
+    if watch.recipients:
+        return (
+            "not in the config: the next rollout watches it with the default recipients and policy "
+            f"(new_accounts: defaults); to name its recipients, add under accounts: {line}"
+        )
+    return f"not in the config and new_accounts is report: nothing watches it; add under accounts: {line}"
+
+
+def _claim_mismatch(instance: DeployedInstance) -> str:
+    """A described instance whose LastOperationId claims overrides it does not have (``status --verify``): someone
+    reused this tool's OperationId format, or changed the instance after."""
+    claimed = digest_from_operation_id(instance.last_operation_id)
+    if claimed is None or instance.overrides is None or claimed == overrides_digest(instance.overrides):
+        return ""
+    return (
+        f"its last operation {instance.last_operation_id} claims other overrides than the instance has: "
+        "the real overrides are shown"
+    )
 
 
 def _drift_column(drift_status: str | None, failed: AccountResult | None) -> str:
@@ -211,7 +300,10 @@ def unconverged(config: Config, plan: Plan, snapshot: Snapshot) -> dict[str, str
     for row in account_statuses(config, snapshot):
         if row.recipients_config is None or row.account_id in skipped or row.in_sync:
             continue
-        if row.detailed_status == SUSPENDED_DETAILED_STATUS:
+        if row.account_state == SUSPENDED_ACCOUNT_STATE or (
+            not row.account_state and row.detailed_status == SUSPENDED_DETAILED_STATUS
+        ):
+            # Suspended now (or, without an organisation reading, when the operation ran): skipped, not failed.
             continue
         problems[row.account_id] = row.reason or (
             "no stack instance: is the account under the stack set's organizational units?"

@@ -263,7 +263,9 @@ def test_changing_two_accounts_recipients_updates_exactly_those_two(org: Organis
 
 def test_prune_deletes_only_the_removed_accounts_instance(org: Organisation) -> None:
     gone = ACCOUNTS[9]
+    # new_accounts: report, or the account, still in the organisation, would be watched with the defaults.
     smaller = without_accounts(org.config, {gone})
+    smaller = smaller.model_copy(update={"stack_set": smaller.stack_set.model_copy(update={"new_accounts": "report"})})
     before = org.all_overrides()
 
     kept = org.rollout(smaller)

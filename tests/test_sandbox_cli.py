@@ -434,6 +434,10 @@ ACCOUNTS = [f"{100000000000 + index:012d}" for index in range(22)]
 
 def _org_config(model: str, recipients: dict[str, list[str]] | None = None, drop: str | None = None) -> str:
     stack_set: dict[str, Any] = {"name": "loginwatch", "permission_model": model, "regions": ["us-east-1"]}
+    if drop is not None:
+        # With the default (defaults), an account dropped from the config but still in the organisation is
+        # watched with the default recipients; report leaves it to --prune.
+        stack_set["new_accounts"] = "report"
     if model == "service-managed":
         stack_set["organizational_units"] = ["r-ab12"]
     accounts = [
@@ -455,9 +459,9 @@ def _org_config(model: str, recipients: dict[str, list[str]] | None = None, drop
     return yaml.safe_dump(data, sort_keys=False)
 
 
-def _status(workspace: Workspace, config: Path) -> list[dict[str, Any]]:
+def _status(workspace: Workspace, config: Path, exit_code: int = 0) -> list[dict[str, Any]]:
     result = workspace.run("status", "--sandbox", "--json", "-c", str(config))
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == exit_code, result.stderr
     rows: list[dict[str, Any]] = json.loads(result.stdout)
     return rows
 
@@ -531,7 +535,10 @@ def test_organisation_of_22_accounts(workspace: Workspace, model: str) -> None:
     prune = run("rollout", "--sandbox", "--yes", "--prune", "-c", str(pruned))
     assert prune.returncode == 0, prune.stdout + prune.stderr
     assert "Rollout complete: 21 account(s) current." in prune.stdout
-    after = _status(workspace, pruned)
+    # Still in the organisation and no longer watched: status names it UNWATCHED and fails.
+    after = _status(workspace, pruned, exit_code=1)
+    assert [row["status"] for row in after if row["account_id"] == removed] == ["UNWATCHED"]
+    after = [row for row in after if row["account_id"] != removed]
     assert sorted(row["account_id"] for row in after) == [a for a in ACCOUNTS if a != removed]
     assert all(row["in_sync"] and row["status"] == "CURRENT" for row in after), after
     # The remaining instances were not touched: their deployed recipients are what the first rollout set.

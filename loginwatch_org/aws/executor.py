@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, assert_never
 
 from loginwatch_org.aws.errors import AwsProblem, error_code, explained
-from loginwatch_org.aws.reader import call_as_args, call_as_value
+from loginwatch_org.aws.reader import auto_deployment, call_as_args, call_as_value
 from loginwatch_org.config import StackSetSettings
 from loginwatch_org.errors import RolloutInterrupted
 from loginwatch_org.plan import (
@@ -233,8 +233,7 @@ class StackSetExecutor:
         }
         if settings.permission_model == "service-managed":
             kwargs["PermissionModel"] = "SERVICE_MANAGED"
-            # New accounts are enrolled by this tool's rollout, with their own recipients.
-            kwargs["AutoDeployment"] = {"Enabled": False}
+            kwargs["AutoDeployment"] = auto_deployment(settings)
         else:
             kwargs["PermissionModel"] = "SELF_MANAGED"
             kwargs.update(self._roles())

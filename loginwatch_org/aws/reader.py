@@ -4,22 +4,31 @@ A converged organisation costs one DescribeStackSet, one ListStackInstances per 
 ListStackSetOperations: each instance's overrides are read from the digest in its LastOperationId. Only
 instances whose last operation says nothing we can trust (not ours, or a digest that differs from the
 config) are described, concurrently and bounded.
+
+The organisation's accounts in the stack set's scope (with their State) are read once per command, in a thread
+of their own while the stack instance pages are read: ListAccounts for the whole organisation (self-managed, or a
+root target), else ListOrganizationalUnitsForParent and ListAccountsForParent down every targeted OU, concurrently.
+Every Organizations list returns at most 20 items a page.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 from loginwatch_org.aws.errors import AwsProblem, error_code, explained
+from loginwatch_org.config import StackSetSettings
 from loginwatch_org.state import (
     OWNER_TAG_KEY,
     OWNER_TAG_VALUE,
     PENDING_OPERATION_STATES,
     DeployedInstance,
     DeployedStackSet,
+    OrganizationAccount,
+    OrganizationView,
     PendingOperation,
     Snapshot,
     digest_from_operation_id,
@@ -28,8 +37,31 @@ from loginwatch_org.state import (
 from loginwatch_org.templates import template_digest
 
 DESCRIBE_WORKERS = 8
-# DescribeAccount per account costs one call; ListAccounts returns at most 20 accounts a page.
+# DescribeAccount per account costs one call; ListAccounts returns at most 20 accounts a page (MaxResults 1-20:
+# https://docs.aws.amazon.com/organizations/latest/APIReference/API_ListAccounts.html).
 ORGANIZATION_PAGE = 20
+# OUs read at once. Organizations throttles per account (TooManyRequestsException, retried by botocore's adaptive
+# mode), so a few concurrent readers suffice: a tree is wide, not deep.
+ORGANIZATION_WORKERS = 4
+# Refusals that leave coverage unknown rather than failing the command: the caller is not the management account
+# or a delegated administrator, or the account is in no organisation.
+ORGANIZATION_REFUSALS = ("AccessDeniedException", "AWSOrganizationsNotInUseException", "AccessDenied")
+
+
+@dataclass(frozen=True)
+class OrganizationScope:
+    """Which accounts the stack set reaches: ``organizational_units`` (root or OU ids; a root means the whole
+    organisation), or None for every account of the organisation (self-managed)."""
+
+    organizational_units: tuple[str, ...] | None = None
+    # Instances of accounts the config does not list are compared with these (new_accounts: defaults).
+    default_overrides: Mapping[str, str] | None = None
+    listed: frozenset[str] = frozenset()
+
+    @property
+    def whole_organization(self) -> bool:
+        units = self.organizational_units
+        return units is None or any(unit.startswith("r-") for unit in units)
 
 
 def canonical_template_digest(body: str) -> str:
@@ -52,6 +84,17 @@ def call_as_args(call_as: str) -> dict[str, str]:
     return {"CallAs": value} if value == "DELEGATED_ADMIN" else {}
 
 
+def auto_deployment(settings: StackSetSettings) -> dict[str, bool]:
+    """CreateStackSet's AutoDeployment. With new_accounts: defaults, StackSets deploys the watch to an account as
+    soon as it joins a targeted OU, with the stack set's parameter values (the config's defaults), and deletes the
+    instance of an account that leaves them (RetainStacksOnAccountRemoval=false: a stack outside the stack set would
+    keep emailing with recipients nobody manages any more).
+    https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_AutoDeployment.html"""
+    if settings.auto_deployment:
+        return {"Enabled": True, "RetainStacksOnAccountRemoval": False}
+    return {"Enabled": False}
+
+
 class StackSetReader:
     def __init__(self, cloudformation: Any, *, call_as: str = "self", organizations: Any | None = None) -> None:
         self._cfn = cloudformation
@@ -65,28 +108,47 @@ class StackSetReader:
         desired_overrides: Mapping[str, Mapping[str, str]] | None = None,
         *,
         check_organization: bool = True,
+        scope: OrganizationScope | None = None,
+        verify: bool = False,
     ) -> Snapshot:
         """Snapshot of stack set ``name``. ``desired_overrides`` (account -> overrides) says which instances'
-        overrides are worth a describe: those we cannot show to be right from their LastOperationId."""
+        overrides are worth a describe: those we cannot show to be right from their LastOperationId. With
+        ``verify`` every instance is described: an OperationId is chosen by whoever calls the API, so the digest it
+        carries is a claim, not a proof. ``scope`` (default: the whole organisation) is read concurrently."""
         desired = desired_overrides or {}
-        with explained(self._call_as):
+        scope = scope or OrganizationScope()
+        with ThreadPoolExecutor(max_workers=1) as background, explained(self._call_as):
+            organization: Future[OrganizationView | None] | None = None
+            if check_organization and self._org is not None:
+                organization = background.submit(self._read_organization, scope)
             stack_set = self._describe_stack_set(name)
-            if stack_set is None:
-                unknown = self._outside_organization(desired.keys()) if check_organization else (frozenset(), ())
-                return Snapshot(None, accounts_outside_organization=unknown[0], warnings=unknown[1])
-            if not stack_set.owned:
+            if stack_set is not None and not stack_set.owned:
                 raise AwsProblem(
                     f"Stack set '{name}' exists but is not managed by loginwatch-org (it lacks the tag "
                     f"{OWNER_TAG_KEY}={OWNER_TAG_VALUE}). Refusing to change it: choose another stack_set.name, "
                     "or tag it if it really is this tool's."
                 )
-            summaries = list(self._list_instances(name))
-            instances = self._with_overrides(name, summaries, desired)
-            pending, foreign, latest = self._operations(name)
+            summaries = list(self._list_instances(name)) if stack_set is not None else []
+            view, warnings = self._organization_result(organization)
+            instances: list[DeployedInstance] = []
+            pending: tuple[PendingOperation, ...] = ()
+            foreign: tuple[PendingOperation, ...] = ()
+            latest: str | None = None
+            if stack_set is not None:
+                wanted = _with_defaults(desired, scope, summaries)
+                instances = self._with_overrides(name, summaries, wanted, stack_set, verify=verify)
+                pending, foreign, latest = self._operations(name)
             have_instance = {instance.account_id for instance in instances}
-            to_check = [account for account in desired if account not in have_instance]
-            outside, warnings = self._outside_organization(to_check) if check_organization else (frozenset(), ())
-        return Snapshot(stack_set, tuple(instances), pending, latest, outside, warnings, foreign)
+            outside: frozenset[str] = frozenset()
+            if check_organization:
+                in_scope = view.accounts if view is not None else {}
+                to_check = [a for a in desired if a not in have_instance and a not in in_scope]
+                if view is not None or organization is None:
+                    outside, more = self._outside_organization(to_check, known=view, scope=scope)
+                    warnings = (*warnings, *more)
+        if stack_set is None:
+            return Snapshot(None, accounts_outside_organization=outside, warnings=warnings, organization=view)
+        return Snapshot(stack_set, tuple(instances), pending, latest, outside, warnings, foreign, view)
 
     def newest_operation(self, name: str) -> str | None:
         """The newest operation on stack set ``name`` (None when it has none, or does not exist): what makes a
@@ -114,6 +176,7 @@ class StackSetReader:
             tags={t["Key"]: t["Value"] for t in data.get("Tags", [])},
             permission_model=data.get("PermissionModel", "SELF_MANAGED"),
             managed_execution=bool(data.get("ManagedExecution", {}).get("Active", False)),
+            auto_deployment=bool(data["AutoDeployment"].get("Enabled", False)) if "AutoDeployment" in data else None,
         )
 
     def _pages(self, method: str, key: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
@@ -132,7 +195,13 @@ class StackSetReader:
         return self._pages("list_stack_instances", "Summaries", StackSetName=name, MaxResults=100)
 
     def _with_overrides(
-        self, name: str, summaries: list[dict[str, Any]], desired: Mapping[str, Mapping[str, str]]
+        self,
+        name: str,
+        summaries: list[dict[str, Any]],
+        desired: Mapping[str, Mapping[str, str]],
+        stack_set: DeployedStackSet | None = None,
+        *,
+        verify: bool = False,
     ) -> list[DeployedInstance]:
         instances: list[DeployedInstance] = []
         to_describe: list[int] = []
@@ -153,13 +222,15 @@ class StackSetReader:
                 )
             )
             wanted = desired.get(account)
-            if wanted is not None and digest != overrides_digest(wanted):
+            if verify or (wanted is not None and digest != overrides_digest(wanted)):
                 to_describe.append(len(instances) - 1)
         if to_describe:
             with ThreadPoolExecutor(max_workers=DESCRIBE_WORKERS) as pool:
                 described = list(pool.map(lambda i: self._describe_overrides(name, instances[i]), to_describe))
+            inherited = dict(stack_set.parameters) if stack_set is not None else {}
             for index, overrides in zip(to_describe, described, strict=True):
-                instances[index] = _replace_overrides(instances[index], overrides)
+                wanted = desired.get(instances[index].account_id) or {}
+                instances[index] = _replace_overrides(instances[index], _effective(overrides, wanted, inherited))
         return instances
 
     def _describe_overrides(self, name: str, instance: DeployedInstance) -> dict[str, str]:
@@ -195,12 +266,93 @@ class StackSetReader:
             newest["OperationId"] if newest else None,
         )
 
-    def _outside_organization(self, accounts: Iterable[str]) -> tuple[frozenset[str], tuple[str, ...]]:
-        """Which of ``accounts`` the organisation lacks: describe each, or list the organisation, whichever
-        costs fewer calls."""
+    # -- the organisation ------------------------------------------------------------------------------------
+
+    def _organization_result(
+        self, organization: Future[OrganizationView | None] | None
+    ) -> tuple[OrganizationView | None, tuple[str, ...]]:
+        if organization is None:
+            return None, ()
+        try:
+            return organization.result(), ()
+        except Exception as error:
+            if error_code(error) in ORGANIZATION_REFUSALS:
+                return None, (
+                    f"could not read the organisation's accounts ({error_code(error)}): accounts missing from the "
+                    "config and suspended accounts are not known; grant organizations:ListAccounts, "
+                    "ListAccountsForParent, ListOrganizationalUnitsForParent and DescribeOrganization",
+                )
+            raise
+
+    def _read_organization(self, scope: OrganizationScope) -> OrganizationView:
+        """Every account in ``scope`` with its State. A root target, or no targets (self-managed), is the whole
+        organisation: one ListAccounts listing. OUs are walked down with ListOrganizationalUnitsForParent (nested
+        OUs) and ListAccountsForParent (which lists only the accounts directly in the parent), concurrently.
+        https://docs.aws.amazon.com/organizations/latest/APIReference/API_ListAccountsForParent.html
+        https://docs.aws.amazon.com/organizations/latest/APIReference/API_ListOrganizationalUnitsForParent.html"""
+        with ThreadPoolExecutor(max_workers=ORGANIZATION_WORKERS) as pool:
+            management = pool.submit(self._management_account)
+            if scope.whole_organization:
+                accounts = list(self._org_pages("list_accounts", "Accounts"))
+            else:
+                accounts = []
+                level = list(dict.fromkeys(scope.organizational_units or ()))
+                seen = set(level)
+                while level:
+                    listed = [pool.submit(self._children, parent) for parent in level]
+                    level = []
+                    for future in listed:
+                        found, children = future.result()
+                        accounts.extend(found)
+                        level.extend(child for child in children if child not in seen)
+                        seen.update(children)
+            management_id = management.result()
+        return OrganizationView(
+            {account["Id"]: _organization_account(account) for account in accounts},
+            management_account_id=management_id,
+        )
+
+    def _children(self, parent: str) -> tuple[list[dict[str, Any]], list[str]]:
+        accounts = list(self._org_pages("list_accounts_for_parent", "Accounts", ParentId=parent))
+        units = [unit["Id"] for unit in self._org_pages("list_organizational_units_for_parent",
+                                                         "OrganizationalUnits", ParentId=parent)]  # fmt: skip
+        return accounts, units
+
+    def _management_account(self) -> str | None:
+        # DescribeOrganization: MasterAccountId is the management account.
+        # https://docs.aws.amazon.com/organizations/latest/APIReference/API_DescribeOrganization.html
+        assert self._org is not None
+        master = self._org.describe_organization()["Organization"].get("MasterAccountId")
+        return str(master) if master else None
+
+    def _org_pages(self, method: str, key: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        """Every item of an Organizations listing. A page can be empty while more follow ("always check the
+        NextToken response parameter"): only a missing NextToken ends it.
+        https://docs.aws.amazon.com/organizations/latest/APIReference/API_ListAccounts.html"""
+        assert self._org is not None
+        token: str | None = None
+        while True:
+            call = dict(kwargs, MaxResults=ORGANIZATION_PAGE, **({"NextToken": token} if token else {}))
+            response = getattr(self._org, method)(**call)
+            yield from response.get(key, [])
+            token = response.get("NextToken")
+            if not token:
+                return
+
+    def _outside_organization(
+        self,
+        accounts: Iterable[str],
+        *,
+        known: OrganizationView | None = None,
+        scope: OrganizationScope | None = None,
+    ) -> tuple[frozenset[str], tuple[str, ...]]:
+        """Which of ``accounts`` the organisation lacks. After a whole-organisation listing it is known; otherwise
+        describe each, or list the organisation, whichever costs fewer calls."""
         wanted = sorted(set(accounts))
         if not wanted or self._org is None:
             return frozenset(), ()
+        if known is not None and (scope is None or scope.whole_organization):
+            return frozenset(wanted), ()
         try:
             if len(wanted) <= ORGANIZATION_PAGE:
                 missing = set()
@@ -212,23 +364,47 @@ class StackSetReader:
                             raise
                         missing.add(account)
                 return frozenset(missing), ()
-            members: set[str] = set()
-            token: str | None = None
-            while True:
-                response = self._org.list_accounts(**({"NextToken": token} if token else {}))
-                members.update(account["Id"] for account in response.get("Accounts", []))
-                token = response.get("NextToken")
-                if not token:
-                    break
+            members = {account["Id"] for account in self._org_pages("list_accounts", "Accounts")}
             return frozenset(set(wanted) - members), ()
         except Exception as error:
-            if error_code(error) in (
-                "AccessDeniedException",
-                "AWSOrganizationsNotInUseException",
-                "AccessDenied",
-            ):
+            if error_code(error) in ORGANIZATION_REFUSALS:
                 return frozenset(), (f"could not check organisation membership ({error_code(error)}); continuing",)
             raise
+
+
+def _organization_account(account: Mapping[str, Any]) -> OrganizationAccount:
+    # State replaces Status, which Organizations retires on 9 September 2026; an older endpoint may send only Status.
+    # https://docs.aws.amazon.com/organizations/latest/APIReference/API_Account.html
+    state = account.get("State") or account.get("Status") or ""
+    return OrganizationAccount(account["Id"], account.get("Name", ""), str(state))
+
+
+def _with_defaults(
+    desired: Mapping[str, Mapping[str, str]], scope: OrganizationScope, summaries: list[dict[str, Any]]
+) -> Mapping[str, Mapping[str, str]]:
+    """``desired`` plus, with new_accounts: defaults, the default overrides for instances of accounts the config
+    does not list (an auto-deployment's, or an earlier rollout's), so their overrides are checked too."""
+    defaults = scope.default_overrides
+    if defaults is None:
+        return desired
+    extra = {
+        summary["Account"]: defaults
+        for summary in summaries
+        if summary["Account"] not in desired and summary["Account"] not in scope.listed
+    }
+    return {**extra, **desired} if extra else desired
+
+
+def _effective(overrides: Mapping[str, str], wanted: Mapping[str, str], inherited: Mapping[str, str]) -> dict[str, str]:
+    """What the instance's stack really gets: its overrides, and the stack set's value for each parameter it does
+    not override. An instance StackSets auto-deployment (or the console) created without overrides carries the
+    stack set's values, which are the config's defaults.
+    ParameterOverrides: https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_CreateStackInstances.html"""
+    effective = dict(overrides)
+    for key in wanted:
+        if key not in effective and key in inherited:
+            effective[key] = inherited[key]
+    return effective
 
 
 def _replace_overrides(instance: DeployedInstance, overrides: dict[str, str]) -> DeployedInstance:

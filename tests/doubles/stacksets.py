@@ -46,8 +46,20 @@ Also modelled, because the engine must cope with them:
   https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_CreateStackInstances.html) is
   injected with ``fail_next``: the reference does not say when it happens, only that it can.
 
+* suspended accounts (``suspended_accounts``, kept by reference): an operation that reaches one leaves its
+  instance OUTDATED with DetailedStatus ``SKIPPED_SUSPENDED_ACCOUNT``, "skipped because the account was suspended
+  at the time of the operation"
+  (https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_StackInstanceComprehensiveStatus.html);
+  the reference does not say what the operation result reports for it, so the result is SUCCEEDED, the kindest
+  reading, and callers must judge the instance instead;
+* automatic deployment: ``add_account`` puts an account in an OU, and a service-managed stack set with
+  ``AutoDeployment.Enabled`` whose targets include that OU (or the root) "automatically deploys additional stack
+  instances ... in the specified Regions" through an operation of its own (a UUID OperationId, no parameter
+  overrides: the stack set's values)
+  (https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_AutoDeployment.html).
+
 Deliberately not modelled: template parsing and capabilities checks, ``TemplateURL``/``AccountsUrl``
-contents, nested OUs, automatic deployment when accounts move, suspended accounts, account gates
+contents, nested OUs, removal on an account leaving an OU, account gates
 (always reported ``SKIPPED``), quotas other than the 50 OUs per operation (``DeploymentTargets.Accounts``
 documents no maximum: https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_DeploymentTargets.html),
 and concurrent execution of non-conflicting operations under managed execution (they are queued).
@@ -381,6 +393,7 @@ class StackSetsDouble:
         caller_account: str | None = None,
         region: str = "us-east-1",
         stale_reads: int = 0,
+        suspended_accounts: set[str] | None = None,
     ) -> None:
         if polls_per_state < 0:
             raise ValueError("polls_per_state must be >= 0")
@@ -392,6 +405,7 @@ class StackSetsDouble:
         self.polls_per_state = polls_per_state
         self.failing_accounts: dict[str, str] = failing_accounts if failing_accounts is not None else {}
         self.drifted_accounts: set[str] = drifted_accounts if drifted_accounts is not None else set()
+        self.suspended_accounts: set[str] = suspended_accounts if suspended_accounts is not None else set()
         self.page_size = page_size
         self.delegated_admin_registered = delegated_admin_registered
         self.caller_account = caller_account
@@ -512,6 +526,29 @@ class StackSetsDouble:
             }
             for op in stack_set.operations.values()
         ]
+
+    def add_account(self, account: str, ou_id: str) -> list[str]:
+        """An account joins ``ou_id`` (created, invited or moved there). Every service-managed stack set with
+        automatic deployment on, targeting that OU or the root, starts an operation that deploys to it in the
+        stack set's Regions; their OperationIds are returned."""
+        if not _ACCOUNT_RE.match(account) or account in self._ou_of:
+            raise ValueError(f"account {account!r} is not a new 12-digit account id")
+        self._ou_members.setdefault(ou_id, []).append(account)
+        self._ou_of[account] = ou_id
+        self._all_accounts.append(account)
+        started: list[str] = []
+        for stack_set in list(self._sets.values()):
+            enabled = bool((stack_set.auto_deployment or {}).get("Enabled"))
+            reached = ou_id in stack_set.ou_ids or any(ou.startswith("r-") for ou in stack_set.ou_ids)
+            regions = sorted({inst.region for inst in stack_set.instances.values()})
+            if not (enabled and reached and regions):
+                continue
+            operation_id = self._new_uuid()
+            targets = [_Target(account, region, ou_id) for region in regions]
+            op = self._new_operation(stack_set, operation_id, "CREATE", targets, {})
+            self._submit(stack_set, op)
+            started.append(operation_id)
+        return started
 
     def advance(self, polls: int = 1) -> None:
         """Let time pass: advance the oldest unfinished operation of every stack set ``polls`` times."""
@@ -1068,6 +1105,12 @@ class StackSetsDouble:
             inst.drift_status = "DRIFTED" if target.account in self.drifted_accounts else "IN_SYNC"
             inst.last_drift_check = self._now
             target.status = "SUCCEEDED"
+            return True
+        if target.account in self.suspended_accounts:
+            inst.status = "OUTDATED"
+            inst.detailed_status = "SKIPPED_SUSPENDED_ACCOUNT"
+            inst.status_reason = None
+            target.status, target.reason = "SUCCEEDED", None
             return True
         if reason is not None:
             # StackInstanceSummary: a stack that failed during the operation stays OUTDATED.
