@@ -99,6 +99,24 @@ def _actions(statement: dict[str, Any]) -> list[str]:
     return action if isinstance(action, list) else [action]
 
 
+def _resolve(value: Any, parameters: dict[str, str]) -> Any:
+    """Evaluate Ref, Fn::Join, Fn::Split and Fn::Select as CloudFormation does, for the values given."""
+    if isinstance(value, list):
+        return [_resolve(item, parameters) for item in value]
+    if not isinstance(value, dict):
+        return value
+    [(function, argument)] = value.items()
+    if function == "Ref":
+        return parameters[argument]
+    delimiter_or_index, operand = _resolve(argument[0], parameters), _resolve(argument[1], parameters)
+    if function == "Fn::Join":
+        return delimiter_or_index.join(operand)
+    if function == "Fn::Split":
+        return operand.split(delimiter_or_index)
+    assert function == "Fn::Select", function
+    return operand[int(delimiter_or_index)]
+
+
 def _notifier_statements(template: dict[str, Any]) -> list[dict[str, Any]]:
     [policy] = template["Resources"]["NotifierRole"]["Properties"]["Policies"]
     statements: list[dict[str, Any]] = policy["PolicyDocument"]["Statement"]
@@ -193,7 +211,11 @@ def test_per_account_sending_with_a_configuration_set_may_use_it(write_config: C
     _, with_arn, own = send["Resource"]["Fn::If"]
     here = "arn:${AWS::Partition}:ses:${AWS::Region}:${AWS::AccountId}:configuration-set/${ConfigurationSetName}"
     assert own[-1] == {"Fn::Sub": here}
-    assert with_arn[0] == {"Ref": "SesIdentityArn"} and "configuration-set/" in str(with_arn[1])
+    assert with_arn[0] == {"Ref": "SesIdentityArn"}
+    # Sending authorization: the configuration set of the identity's owner, in the identity's Region.
+    owner = "arn:aws:ses:eu-west-1:444455556666:identity/example.com"
+    values = {"SesIdentityArn": owner, "ConfigurationSetName": "tracking_1"}
+    assert _resolve(with_arn[1], values) == "arn:aws:ses:eu-west-1:444455556666:configuration-set/tracking_1"
     assert watch["Parameters"]["ConfigurationSetName"]["Default"] == "tracking_1"
     assert "Path" not in watch["Resources"]["NotifierRole"]["Properties"]
     assert MAIL_ROLE_ENVIRONMENT not in watch["Resources"]["NotifierFunction"]["Properties"]["Environment"]["Variables"]

@@ -89,8 +89,10 @@ def _send_email(sender: Parameter, ses_identity: Parameter, configuration_set: P
         # the send on the configuration set (AccessDenied on ".../configuration-set/NAME" without it).
         # https://docs.aws.amazon.com/ses/latest/dg/managing-configuration-sets.html#default-config-sets
         # The set is the identity owner's: this account's, or that of ses_identity_arn (partition, Region and
-        # account are its 2nd, 4th and 5th fields).
-        owner = [Select(index, Split(":", Ref(ses_identity))) for index in (1, 3, 4)]
+        # account are its 2nd, 4th and 5th fields). The ARN is padded with colons so that no Fn::Select can fail
+        # when the parameter is empty and this branch goes unused.
+        fields = Split(":", Join("", [Ref(ses_identity), "::::"]))
+        owner = [Select(index, fields) for index in (1, 3, 4)]
         in_owner = Join(
             "", ["arn:", owner[0], ":ses:", owner[1], ":", owner[2], ":configuration-set/", Ref(configuration_set)]
         )
