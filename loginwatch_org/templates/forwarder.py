@@ -44,7 +44,6 @@ def build_forwarder(config: Config) -> Template:
     # CloudWatch alarm actions must be in the alarm's own region: a topic elsewhere fails the deployment
     # ("Invalid region ... specified"), so the organisation-wide alarm topic of the watch is not the default, and
     # the parameter has a name of its own that the watch's shared alarm topic never fills.
-    # https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_PutMetricAlarm.html (AlarmActions)
     alarm_action = parameters.add_alarm_action(
         template,
         "",

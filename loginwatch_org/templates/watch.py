@@ -148,13 +148,7 @@ def build_template(config: Config) -> Template:
         template.add_condition(HAS_ALARM_BUS, Not(Equals(Ref(alarm_bus), "")))
 
     dead_letters = blocks.dead_letter_queue(template)
-    topic = template.add_resource(
-        sns.Topic(
-            "AlertTopic",
-            Metadata=blocks.checkov_skips(TOPIC_ENCRYPTION),
-            DisplayName="loginwatch sign-in alerts",
-        )
-    )
+    topic = blocks.topic(template, "AlertTopic", "loginwatch sign-in alerts", TOPIC_ENCRYPTION)
     rule = blocks.signin_rule(
         template,
         "SignInRule",
