@@ -163,6 +163,15 @@ def validate(config: ConfigOption = DEFAULT_CONFIG_PATH, as_json: JsonOption = F
             "only us-east-1 is watched. Sign-ins through regional sign-in endpoints are recorded in their own "
             "region; add those regions to stack_set.regions (README: Regions and SES)."
         )
+    if loaded.delivery.mail_account is None and loaded.delivery.alarm_topic_arn is None:
+        notes.append(
+            "undeliverable alerts reach nobody: they wait in each account's dead-letter queue unless "
+            "delivery.alarm_topic_arn names a topic that pages someone, or delivery.mail_account is set (its "
+            "alarm topic emails delivery.alarm_recipients)."
+        )
+    from loginwatch_org.templates.mail import sending_setup
+
+    setup = sending_setup(loaded)
     if as_json:
         _emit_json(
             {
@@ -175,6 +184,7 @@ def validate(config: ConfigOption = DEFAULT_CONFIG_PATH, as_json: JsonOption = F
                 "permission_model": loaded.stack_set.permission_model,
                 "regions": list(loaded.stack_set.regions),
                 "notes": notes,
+                "sending_setup": setup,
             }
         )
         return
@@ -184,6 +194,7 @@ def validate(config: ConfigOption = DEFAULT_CONFIG_PATH, as_json: JsonOption = F
         + f", {groups} distinct recipient/policy group(s); stack set '{loaded.stack_set.name}' "
         f"({loaded.stack_set.permission_model}) in {', '.join(loaded.stack_set.regions)}."
     )
+    typer.echo(f"Sending: {setup}")
     for text in notes:
         typer.echo(f"Note: {text}")
 

@@ -69,6 +69,8 @@ class SesSender:
     sending_enabled: bool | Unknown
     # Whether a sending-authorization policy lets others send with ses:SendEmail; None when none is needed.
     authorizes_sending: bool | Unknown | None = None
+    # The identity's default configuration set ("" when it has none); None when it was not read.
+    configuration_set: str | Unknown | None = None
 
 
 @dataclass(frozen=True)
@@ -388,8 +390,8 @@ def check_ses_authorization(config: Config, facts: Facts) -> CheckResult | None:
     https://docs.aws.amazon.com/ses/latest/dg/sending-authorization-policies.html
     """
     arn = config.delivery.ses_identity_arn
-    if arn is None:
-        return None
+    if arn is None or config.delivery.mail_account is not None:
+        return None  # the mail account sends from its own identity: nobody sends for another
     identity = arn.split(":identity/", 1)[1]
     region = arn.split(":")[3]
     fix = (
@@ -409,6 +411,45 @@ def check_ses_authorization(config: Config, facts: Facts) -> CheckResult | None:
     )
 
 
+def check_ses_configuration_set(config: Config, facts: Facts) -> CheckResult | None:
+    """With a mail account, the identity's default configuration set must be the one the config names: SES also
+    authorizes each send on the identity's default configuration set, and the sending role may use only that one.
+
+    https://docs.aws.amazon.com/ses/latest/dg/managing-configuration-sets-default-returning.html
+    https://docs.aws.amazon.com/ses/latest/APIReference-V2/API_GetEmailIdentity.html (ConfigurationSetName)
+    """
+    name = "SES identity's default configuration set"
+    if config.delivery.mail_account is None:
+        return None
+    expected = config.delivery.configuration_set or ""
+    read = [(s, s.configuration_set) for s in facts.ses if s.configuration_set is not None]
+    if not read:
+        return None
+    unknown = _grouped((f"{s.account}/{s.region}", v) for s, v in read if isinstance(v, Unknown))
+    if unknown:
+        return _unknown(name, unknown, "sesv2:GetEmailIdentity")
+    for sender, found in read:
+        if found == expected:
+            continue
+        where = f"{sender.identity} in {sender.account}/{sender.region}"
+        has = f"has the default configuration set {found}" if found else "has no default configuration set"
+        wants = f"delivery.configuration_set is {expected}" if expected else "delivery.configuration_set is not set"
+        fix = (
+            f"set delivery.configuration_set: {found} (or remove the identity's default configuration set), then run "
+            "loginwatch-org rollout"
+            if found
+            else "remove delivery.configuration_set, then run loginwatch-org rollout"
+        )
+        consequence = (
+            ": the sending role may not use it and SES refuses every send (AccessDenied)"
+            if found
+            else ": the sending role is authorized on a configuration set the identity does not use"
+        )
+        return _failed(name, f"{where} {has}, but {wants}{consequence}", fix)
+    shown = f"{expected}, as configured" if expected else "none, as configured"
+    return _passed(name, f"{_named(sorted({s.identity for s, _ in read}))}: {shown}")
+
+
 # --- delivery failures -------------------------------------------------------------------------------------------
 
 
@@ -420,6 +461,13 @@ def check_alarm_action(config: Config, facts: Facts) -> CheckResult:
         "of the watched accounts publish), then run: loginwatch-org rollout"
     )
     topic = facts.alarm_topic
+    if config.delivery.alarm_topic_arn is None and config.delivery.mail_account is not None:
+        recipients = ", ".join(config.delivery.alarm_recipients or config.defaults.recipients)
+        return _passed(
+            name,
+            f"every dead-letter alarm is forwarded to the mail account {config.delivery.mail_account}, which emails "
+            f"{recipients} (each confirms SNS's subscription email once)",
+        )
     if config.delivery.alarm_topic_arn is None:
         return _failed(
             name,
@@ -489,6 +537,7 @@ CHECKS: tuple[Check, ...] = (
     check_ses_identity,
     check_ses_production,
     check_ses_authorization,
+    check_ses_configuration_set,
     check_alarm_action,
     check_regions_enabled,
 )

@@ -26,6 +26,7 @@ from loginwatch_org.doctor import (
     check_execution_roles,
     check_regions_enabled,
     check_ses_authorization,
+    check_ses_configuration_set,
     check_ses_identity,
     check_ses_production,
     check_trusted_access,
@@ -324,3 +325,111 @@ def test_text_and_json_show_status_reason_and_fix(config: Config) -> None:
     assert statuses["CloudTrail trail for sign-in events"] == "fail"
     assert statuses["StackSets trusted access with Organizations"] == "cannot-check"
     assert all(set(c) == {"check", "status", "detail", "fix"} for c in document["checks"])
+
+
+# --- a mail account sends for everyone ---------------------------------------------------------------------------
+
+MAIL_ACCOUNT = "999988887777"
+MAIL_IDENTITY = f"arn:aws:ses:eu-west-1:{MAIL_ACCOUNT}:identity/example.com"
+
+
+def _mail_config(write_config: Callable[[str], Path], extra: str = "") -> Config:
+    return _config(
+        write_config,
+        extra_delivery=f'  mail_account: "{MAIL_ACCOUNT}"\n              ses_identity_arn: {MAIL_IDENTITY}{extra}',
+    )
+
+
+class _FakeSes:
+    """SESv2 as GetAccount and GetEmailIdentity answer it, for one account and Region."""
+
+    def __init__(self, configuration_set: str | None) -> None:
+        self._configuration_set = configuration_set
+
+    def get_account(self) -> dict[str, object]:
+        return {"ProductionAccessEnabled": True, "SendingEnabled": True}
+
+    def get_email_identity(self, EmailIdentity: str) -> dict[str, object]:
+        answer: dict[str, object] = {"VerifiedForSendingStatus": True, "Policies": {}}
+        if self._configuration_set is not None:
+            answer["ConfigurationSetName"] = self._configuration_set
+        return answer
+
+
+class _FakeReader:
+    """Hands out SESv2 clients and remembers where doctor looked."""
+
+    def __init__(self, configuration_set: str | None = None) -> None:
+        self.asked: list[tuple[str, str, str]] = []
+        self._configuration_set = configuration_set
+
+    def client(self, account: str, service: str, region: str) -> _FakeSes:
+        self.asked.append((account, service, region))
+        return _FakeSes(self._configuration_set)
+
+
+def test_with_a_mail_account_ses_is_read_in_the_mail_account_and_its_region_only(
+    write_config: Callable[[str], Path],
+) -> None:
+    from loginwatch_org.aws.prerequisites import _ses_senders
+
+    config = _mail_config(write_config)
+    reader = _FakeReader(configuration_set="tracking")
+    [sender] = _ses_senders(reader, config, {})  # type: ignore[arg-type]
+    assert {(account, region) for account, _, region in reader.asked} == {(MAIL_ACCOUNT, "eu-west-1")}
+    assert (sender.account, sender.region, sender.identity) == (MAIL_ACCOUNT, "eu-west-1", "example.com")
+    # The mail account sends with its own identity: no sending-authorization policy is involved.
+    assert sender.authorizes_sending is None
+    assert sender.configuration_set == "tracking"
+    facts = replace(_healthy(config), ses=(sender,), alarm_topic=None)
+    assert check_ses_authorization(config, facts) is None
+    production = _one(check_ses_production(config, facts))
+    assert production.status == "pass" and f"{MAIL_ACCOUNT}/eu-west-1" in production.detail
+    assert MEMBERS[0] not in production.detail
+
+
+def test_an_identity_without_a_default_configuration_set_reads_as_none(write_config: Callable[[str], Path]) -> None:
+    from loginwatch_org.aws.prerequisites import _ses_senders
+
+    [sender] = _ses_senders(_FakeReader(), _mail_config(write_config), {})  # type: ignore[arg-type]
+    assert sender.configuration_set == ""
+
+
+def test_the_identitys_default_configuration_set_must_be_the_configured_one(
+    write_config: Callable[[str], Path],
+) -> None:
+    config = _mail_config(write_config, "\n              configuration_set: tracking")
+    sender = _sender(MAIL_ACCOUNT, "eu-west-1", identity="example.com", configuration_set="tracking")
+    facts = replace(_healthy(config), ses=(sender,))
+    assert _one(check_ses_configuration_set(config, facts)).status == "pass"
+
+    other = _one(check_ses_configuration_set(config, replace(facts, ses=(replace(sender, configuration_set="x"),))))
+    assert other.status == "fail"
+    assert "has the default configuration set x, but delivery.configuration_set is tracking" in other.detail
+    assert "AccessDenied" in other.detail and "configuration_set: x" in other.fix
+
+    unset = _mail_config(write_config)
+    missing = _one(check_ses_configuration_set(unset, facts))
+    assert missing.status == "fail" and "delivery.configuration_set is not set" in missing.detail
+    assert "set delivery.configuration_set: tracking" in missing.fix
+    none = replace(facts, ses=(replace(sender, configuration_set=""),))
+    assert _one(check_ses_configuration_set(unset, none)).status == "pass"
+    stale = _one(check_ses_configuration_set(config, none))
+    assert stale.status == "fail" and "has no default configuration set" in stale.detail
+
+    unread = replace(facts, ses=(replace(sender, configuration_set=Unknown("denied")),))
+    assert _one(check_ses_configuration_set(config, unread)).status == "cannot-check"
+
+
+def test_the_configuration_set_check_needs_a_mail_account(config: Config) -> None:
+    facts = replace(_healthy(config), ses=(_sender(MEMBERS[0], "us-east-1", configuration_set="x"),))
+    assert check_ses_configuration_set(config, facts) is None
+
+
+def test_with_a_mail_account_undeliverable_alerts_reach_the_alarm_recipients(
+    write_config: Callable[[str], Path],
+) -> None:
+    config = _mail_config(write_config, "\n              alarm_recipients: [oncall@example.com]")
+    result = check_alarm_action(config, replace(_healthy(config), alarm_topic=None))
+    assert result.status == "pass"
+    assert MAIL_ACCOUNT in result.detail and "oncall@example.com" in result.detail

@@ -112,8 +112,8 @@ def test_the_management_account_gets_a_watch_and_a_forwarder_per_forward_region(
     watch = stacks[0]
     assert watch.parameters == {**shared(config), "Recipients": "root-owners@example.com", "AlertOn": "all"}
     assert all(stack.tags == OWNER for stack in stacks)
-    # The forwarder takes only the parameters its template declares.
-    assert stacks[1].parameters == {ALARM_ACTION_PARAMETER: ""}
+    # The forwarder takes only the parameters its template declares: never the watch's alarm topic.
+    assert stacks[1].parameters == {}
 
 
 def test_by_default_forwarders_go_to_every_region_enabled_by_default() -> None:
@@ -232,7 +232,10 @@ def test_a_rolled_back_update_is_updated_again_or_left_when_current() -> None:
     config = base_config()
     deployed = changed(deployed_from(config), "eu-west-1", status="UPDATE_ROLLBACK_COMPLETE")
     assert plan(config, deployed).steps == ()
-    deployed = changed(deployed, "eu-west-1", parameters={ALARM_ACTION_PARAMETER: "arn:old"})
+    # A forwarder takes no shared parameter; the watch does.
+    [watch] = [stack for stack in deployed if stack.region == "us-east-1"]
+    old = {**watch.parameters, ALARM_ACTION_PARAMETER: "arn:old"}
+    deployed = changed(deployed, "us-east-1", status="UPDATE_ROLLBACK_COMPLETE", parameters=old)
     (step,) = plan(config, deployed).steps
     assert isinstance(step, UpdateStack) and step.parameter_changes == (
         ParameterChange(ALARM_ACTION_PARAMETER, "arn:old", ""),

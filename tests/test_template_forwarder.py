@@ -19,7 +19,8 @@ def template() -> dict[str, Any]:
 
 
 def test_same_template_for_every_account_whatever_the_config() -> None:
-    # No per-account parameter: one stack set operation covers the organisation.
+    # No per-account parameter: one stack set operation covers the organisation. The watch's alarm topic is not
+    # the forwarder's: its parameter has another name, so the shared value never reaches another region.
     config = load_config(EXAMPLE_CONFIG)
     other = Config.model_validate(
         {
@@ -33,8 +34,8 @@ def test_same_template_for_every_account_whatever_the_config() -> None:
     )
     assert template_body(build_forwarder(config)) == template_body(build_forwarder(other))
     parameters = build_forwarder(other).to_dict()["Parameters"]
-    assert set(parameters) == {"DeadLetterAlarmAction"}
-    assert parameters["DeadLetterAlarmAction"]["Default"] == ""
+    assert set(parameters) == {"RegionalAlarmAction"}
+    assert parameters["RegionalAlarmAction"]["Default"] == ""
 
 
 def test_role_may_only_put_events_on_the_watch_bus(template: dict[str, Any]) -> None:
@@ -76,5 +77,5 @@ def test_undeliverable_events_wait_in_an_encrypted_queue_with_an_alarm(template:
     assert alarm["Dimensions"][0]["Value"] == {"Fn::GetAtt": ["DeadLetterQueue", "QueueName"]}
     assert alarm["Threshold"] == 1
     assert alarm["AlarmActions"] == {
-        "Fn::If": ["HasAlarmAction", [{"Ref": "DeadLetterAlarmAction"}], {"Ref": "AWS::NoValue"}]
+        "Fn::If": ["HasAlarmAction", [{"Ref": "RegionalAlarmAction"}], {"Ref": "AWS::NoValue"}]
     }

@@ -130,7 +130,7 @@ def _matches(pattern: dict[str, Any], event: dict[str, Any]) -> bool:
 
 def forwarded(event: dict[str, Any], region: str) -> bool:
     """Does the forwarder deployed in ``region`` send ``event`` (arriving on that region's bus) on?"""
-    rule = _rule("forwarder", "ForwardRule", {"AWS::Region": region, "DeadLetterAlarmAction": ""})
+    rule = _rule("forwarder", "ForwardRule", {"AWS::Region": region, "RegionalAlarmAction": ""})
     return rule["State"] != "DISABLED" and _matches(rule["EventPattern"], event)
 
 
@@ -197,9 +197,9 @@ def test_forwarded_events_are_never_forwarded_again() -> None:
 
 
 def test_a_forwarder_deployed_in_the_watch_region_forwards_nothing() -> None:
-    rule = _rule("forwarder", "ForwardRule", {"AWS::Region": WATCH_REGION, "DeadLetterAlarmAction": ""})
+    rule = _rule("forwarder", "ForwardRule", {"AWS::Region": WATCH_REGION, "RegionalAlarmAction": ""})
     assert rule["State"] == "DISABLED"
-    elsewhere = _rule("forwarder", "ForwardRule", {"AWS::Region": "us-east-2", "DeadLetterAlarmAction": ""})
+    elsewhere = _rule("forwarder", "ForwardRule", {"AWS::Region": "us-east-2", "RegionalAlarmAction": ""})
     assert elsewhere["State"] == "ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS"
     event = eventbridge_envelope(load_sample("09"), region=WATCH_REGION)
     assert not forwarded(event, WATCH_REGION)

@@ -33,6 +33,7 @@ from loginwatch_org.doctor import (
     watched_accounts,
     watched_regions,
 )
+from loginwatch_org.templates.mail import mail_region
 
 DEFAULT_MEMBER_ROLE = "OrganizationAccountAccessRole"
 MEMBER_READERS = 8
@@ -330,7 +331,13 @@ def _ses_senders(reader: Reader, config: Config, per_account: Mapping[str, _Acco
     if arn is None:
         return tuple(sender for facts in per_account.values() for sender in facts.ses)
     parts = arn.split(":")
-    return (_ses_sender(reader, parts[4], parts[3], arn.split(":identity/", 1)[1], arn),)
+    identity = arn.split(":identity/", 1)[1]
+    mail_account, region = config.delivery.mail_account, mail_region(config)
+    if mail_account is not None and region is not None:
+        # The mail account sends every alert with its own identity: only there does SES need to be ready, and
+        # no sending-authorization policy is involved.
+        return (_ses_sender(reader, mail_account, region, identity, None),)
+    return (_ses_sender(reader, parts[4], parts[3], identity, arn),)
 
 
 def _ses_sender(reader: Reader, account: str, region: str, identity: str, identity_arn: str | None) -> SesSender:
@@ -343,7 +350,9 @@ def _ses_sender(reader: Reader, account: str, region: str, identity: str, identi
         ses = reader.client(account, "sesv2", region)
     except _NoAccess as error:
         unknown = Unknown(str(error))
-        return SesSender(account, region, identity, unknown, unknown, unknown, unknown if identity_arn else None)
+        return SesSender(
+            account, region, identity, unknown, unknown, unknown, unknown if identity_arn else None, unknown
+        )
     details = _read(ses.get_account, "sesv2:GetAccount")
     names = [identity] if identity_arn or "@" not in identity else [identity, identity.split("@", 1)[1]]
     described = _read(lambda: _email_identity(ses, names), "sesv2:GetEmailIdentity")
@@ -357,6 +366,11 @@ def _ses_sender(reader: Reader, account: str, region: str, identity: str, identi
     authorizes: bool | Unknown | None = None
     if identity_arn:
         authorizes = described if isinstance(described, Unknown) else allows_send_email(described.get("Policies"))
+    # GetEmailIdentity's ConfigurationSetName: the identity's default configuration set, absent when it has none.
+    # https://docs.aws.amazon.com/ses/latest/dg/managing-configuration-sets-default-returning.html
+    configuration_set: str | Unknown = (
+        described if isinstance(described, Unknown) else str(described.get("ConfigurationSetName") or "")
+    )
     return SesSender(
         account,
         region,
@@ -365,6 +379,7 @@ def _ses_sender(reader: Reader, account: str, region: str, identity: str, identi
         from_details("ProductionAccessEnabled"),
         from_details("SendingEnabled"),
         authorizes,
+        configuration_set,
     )
 
 

@@ -24,10 +24,9 @@ from troposphere import (
     events,
     iam,
     logs,
+    sns,
     sqs,
 )
-
-from loginwatch_org.templates.parameters import HAS_ALARM_ACTION
 
 LAMBDA_RUNTIME = "python3.14"
 LOG_RETENTION_DAYS = 90
@@ -42,6 +41,9 @@ RULE_MAX_EVENT_AGE = 24 * 3600
 # https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-service-event-cloudtrail-management.html
 # https://docs.aws.amazon.com/eventbridge/latest/APIReference/API_PutRule.html (State)
 ALL_MANAGEMENT_EVENTS = "ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS"
+
+# The condition that is true when the alarm action parameter names a topic.
+HAS_ALARM_ACTION = "HasAlarmAction"
 
 # What a template property can hold: a literal, or an intrinsic function such as Ref or GetAtt.
 Value: TypeAlias = AWSHelperFn | str | dict[str, Any] | list[Any]
@@ -106,6 +108,11 @@ def service_statement(sid: str, service: str, action: str, resource: Value, sour
 def identity_statement(sid: str, action: str | list[str], resource: Value) -> dict[str, Any]:
     """An identity-policy grant (a role's own permission): this action on this resource."""
     return {"Sid": sid, "Effect": "Allow", "Action": action, "Resource": resource}
+
+
+def topic(template: Template, title: str, display_name: str, encryption_skip: tuple[str, str]) -> sns.Topic:
+    """An SNS topic; why it is not encrypted with a customer managed key is the caller's ``encryption_skip``."""
+    return template.add_resource(sns.Topic(title, Metadata=checkov_skips(encryption_skip), DisplayName=display_name))
 
 
 def service_trust(service: str) -> dict[str, Any]:
@@ -228,11 +235,14 @@ def notifier(
     grants: Sequence[dict[str, Any]],
     dead_letters: sqs.Queue,
     policy_name: str,
+    role_path: str | None = None,
 ) -> awslambda.Function:
-    """The Lambda function with its own log group, its role (own logs plus ``grants``), and its retries.
+    """The Lambda function with its own log group, its role (own logs plus ``grants``, on ``role_path`` when
+    given), and its retries.
 
     Asynchronous invocations are retried twice, then go to the dead-letter queue.
     """
+    role_options: dict[str, Any] = {"Path": role_path} if role_path else {}
     log_group = template.add_resource(
         logs.LogGroup(
             "NotifierLogGroup", Metadata=checkov_skips(LOG_GROUP_ENCRYPTION), RetentionInDays=LOG_RETENTION_DAYS
@@ -251,6 +261,7 @@ def notifier(
                     PolicyDocument={"Version": "2012-10-17", "Statement": [own_logs, *grants]},
                 )
             ],
+            **role_options,
         )
     )
     function = template.add_resource(

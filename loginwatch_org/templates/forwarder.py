@@ -11,15 +11,18 @@ the default event bus of us-east-1 in the same account, through a role that may 
 (https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-cross-region.html). Like the watch, a failed
 delivery is retried for a day, then lands in an encrypted dead-letter queue that an alarm watches.
 
-No parameter differs between accounts, so one stack set operation covers the whole organisation.
+No parameter differs between accounts, so one stack set operation covers the whole organisation. With a mail
+account the dead-letter alarm is also forwarded to the mail account's alarm bus, which emails a person.
 """
 
 from __future__ import annotations
 
-from troposphere import Equals, GetAtt, If, Output, Ref, Sub, Template, iam
+from troposphere import Equals, GetAtt, If, Not, Output, Ref, Sub, Template, iam
 
 from loginwatch_org.config import Config
 from loginwatch_org.templates import blocks, parameters
+from loginwatch_org.templates.mail import add_alarm_forwarding, alarm_bus_arn
+from loginwatch_org.templates.parameters import HAS_ALARM_BUS, REGIONAL_ALARM_ACTION_PARAMETER
 from loginwatch_org.templates.patterns import forwarded_pattern
 
 # Where the watch lives: the region every forwarder sends to, and the one region a forwarder must never run in.
@@ -29,8 +32,8 @@ WATCH_BUS_ARN = "arn:${AWS::Partition}:events:" + WATCH_REGION + ":${AWS::Accoun
 
 
 def build_forwarder(config: Config) -> Template:
-    """The forwarder. Like every registered builder it takes the config, but reads nothing from it: every account
-    and region gets the same template."""
+    """The forwarder: every account and region gets the same template. It reads only whether there is a mail
+    account, whose alarm bus then hears of undeliverable events too."""
     template = Template(
         Description=(
             "loginwatch-org: forwards the sign-ins recorded in this region to this account's watch in "
@@ -39,12 +42,18 @@ def build_forwarder(config: Config) -> Template:
     )
     template.set_version("2010-09-09")
     # CloudWatch alarm actions must be in the alarm's own region: a topic elsewhere fails the deployment
-    # ("Invalid region ... specified"), so the organisation-wide alarm topic of the watch is not the default.
+    # ("Invalid region ... specified"), so the organisation-wide alarm topic of the watch is not the default, and
+    # the parameter has a name of its own that the watch's shared alarm topic never fills.
     alarm_action = parameters.add_alarm_action(
         template,
         "",
         "Optional SNS topic ARN in this region, notified when a sign-in event cannot be forwarded.",
+        REGIONAL_ALARM_ACTION_PARAMETER,
     )
+    bus = alarm_bus_arn(config)
+    alarm_bus = parameters.add_alarm_bus(template, bus) if bus is not None else None
+    if alarm_bus is not None:
+        template.add_condition(HAS_ALARM_BUS, Not(Equals(Ref(alarm_bus), "")))
     # A forwarder in the watch's own region would send the watch's events back to the bus they came from.
     # The stack set never targets that region; should it be deployed there anyway, its rule stays disabled.
     template.add_condition(IN_WATCH_REGION, Equals(Ref("AWS::Region"), WATCH_REGION))
@@ -94,11 +103,15 @@ def build_forwarder(config: Config) -> Template:
             )
         ],
     )
-    blocks.dead_letter_alarm(
+    alarm = blocks.dead_letter_alarm(
         template,
         dead_letters,
         alarm_action,
         f"A sign-in event could not be forwarded to the watch in {WATCH_REGION}; it waits in the dead-letter queue.",
     )
+    if alarm_bus is not None:
+        # An event bus in another Region is a valid target, so the mail account's one bus serves every Region.
+        # https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-cross-region.html
+        add_alarm_forwarding(template, alarm.title, Ref(alarm_bus), HAS_ALARM_BUS)
     template.add_output(Output("DeadLetterQueueUrl", Value=Ref(dead_letters)))
     return template

@@ -49,7 +49,7 @@ from troposphere import (
 )
 
 from loginwatch_org.config import Config
-from loginwatch_org.templates.blocks import checkov_skips
+from loginwatch_org.templates import blocks
 
 # checkov reads only the principal of a trust policy, not its conditions.
 ORGANISATION_TRUST = (
@@ -234,7 +234,7 @@ def build_mail_template(config: Config) -> Template:
     role = template.add_resource(
         iam.Role(
             "MailSenderRole",
-            Metadata=checkov_skips(ORGANISATION_TRUST),
+            Metadata=blocks.checkov_skips(ORGANISATION_TRUST),
             RoleName=mail_role_name(config),
             Description="Assumed by loginwatch watch functions of this organisation to email sign-in alerts.",
             MaxSessionDuration=SESSION_SECONDS,
@@ -265,10 +265,11 @@ def build_mail_template(config: Config) -> Template:
                         "Version": "2012-10-17",
                         "Statement": [
                             {
-                                "Sid": "SendAsTheConfiguredSenderOnly",
-                                "Effect": "Allow",
-                                "Action": ["ses:SendEmail", "ses:SendRawEmail"],
-                                "Resource": send_resources,
+                                **blocks.identity_statement(
+                                    "SendAsTheConfiguredSenderOnly",
+                                    ["ses:SendEmail", "ses:SendRawEmail"],
+                                    send_resources,
+                                ),
                                 "Condition": {"StringEquals": {"ses:FromAddress": Ref(sender)}},
                             }
                         ],
@@ -296,12 +297,8 @@ def build_mail_template(config: Config) -> Template:
             },
         )
     )
-    topic = template.add_resource(
-        sns.Topic(
-            "DeadLetterAlarmTopic",
-            Metadata=checkov_skips(ALARM_TOPIC_ENCRYPTION),
-            DisplayName="loginwatch: a sign-in alert could not be delivered",
-        )
+    topic = blocks.topic(
+        template, "DeadLetterAlarmTopic", "loginwatch: a sign-in alert could not be delivered", ALARM_TOPIC_ENCRYPTION
     )
     rule = template.add_resource(
         events.Rule(
@@ -320,7 +317,10 @@ def build_mail_template(config: Config) -> Template:
                 events.Target(
                     Id="alarm-recipients",
                     Arn=Ref(topic),
-                    RetryPolicy=events.RetryPolicy(MaximumRetryAttempts=185, MaximumEventAgeInSeconds=86400),
+                    RetryPolicy=events.RetryPolicy(
+                        MaximumRetryAttempts=blocks.RULE_RETRY_ATTEMPTS,
+                        MaximumEventAgeInSeconds=blocks.RULE_MAX_EVENT_AGE,
+                    ),
                     InputTransformer=events.InputTransformer(
                         InputPathsMap={
                             "account": "$.account",
@@ -346,14 +346,9 @@ def build_mail_template(config: Config) -> Template:
             PolicyDocument={
                 "Version": "2012-10-17",
                 "Statement": [
-                    {
-                        "Sid": "OnlyTheAlarmRulePublishes",
-                        "Effect": "Allow",
-                        "Principal": {"Service": "events.amazonaws.com"},
-                        "Action": "sns:Publish",
-                        "Resource": Ref(topic),
-                        "Condition": {"ArnEquals": {"aws:SourceArn": GetAtt(rule, "Arn")}},
-                    }
+                    blocks.service_statement(
+                        "OnlyTheAlarmRulePublishes", "events", "sns:Publish", Ref(topic), GetAtt(rule, "Arn")
+                    )
                 ],
             },
         )
@@ -384,29 +379,14 @@ def add_alarm_forwarding(
     role = template.add_resource(
         iam.Role(
             "DeadLetterAlarmForwarderRole",
-            AssumeRolePolicyDocument={
-                "Version": "2012-10-17",
-                "Statement": [
-                    {
-                        "Effect": "Allow",
-                        "Principal": {"Service": "events.amazonaws.com"},
-                        "Action": "sts:AssumeRole",
-                        "Condition": {"StringEquals": {"aws:SourceAccount": Ref("AWS::AccountId")}},
-                    }
-                ],
-            },
+            AssumeRolePolicyDocument=blocks.service_trust("events"),
             Policies=[
                 iam.Policy(
                     PolicyName="forward-dead-letter-alarm",
                     PolicyDocument={
                         "Version": "2012-10-17",
                         "Statement": [
-                            {
-                                "Sid": "ToTheMailAccountAlarmBusOnly",
-                                "Effect": "Allow",
-                                "Action": "events:PutEvents",
-                                "Resource": bus_arn,
-                            }
+                            blocks.identity_statement("ToTheMailAccountAlarmBusOnly", "events:PutEvents", bus_arn)
                         ],
                     },
                 )

@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from troposphere import Parameter, Template
 
 from loginwatch_org.config import ALERT_POLICIES, Config
+from loginwatch_org.templates.blocks import HAS_ALARM_ACTION
+from loginwatch_org.templates.mail import CONFIGURATION_SET_PARAMETER, alarm_bus_arn, mail_role_arn
 
 # Per-account parameters: what a StackSet instance overrides. Everything else is shared by all accounts.
 RECIPIENTS_PARAMETER = "Recipients"
@@ -17,9 +19,39 @@ ALERT_POLICY_PARAMETER = "AlertOn"
 SENDER_PARAMETER = "Sender"
 SES_IDENTITY_PARAMETER = "SesIdentityArn"
 ALARM_ACTION_PARAMETER = "DeadLetterAlarmAction"
+# With a mail account (the same for every account): the role the notifier assumes to send, and the bus its
+# dead-letter alarms are forwarded to.
+MAIL_ROLE_PARAMETER = "MailRoleArn"
+ALARM_BUS_PARAMETER = "DeadLetterAlarmBusArn"
+# A forwarder's own alarm topic. Named apart from ALARM_ACTION_PARAMETER so that the watch's topic (in us-east-1)
+# is never handed to forwarders in other regions: CloudWatch refuses an alarm action in another region.
+REGIONAL_ALARM_ACTION_PARAMETER = "RegionalAlarmAction"
 
-# The condition that is true when the alarm action parameter names a topic.
-HAS_ALARM_ACTION = "HasAlarmAction"
+# The condition that is true when the alarm bus parameter names a bus.
+HAS_ALARM_BUS = "HasAlarmBus"
+
+__all__ = [
+    "ALARM_ACTION_PARAMETER",
+    "ALARM_BUS_PARAMETER",
+    "ALERT_POLICY_PARAMETER",
+    "CONFIGURATION_SET_PARAMETER",
+    "HAS_ALARM_ACTION",
+    "HAS_ALARM_BUS",
+    "MAIL_ROLE_PARAMETER",
+    "RECIPIENTS_PARAMETER",
+    "REGIONAL_ALARM_ACTION_PARAMETER",
+    "SENDER_PARAMETER",
+    "SES_IDENTITY_PARAMETER",
+    "add_alarm_action",
+    "add_alarm_bus",
+    "add_alert_policy",
+    "add_configuration_set",
+    "add_mail_role",
+    "add_recipients",
+    "add_sender",
+    "add_ses_identity",
+    "shared_parameters",
+]
 
 
 def add_recipients(template: Template, default: Sequence[str]) -> Parameter:
@@ -74,10 +106,12 @@ def add_ses_identity(template: Template, default: str) -> Parameter:
     )
 
 
-def add_alarm_action(template: Template, default: str, description: str) -> Parameter:
+def add_alarm_action(
+    template: Template, default: str, description: str, name: str = ALARM_ACTION_PARAMETER
+) -> Parameter:
     return template.add_parameter(
         Parameter(
-            ALARM_ACTION_PARAMETER,
+            name,
             Type="String",
             Description=description,
             Default=default,
@@ -86,12 +120,62 @@ def add_alarm_action(template: Template, default: str, description: str) -> Para
     )
 
 
+def add_mail_role(template: Template, default: str) -> Parameter:
+    return template.add_parameter(
+        Parameter(
+            MAIL_ROLE_PARAMETER,
+            Type="String",
+            Description="The mail account's sending role, which the notifier assumes to send every alert.",
+            Default=default,
+            AllowedPattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$",
+        )
+    )
+
+
+def add_alarm_bus(template: Template, default: str) -> Parameter:
+    return template.add_parameter(
+        Parameter(
+            ALARM_BUS_PARAMETER,
+            Type="String",
+            Description=(
+                "The mail account's event bus that emails the alarm recipients when an alert lands in the "
+                "dead-letter queue; empty to forward nothing."
+            ),
+            Default=default,
+            AllowedPattern=r"^$|^arn:aws[a-z-]*:events:[a-z0-9-]+:\d{12}:event-bus/[\w.-]+$",
+        )
+    )
+
+
+def add_configuration_set(template: Template, default: str) -> Parameter:
+    return template.add_parameter(
+        Parameter(
+            CONFIGURATION_SET_PARAMETER,
+            Type="String",
+            Description="The SES identity's default configuration set (SES authorizes sends on it too).",
+            Default=default,
+            AllowedPattern=r"^[A-Za-z0-9_-]{1,64}$",
+        )
+    )
+
+
 def shared_parameters(config: Config) -> dict[str, str]:
-    """Stack-set-level parameter values: the same for every account."""
-    return {
-        SENDER_PARAMETER: config.delivery.sender,
-        SES_IDENTITY_PARAMETER: config.delivery.ses_identity_arn or "",
+    """Stack-set-level parameter values: the same for every account.
+
+    Exactly the watch template's parameters: a stack set refuses a value for a parameter its template lacks.
+    """
+    delivery = config.delivery
+    shared = {
+        SENDER_PARAMETER: delivery.sender,
+        SES_IDENTITY_PARAMETER: delivery.ses_identity_arn or "",
         RECIPIENTS_PARAMETER: ",".join(config.defaults.recipients),
         ALERT_POLICY_PARAMETER: config.defaults.alert_on,
-        ALARM_ACTION_PARAMETER: config.delivery.alarm_topic_arn or "",
+        ALARM_ACTION_PARAMETER: delivery.alarm_topic_arn or "",
     }
+    role = mail_role_arn(config)
+    if role is not None:
+        shared[MAIL_ROLE_PARAMETER] = role
+        shared[ALARM_BUS_PARAMETER] = alarm_bus_arn(config) or ""
+    elif delivery.configuration_set:
+        shared[CONFIGURATION_SET_PARAMETER] = delivery.configuration_set
+    return shared

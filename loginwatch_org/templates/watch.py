@@ -6,6 +6,12 @@ planner whether the deployed stack set is current, and ``templates/`` can be rev
 Sign-in event -> EventBridge rule (filtered by the account's alert policy, so ignored sign-ins never run
 code) -> SNS topic -> Lambda (``loginwatch_org/notifier.py``, inlined) -> SES. Every hop that can fail
 ends in one encrypted dead-letter queue, and an alarm watches that queue.
+
+With ``delivery.mail_account`` (mail mode) the function does not send with this account's SES: it assumes the
+mail account's sending role (``templates/mail.py``), which alone may send, and its role sits on the path that
+role trusts. The dead-letter alarm is then also forwarded to the mail account, which emails the alarm
+recipients. Without it, each account sends with its own SES (sending authorization through
+``ses_identity_arn`` included).
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from troposphere import (
     Join,
     Not,
     Output,
+    Parameter,
     Ref,
     Select,
     Split,
@@ -32,7 +39,14 @@ from troposphere import (
 
 from loginwatch_org.config import ALERT_POLICIES, Config
 from loginwatch_org.templates import blocks, parameters
-from loginwatch_org.templates.parameters import ALERT_POLICY_PARAMETER
+from loginwatch_org.templates.mail import (
+    MAIL_ROLE_ENVIRONMENT,
+    WATCH_ROLE_PATH,
+    add_alarm_forwarding,
+    alarm_bus_arn,
+    mail_role_arn,
+)
+from loginwatch_org.templates.parameters import ALERT_POLICY_PARAMETER, CONFIGURATION_SET_PARAMETER, HAS_ALARM_BUS
 from loginwatch_org.templates.patterns import event_pattern
 
 TOPIC_ENCRYPTION = (
@@ -61,6 +75,42 @@ def _pattern_for_parameter() -> AWSHelperFn | dict[str, Any]:
     return chosen
 
 
+def _send_email(sender: Parameter, ses_identity: Parameter, configuration_set: Parameter | None) -> dict[str, Any]:
+    """Per-account sending: ses:SendEmail from the configured identity, as the configured sender only."""
+    sender_domain = Select(1, Split("@", Ref(sender)))
+    identity_arn = "arn:${AWS::Partition}:ses:${AWS::Region}:${AWS::AccountId}:identity/"
+    resources: AWSHelperFn = If(
+        "UseSesIdentityArn",
+        [Ref(ses_identity)],
+        [Sub(identity_arn + "${Sender}"), Join("", [Sub(identity_arn), sender_domain])],
+    )
+    if configuration_set is not None:
+        # An identity's default configuration set applies to every send from it, and SES then also authorizes
+        # the send on the configuration set (AccessDenied on ".../configuration-set/NAME" without it).
+        # https://docs.aws.amazon.com/ses/latest/dg/managing-configuration-sets.html#default-config-sets
+        # The set is the identity owner's: this account's, or that of ses_identity_arn (partition, Region and
+        # account are its 2nd, 4th and 5th fields). The ARN is padded with colons so that no Fn::Select can fail
+        # when the parameter is empty and this branch goes unused.
+        fields = Split(":", Join("", [Ref(ses_identity), "::::"]))
+        owner = [Select(index, fields) for index in (1, 3, 4)]
+        in_owner = Join(
+            "", ["arn:", owner[0], ":ses:", owner[1], ":", owner[2], ":configuration-set/", Ref(configuration_set)]
+        )
+        here = Sub(
+            "arn:${AWS::Partition}:ses:${AWS::Region}:${AWS::AccountId}:configuration-set/${"
+            + CONFIGURATION_SET_PARAMETER
+            + "}"
+        )
+        resources = If(
+            "UseSesIdentityArn",
+            [Ref(ses_identity), in_owner],
+            [Sub(identity_arn + "${Sender}"), Join("", [Sub(identity_arn), sender_domain]), here],
+        )
+    statement = blocks.identity_statement("SendFromTheConfiguredIdentityOnly", "ses:SendEmail", resources)
+    statement["Condition"] = {"StringEquals": {"ses:FromAddress": Ref(sender)}}
+    return statement
+
+
 def build_template(config: Config) -> Template:
     template = Template(
         Description=(
@@ -79,19 +129,26 @@ def build_template(config: Config) -> Template:
         config.delivery.alarm_topic_arn or "",
         "Optional SNS topic ARN notified when an alert lands in the dead-letter queue.",
     )
+    # Mail mode: the role and the bus are the same for every account, so they are stack set parameters and
+    # the body stays one for the whole organisation.
+    mail_role = mail_role_arn(config)
+    mail_role_parameter = parameters.add_mail_role(template, mail_role) if mail_role is not None else None
+    alarm_bus = parameters.add_alarm_bus(template, alarm_bus_arn(config) or "") if mail_role is not None else None
+    configuration_set = (
+        parameters.add_configuration_set(template, config.delivery.configuration_set)
+        if mail_role is None and config.delivery.configuration_set
+        else None
+    )
 
     for policy in ALERT_POLICIES[:-1]:  # the last policy is the Fn::If chain's fallback
         template.add_condition(_condition_name(policy), Equals(Ref(ALERT_POLICY_PARAMETER), policy))
-    template.add_condition("UseSesIdentityArn", Not(Equals(Ref(ses_identity), "")))
+    if mail_role is None:  # only per-account sending names the identity in a policy
+        template.add_condition("UseSesIdentityArn", Not(Equals(Ref(ses_identity), "")))
+    if alarm_bus is not None:
+        template.add_condition(HAS_ALARM_BUS, Not(Equals(Ref(alarm_bus), "")))
 
     dead_letters = blocks.dead_letter_queue(template)
-    topic = template.add_resource(
-        sns.Topic(
-            "AlertTopic",
-            Metadata=blocks.checkov_skips(TOPIC_ENCRYPTION),
-            DisplayName="loginwatch sign-in alerts",
-        )
-    )
+    topic = blocks.topic(template, "AlertTopic", "loginwatch sign-in alerts", TOPIC_ENCRYPTION)
     rule = blocks.signin_rule(
         template,
         "SignInRule",
@@ -131,25 +188,26 @@ def build_template(config: Config) -> Template:
             ),
         ],
     )
-    sender_domain = Select(1, Split("@", Ref(sender)))
-    identity_arn = "arn:${AWS::Partition}:ses:${AWS::Region}:${AWS::AccountId}:identity/"
-    send_email = blocks.identity_statement(
-        "SendFromTheConfiguredIdentityOnly",
-        "ses:SendEmail",
-        If(
-            "UseSesIdentityArn",
-            [Ref(ses_identity)],
-            [Sub(identity_arn + "${Sender}"), Join("", [Sub(identity_arn), sender_domain])],
-        ),
-    )
-    send_email["Condition"] = {"StringEquals": {"ses:FromAddress": Ref(sender)}}
+    environment: dict[str, blocks.Value] = {
+        "SENDER": Ref(sender),
+        "RECIPIENTS": Ref(recipients),
+        # In mail mode ses_identity_arn is the mail account's identity (the config insists), which the
+        # notifier names as its source while it sends as the mail account.
+        "SOURCE_ARN": Ref(ses_identity),
+    }
+    if mail_role_parameter is not None:
+        environment[MAIL_ROLE_ENVIRONMENT] = Ref(mail_role_parameter)
+        # The function's own role may not send at all: it may only become the mail account's sending role.
+        send = blocks.identity_statement("BecomeTheMailAccountSender", "sts:AssumeRole", Ref(mail_role_parameter))
+    else:
+        send = _send_email(sender, ses_identity, configuration_set)
     function = blocks.notifier(
         template,
         description="Turns a sign-in event into an email and sends it with SES.",
         code=notifier_source(),
-        environment={"SENDER": Ref(sender), "RECIPIENTS": Ref(recipients), "SOURCE_ARN": Ref(ses_identity)},
+        environment=environment,
         grants=[
-            send_email,
+            send,
             blocks.identity_statement("ParkFailedAlerts", "sqs:SendMessage", GetAtt(dead_letters, "Arn")),
             # The account alias names the account in the email. IAM offers no resource type for this
             # action, so "*" is the narrowest possible.
@@ -157,6 +215,8 @@ def build_template(config: Config) -> Template:
         ],
         dead_letters=dead_letters,
         policy_name="send-sign-in-alerts",
+        # The mail account's sending role trusts only roles on this path. Changing a role's path replaces it.
+        role_path=WATCH_ROLE_PATH if mail_role is not None else None,
     )
     template.add_resource(
         awslambda.Permission(
@@ -176,12 +236,14 @@ def build_template(config: Config) -> Template:
             RedrivePolicy={"deadLetterTargetArn": GetAtt(dead_letters, "Arn")},
         )
     )
-    blocks.dead_letter_alarm(
+    alarm = blocks.dead_letter_alarm(
         template,
         dead_letters,
         alarm_action,
         "A sign-in alert could not be delivered; it waits in the dead-letter queue.",
     )
+    if alarm_bus is not None:
+        add_alarm_forwarding(template, alarm.title, Ref(alarm_bus), HAS_ALARM_BUS)
 
     template.add_output(Output("AlertTopicArn", Value=Ref(topic)))
     template.add_output(Output("NotifierFunctionName", Value=Ref(function)))
