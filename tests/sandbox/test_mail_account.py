@@ -15,10 +15,7 @@ from loginwatch_org.sandbox.control import Sandbox as Running
 from loginwatch_org.sandbox.simulate import simulate_login
 from loginwatch_org.templates import build_template, template_body
 from loginwatch_org.templates.mail import (
-    MAIL_ROLE_ENVIRONMENT,
     WATCH_ROLE_PATH,
-    add_alarm_forwarding,
-    alarm_bus_arn,
     build_mail_template,
     mail_parameters,
     mail_role_arn,
@@ -57,17 +54,9 @@ def config(write_config: Callable[[str], Path]) -> Config:
 
 
 def _watch_sending_through_the_mail_account(config: Config) -> str:
-    """The watch as it runs with a mail account: its function's role on the path the sending role trusts, the
-    role to assume in its environment, and its dead-letter alarm forwarded to the mail account's alarm bus."""
-    template = build_template(config)
-    resources = template.resources
-    resources["NotifierRole"].Path = WATCH_ROLE_PATH
-    function = next(r for r in resources.values() if r.resource_type == "AWS::Lambda::Function")
-    function.Environment.Variables[MAIL_ROLE_ENVIRONMENT] = mail_role_arn(config)
-    bus = alarm_bus_arn(config)
-    assert bus is not None
-    add_alarm_forwarding(template, "DeadLetterAlarm", bus)
-    return template_body(template)
+    """The watch as a config with a mail account renders it: the function's role on the path the sending role
+    trusts, the role to assume in its environment, its dead-letter alarm forwarded to the mail account's bus."""
+    return template_body(build_template(config))
 
 
 def _deploy(session: boto3.Session, sandbox: Sandbox, name: str, body: str, parameters: dict[str, str]) -> None:
