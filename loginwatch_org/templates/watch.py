@@ -32,7 +32,7 @@ from troposphere import (
 
 from loginwatch_org.config import ALERT_POLICIES, Config
 from loginwatch_org.templates import blocks, parameters
-from loginwatch_org.templates.parameters import ALERT_POLICY_PARAMETER
+from loginwatch_org.templates.parameters import ADMIN_ACCOUNT_PARAMETER, ALERT_POLICY_PARAMETER
 from loginwatch_org.templates.patterns import event_pattern
 
 TOPIC_ENCRYPTION = (
@@ -41,6 +41,10 @@ TOPIC_ENCRYPTION = (
     "(about 1 USD a month in every account); the messages are sign-in metadata CloudTrail already holds, "
     "carried over TLS and kept no longer than delivery takes.",
 )
+
+
+# True when the AdminAccountId parameter names an account: only then does the topic admit test alerts.
+ADMIN_MAY_TEST = "AdminMayTest"
 
 
 def notifier_source() -> str:
@@ -61,6 +65,30 @@ def _pattern_for_parameter() -> AWSHelperFn | dict[str, Any]:
     return chosen
 
 
+def alert_topic_name(config: Config) -> str:
+    """The watch topic's fixed name, so the administrator can compute its ARN in every account and region.
+
+    Derived from the stack set's name, so two stack sets in one account never claim the same topic.
+    """
+    return f"{config.stack_set.name}-sign-in-alerts"
+
+
+def admin_test_statement(topic: AWSHelperFn) -> dict[str, Any]:
+    """The administrator account may publish test alerts to the topic, and do nothing else with it.
+
+    A cross-account publisher needs the topic policy's grant (and its own IAM permission):
+    https://docs.aws.amazon.com/sns/latest/dg/sns-access-policy-use-cases.html. The root ARN names the
+    account, whose own IAM policies then decide which of its principals may publish.
+    """
+    return {
+        "Sid": "AdministratorSendsTestAlerts",
+        "Effect": "Allow",
+        "Principal": {"AWS": Sub(f"arn:${{AWS::Partition}}:iam::${{{ADMIN_ACCOUNT_PARAMETER}}}:root")},
+        "Action": "sns:Publish",
+        "Resource": topic,
+    }
+
+
 def build_template(config: Config) -> Template:
     template = Template(
         Description=(
@@ -79,10 +107,12 @@ def build_template(config: Config) -> Template:
         config.delivery.alarm_topic_arn or "",
         "Optional SNS topic ARN notified when an alert lands in the dead-letter queue.",
     )
+    admin_account = parameters.add_admin_account(template, parameters.admin_account_id(config))
 
     for policy in ALERT_POLICIES[:-1]:  # the last policy is the Fn::If chain's fallback
         template.add_condition(_condition_name(policy), Equals(Ref(ALERT_POLICY_PARAMETER), policy))
     template.add_condition("UseSesIdentityArn", Not(Equals(Ref(ses_identity), "")))
+    template.add_condition(ADMIN_MAY_TEST, Not(Equals(Ref(admin_account), "")))
 
     dead_letters = blocks.dead_letter_queue(template)
     topic = template.add_resource(
@@ -90,6 +120,9 @@ def build_template(config: Config) -> Template:
             "AlertTopic",
             Metadata=blocks.checkov_skips(TOPIC_ENCRYPTION),
             DisplayName="loginwatch sign-in alerts",
+            # A fixed name makes the ARN computable for test alerts; setting it replaces a topic deployed
+            # without one, and CloudFormation repoints the rule, policies and subscription that Ref it.
+            TopicName=alert_topic_name(config),
         )
     )
     rule = blocks.signin_rule(
@@ -110,7 +143,8 @@ def build_template(config: Config) -> Template:
                 "Statement": [
                     blocks.service_statement(
                         "OnlyTheSignInRulePublishes", "events", "sns:Publish", Ref(topic), GetAtt(rule, "Arn")
-                    )
+                    ),
+                    If(ADMIN_MAY_TEST, admin_test_statement(Ref(topic)), Ref("AWS::NoValue")),
                 ],
             },
         )

@@ -11,7 +11,9 @@ small patch that names the AWS behaviour it adds and where AWS documents it:
   SNS topics updated in place).
 * ``eventbridge``: SNS topics as rule targets, disabled rules.
 * ``sns``: the notification record a Lambda subscriber receives.
+* ``sns_access``: a publish from another account needs the topic policy's grant.
 * ``lambda_runner``: running a function's deployed code without docker.
+* ``lambda_configuration``: GetFunctionConfiguration names the function's log group.
 * ``ses``: keeping both the text and the HTML part of a message.
 
 ``apply()`` installs every module's patches (calling it again only updates the endpoint the

@@ -23,7 +23,9 @@ SERVICES: Final = (
     "cfn_updates",
     "eventbridge",
     "sns",
+    "sns_access",
     "lambda_runner",
+    "lambda_configuration",
     "ses",
     "prerequisites",
 )
