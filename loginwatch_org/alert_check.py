@@ -104,7 +104,10 @@ def errors_in(messages: Iterable[str]) -> tuple[str, ...]:
         for line in message.splitlines():
             text = line.strip()
             if "[ERROR]" in line:
+                # The runtime's own traceback follows in the same event: the error is already named.
                 found.append(line.split("[ERROR]", 1)[1].strip())
+                in_traceback = False
+                break
             elif "Task timed out after" in line:
                 found.append(text)
             elif line.startswith("Traceback (most recent call last):"):
