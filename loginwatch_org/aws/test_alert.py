@@ -22,6 +22,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -75,18 +76,19 @@ def send_test_alerts(
     partition = str(identity["Arn"]).split(":")[1]
     reader = Reader(replace(target, region=admin_region), str(identity["Account"]), partition, member_role)
     jobs = [(account, region) for account in accounts for region in config.stack_set.regions]
-    done = 0
+    done = [0]
+    lock = threading.Lock()
 
     def one(job: tuple[str, str]) -> TestAlert:
-        nonlocal done
         account, region = job
         topic = f"arn:{partition}:sns:{region}:{account}:{alert_topic_name(config)}"
         alert = _send(reader, topic, account, region, str(identity["Arn"]))
         if wait is not None and alert.publish_error is None:
             alert = _await(reader, alert, wait)
-        done += 1
-        if progress is not None:
-            progress(f"test-alert: {done}/{len(jobs)} {account} {region}: {alert.outcome}")
+        with lock:
+            done[0] += 1
+            if progress is not None:
+                progress(f"test-alert: {done[0]}/{len(jobs)} {account} {region}: {alert.outcome}")
         return alert
 
     with ThreadPoolExecutor(max_workers=CONCURRENCY) as pool:
