@@ -588,6 +588,58 @@ def doctor(
         raise typer.Exit(EXIT_ERROR)
 
 
+@app.command("test-alert")
+@boundary
+def test_alert(
+    account: Annotated[str | None, typer.Argument(help="The watched account to send a test alert to.")] = None,
+    all_accounts: Annotated[bool, typer.Option("--all", help="Send one to every watched account.")] = False,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="Wait for the outcome: read the notifier's log and dead-letter queue.")
+    ] = False,
+    timeout: Annotated[float, typer.Option(min=0, help="Seconds --wait waits for each test alert.")] = 300.0,
+    member_role: Annotated[
+        str, typer.Option(help="Role assumed in the watched accounts to read the outcome (--wait).")
+    ] = "OrganizationAccountAccessRole",
+    as_json: JsonOption = False,
+    config: ConfigOption = DEFAULT_CONFIG_PATH,
+    profile: ProfileOption = None,
+    region: RegionOption = None,
+    endpoint_url: EndpointOption = None,
+    sandbox: SandboxOption = False,
+) -> None:
+    """Send a [TEST] alert through ACCOUNT's watch (or --all); exit 1 unless each one was delivered."""
+    from loginwatch_org.alert_check import all_succeeded, render_json, render_text
+    from loginwatch_org.aws.test_alert import Waiting, send_test_alerts
+
+    options = _aws_options(profile, region, endpoint_url, sandbox)
+    if (account is None) == (not all_accounts):
+        raise UsageError("name one watched ACCOUNT or pass --all")
+    loaded = load(config)
+    watched = [target.account_id for target in loaded.targets()]
+    if account is not None and account not in watched:
+        raise UsageError(f"account '{account}' is not watched by {config}: list it under accounts (enabled)")
+    chosen = watched if all_accounts else [account or ""]
+    # The sandbox delivers synchronously: one look after the publish is final.
+    waiting = Waiting(timeout=0.0) if sandbox else Waiting(timeout=timeout) if wait else None
+    with aws_target(loaded, options, note) as target:
+        alerts = send_test_alerts(loaded, target, chosen, wait=waiting, member_role=member_role, progress=note)
+        emails = _test_emails(target.endpoint_url, alerts) if sandbox else []
+    typer.echo(render_json(alerts) if as_json else render_text(alerts, loaded.account_names()))
+    for sent in [] if as_json else emails:
+        typer.echo(f"\nEmail accepted by SES (message {sent['message_id']}):\n  Subject: {sent['subject']}")
+        typer.echo("\n".join(f"  | {line}" for line in (sent["text"] or "").splitlines()))
+    if not all_succeeded(alerts):
+        raise typer.Exit(EXIT_ERROR)
+
+
+def _test_emails(endpoint_url: str | None, alerts: list[Any]) -> list[Any]:
+    """The sandbox's copies of the emails the test alerts produced."""
+    from loginwatch_org.sandbox.mailbox import read_mailbox
+
+    wanted = {i for alert in alerts if alert.evidence for i in alert.evidence.ses_message_ids}
+    return [m for m in read_mailbox(endpoint_url or "", None) if m["message_id"] in wanted]
+
+
 sandbox_app = typer.Typer(
     help="A local AWS emulator on 127.0.0.1 holding the config's organisation.", rich_markup_mode=None
 )

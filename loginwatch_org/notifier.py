@@ -447,6 +447,39 @@ def _unparseable(raw: str, reason: str, meta: dict[str, Any], account_name: str 
     }
 
 
+# A test alert (``loginwatch-org test-alert``) is an SNS message {TEST_ALERT_KEY: {...}} that the StackSets
+# administrator account publishes to the topic; no EventBridge event has this key. Its mail is always marked
+# [TEST] and says who asked for it, so a test is never mistaken for a sign-in, nor a sign-in for a test.
+TEST_ALERT_KEY = "loginwatch-test-alert"
+
+
+def _test_alert(
+    request: dict[str, Any], meta: dict[str, Any], account_name: str | None, watch_region: str | None
+) -> tuple[Alert, dict[str, Any]]:
+    topic = _str(meta.get("TopicArn"))
+    # The topic's ARN is set by SNS, not by the publisher: it names the account this watch runs in.
+    account = (topic.split(":")[4] if topic and topic.count(":") >= 5 else None) or _str(request.get("account"))
+    name = _str(account_name)
+    account_s = (account or "unknown account") + (f" ({name})" if name else "")
+    test_id = _str(request.get("test_id"))
+    rows = [
+        ("What", "a test of this account's sign-in alerts sent by the StackSets administrator; nobody signed in"),
+        ("Sent by", _str(request.get("requested_by")) or MISSING),
+        ("Sent at (UTC)", _str(request.get("requested_at")) or MISSING),
+        ("Account", account_s),
+        ("Region", _str(watch_region) or MISSING),
+        ("Test id", test_id or MISSING),
+        *((label, _str(meta.get(key)) or MISSING) for key, label in _META),
+    ]
+    subject = f"[TEST] Test alert for {account_s} from the loginwatch administrator"
+    return _render(subject, rows, [], "low"), {
+        "outcome": "test",
+        "account": account,
+        "test_id": test_id,
+        "sns_message_id": _str(meta.get("MessageId")),
+    }
+
+
 def _alert_for(record: Any, account_name: str | None, watch_region: str | None = None) -> tuple[Alert, dict[str, Any]]:
     sns = _dig(record, "Sns")
     meta: dict[str, Any] = sns if isinstance(sns, dict) else {}
@@ -458,6 +491,8 @@ def _alert_for(record: Any, account_name: str | None, watch_region: str | None =
         parsed = json.loads(message)
     except (ValueError, RecursionError) as exc:
         return _unparseable(message, f"not valid JSON ({exc})", meta, account_name)
+    if isinstance(parsed, dict) and isinstance(parsed.get(TEST_ALERT_KEY), dict):
+        return _test_alert(parsed[TEST_ALERT_KEY], meta, account_name, watch_region)
     try:
         event = parsed if isinstance(parsed, dict) else {"detail": parsed}
         alert, facts = _compose(event, account_name, watch_region)

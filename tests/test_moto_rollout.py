@@ -344,8 +344,11 @@ def test_template_deploys_every_resource_into_the_member_account(org: Organisati
     assert subscription["Protocol"] == "lambda"
     assert subscription["Endpoint"] == function["FunctionArn"]
     topic_policy = json.loads(sns.get_topic_attributes(TopicArn=topic["TopicArn"])["Attributes"]["Policy"])
-    [publish] = topic_policy["Statement"]
+    [publish, admin_test] = topic_policy["Statement"]
     assert publish["Condition"]["ArnEquals"]["aws:SourceArn"] == rule["Arn"]
+    # The StackSets administrator (here the management account) may publish test alerts, nothing else.
+    assert admin_test["Principal"] == {"AWS": f"arn:aws:iam::{MANAGEMENT_ACCOUNT}:root"}
+    assert (admin_test["Action"], admin_test["Resource"]) == ("sns:Publish", topic["TopicArn"])
 
     # One encrypted dead-letter queue catches what the rule cannot deliver.
     sqs = org.member(account, "sqs")

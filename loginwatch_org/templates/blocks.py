@@ -110,9 +110,15 @@ def identity_statement(sid: str, action: str | list[str], resource: Value) -> di
     return {"Sid": sid, "Effect": "Allow", "Action": action, "Resource": resource}
 
 
-def topic(template: Template, title: str, display_name: str, encryption_skip: tuple[str, str]) -> sns.Topic:
-    """An SNS topic; why it is not encrypted with a customer managed key is the caller's ``encryption_skip``."""
-    return template.add_resource(sns.Topic(title, Metadata=checkov_skips(encryption_skip), DisplayName=display_name))
+def topic(
+    template: Template, title: str, display_name: str, encryption_skip: tuple[str, str], name: str | None = None
+) -> sns.Topic:
+    """An SNS topic; why it is not encrypted with a customer managed key is the caller's ``encryption_skip``.
+    ``name`` fixes its TopicName (CloudFormation generates one otherwise)."""
+    properties: dict[str, Any] = {"Metadata": checkov_skips(encryption_skip), "DisplayName": display_name}
+    if name is not None:
+        properties["TopicName"] = name
+    return template.add_resource(sns.Topic(title, **properties))
 
 
 def service_trust(service: str) -> dict[str, Any]:

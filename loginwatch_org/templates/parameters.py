@@ -5,6 +5,7 @@ Each ``add_*`` function adds one parameter to the template and returns its handl
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from troposphere import Parameter, Template
@@ -26,6 +27,9 @@ ALARM_BUS_PARAMETER = "DeadLetterAlarmBusArn"
 # A forwarder's own alarm topic. Named apart from ALARM_ACTION_PARAMETER so that the watch's topic (in us-east-1)
 # is never handed to forwarders in other regions: CloudWatch refuses an alarm action in another region.
 REGIONAL_ALARM_ACTION_PARAMETER = "RegionalAlarmAction"
+# The StackSets administrator account: the only principal besides the sign-in rule that may publish to a
+# watch's topic, to send test alerts (``loginwatch-org test-alert``). Empty: no test entry point.
+ADMIN_ACCOUNT_PARAMETER = "AdminAccountId"
 
 # The condition that is true when the alarm bus parameter names a bus.
 HAS_ALARM_BUS = "HasAlarmBus"
@@ -147,6 +151,21 @@ def add_alarm_bus(template: Template, default: str) -> Parameter:
     )
 
 
+def add_admin_account(template: Template, default: str) -> Parameter:
+    return template.add_parameter(
+        Parameter(
+            ADMIN_ACCOUNT_PARAMETER,
+            Type="String",
+            Description=(
+                "The StackSets administrator account, which may publish test alerts to the topic; "
+                "empty to admit no test alerts."
+            ),
+            Default=default,
+            AllowedPattern=r"^$|^\d{12}$",
+        )
+    )
+
+
 def add_configuration_set(template: Template, default: str) -> Parameter:
     return template.add_parameter(
         Parameter(
@@ -157,6 +176,21 @@ def add_configuration_set(template: Template, default: str) -> Parameter:
             AllowedPattern=r"^[A-Za-z0-9_-]{1,64}$",
         )
     )
+
+
+def admin_account_id(config: Config) -> str:
+    """The account that administers the stack set, as far as the config tells; empty when it does not.
+
+    Self-managed: the account of ``administration_role_arn`` (the role lives in the administrator account).
+    Otherwise, with ``call_as: self``, the management account, when the config names it. A delegated
+    administrator's account is not in the config, so such a stack set admits no test alerts.
+    """
+    role = (config.stack_set.administration_role_arn or "").split(":")
+    if config.stack_set.permission_model == "self-managed" and len(role) > 4 and re.fullmatch(r"\d{12}", role[4]):
+        return role[4]
+    if config.stack_set.call_as == "self" and config.management_account is not None:
+        return config.management_account.id
+    return ""
 
 
 def shared_parameters(config: Config) -> dict[str, str]:
@@ -171,6 +205,7 @@ def shared_parameters(config: Config) -> dict[str, str]:
         RECIPIENTS_PARAMETER: ",".join(config.defaults.recipients),
         ALERT_POLICY_PARAMETER: config.defaults.alert_on,
         ALARM_ACTION_PARAMETER: delivery.alarm_topic_arn or "",
+        ADMIN_ACCOUNT_PARAMETER: admin_account_id(config),
     }
     role = mail_role_arn(config)
     if role is not None:

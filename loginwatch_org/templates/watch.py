@@ -46,7 +46,12 @@ from loginwatch_org.templates.mail import (
     alarm_bus_arn,
     mail_role_arn,
 )
-from loginwatch_org.templates.parameters import ALERT_POLICY_PARAMETER, CONFIGURATION_SET_PARAMETER, HAS_ALARM_BUS
+from loginwatch_org.templates.parameters import (
+    ADMIN_ACCOUNT_PARAMETER,
+    ALERT_POLICY_PARAMETER,
+    CONFIGURATION_SET_PARAMETER,
+    HAS_ALARM_BUS,
+)
 from loginwatch_org.templates.patterns import event_pattern
 
 TOPIC_ENCRYPTION = (
@@ -55,6 +60,10 @@ TOPIC_ENCRYPTION = (
     "(about 1 USD a month in every account); the messages are sign-in metadata CloudTrail already holds, "
     "carried over TLS and kept no longer than delivery takes.",
 )
+
+
+# True when the AdminAccountId parameter names an account: only then does the topic admit test alerts.
+ADMIN_MAY_TEST = "AdminMayTest"
 
 
 def notifier_source() -> str:
@@ -111,6 +120,30 @@ def _send_email(sender: Parameter, ses_identity: Parameter, configuration_set: P
     return statement
 
 
+def alert_topic_name(config: Config) -> str:
+    """The watch topic's fixed name, so the administrator can compute its ARN in every account and region.
+
+    Derived from the stack set's name, so two stack sets in one account never claim the same topic.
+    """
+    return f"{config.stack_set.name}-sign-in-alerts"
+
+
+def admin_test_statement(topic: AWSHelperFn) -> dict[str, Any]:
+    """The administrator account may publish test alerts to the topic, and do nothing else with it.
+
+    A cross-account publisher needs the topic policy's grant (and its own IAM permission):
+    https://docs.aws.amazon.com/sns/latest/dg/sns-access-policy-use-cases.html. The root ARN names the
+    account, whose own IAM policies then decide which of its principals may publish.
+    """
+    return {
+        "Sid": "AdministratorSendsTestAlerts",
+        "Effect": "Allow",
+        "Principal": {"AWS": Sub(f"arn:${{AWS::Partition}}:iam::${{{ADMIN_ACCOUNT_PARAMETER}}}:root")},
+        "Action": "sns:Publish",
+        "Resource": topic,
+    }
+
+
 def build_template(config: Config) -> Template:
     template = Template(
         Description=(
@@ -134,6 +167,7 @@ def build_template(config: Config) -> Template:
     mail_role = mail_role_arn(config)
     mail_role_parameter = parameters.add_mail_role(template, mail_role) if mail_role is not None else None
     alarm_bus = parameters.add_alarm_bus(template, alarm_bus_arn(config) or "") if mail_role is not None else None
+    admin_account = parameters.add_admin_account(template, parameters.admin_account_id(config))
     configuration_set = (
         parameters.add_configuration_set(template, config.delivery.configuration_set)
         if mail_role is None and config.delivery.configuration_set
@@ -146,9 +180,14 @@ def build_template(config: Config) -> Template:
         template.add_condition("UseSesIdentityArn", Not(Equals(Ref(ses_identity), "")))
     if alarm_bus is not None:
         template.add_condition(HAS_ALARM_BUS, Not(Equals(Ref(alarm_bus), "")))
+    template.add_condition(ADMIN_MAY_TEST, Not(Equals(Ref(admin_account), "")))
 
     dead_letters = blocks.dead_letter_queue(template)
-    topic = blocks.topic(template, "AlertTopic", "loginwatch sign-in alerts", TOPIC_ENCRYPTION)
+    # A fixed name makes the ARN computable for test alerts; setting it replaces a topic deployed without one,
+    # and CloudFormation repoints the rule, policies and subscription that Ref it.
+    topic = blocks.topic(
+        template, "AlertTopic", "loginwatch sign-in alerts", TOPIC_ENCRYPTION, name=alert_topic_name(config)
+    )
     rule = blocks.signin_rule(
         template,
         "SignInRule",
@@ -167,7 +206,8 @@ def build_template(config: Config) -> Template:
                 "Statement": [
                     blocks.service_statement(
                         "OnlyTheSignInRulePublishes", "events", "sns:Publish", Ref(topic), GetAtt(rule, "Arn")
-                    )
+                    ),
+                    If(ADMIN_MAY_TEST, admin_test_statement(Ref(topic)), Ref("AWS::NoValue")),
                 ],
             },
         )
