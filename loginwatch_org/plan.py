@@ -12,7 +12,7 @@ plan per deployment unit can reuse them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from typing import Any, assert_never
@@ -40,6 +40,64 @@ MAX_ACCOUNTS_PER_OPERATION = 1000
 def account_overrides(watch: AccountWatch) -> dict[str, str]:
     """The parameter overrides one account's stack instance carries."""
     return {RECIPIENTS_PARAMETER: ",".join(watch.recipients), ALERT_POLICY_PARAMETER: watch.alert_on}
+
+
+def no_overrides(_watch: AccountWatch) -> dict[str, str]:
+    """A stack set whose instances all carry the same values: one override group for the whole organisation."""
+    return {}
+
+
+# The deployment units, by the name ``--only`` takes.
+WATCH_UNIT = "watch"
+FORWARDERS_UNIT = "forwarders"
+MANAGEMENT_UNIT_KEY = "management"
+MAIL_UNIT_KEY = "mail"
+UNIT_KEYS = (MAIL_UNIT_KEY, WATCH_UNIT, FORWARDERS_UNIT, MANAGEMENT_UNIT_KEY)
+FORWARDERS_STACK_SET_SUFFIX = "-forwarders"
+
+
+@dataclass(frozen=True)
+class StackSetUnit:
+    """A stack set the tool owns, as the plan phases see it: which stack set (name, regions, permission model,
+    organisational units, operation preferences: ``settings``), which registered template, and the overrides an
+    account's instances carry. The watch's are the config's ``stack_set``; the forwarders' are a copy with
+    another name and the forward regions."""
+
+    key: str
+    settings: StackSetSettings
+    template: str
+    overrides: Callable[[AccountWatch], Mapping[str, str]] = account_overrides
+
+    @property
+    def name(self) -> str:
+        return self.settings.name
+
+    @property
+    def regions(self) -> tuple[str, ...]:
+        return tuple(self.settings.regions)
+
+    def desired_overrides(self, config: Config) -> dict[str, Mapping[str, str]]:
+        return {watch.account_id: self.overrides(watch) for watch in config.targets()}
+
+
+def watch_unit(config: Config) -> StackSetUnit:
+    """The member accounts' watch: today's stack set, one override group per recipients/policy pair."""
+    return StackSetUnit(WATCH_UNIT, config.stack_set, "watch")
+
+
+def forwarders_unit(config: Config) -> StackSetUnit:
+    """The member accounts' forwarders: a second stack set in every forward region. Its instances carry no
+    overrides, so every enabled member account is one group: its rollout is one operation per
+    ``MAX_ACCOUNTS_PER_OPERATION`` accounts, whatever the number of recipient groups."""
+    settings = config.stack_set.model_copy(
+        update={
+            "name": config.stack_set.name + FORWARDERS_STACK_SET_SUFFIX,
+            "regions": list(config.forward_regions()),
+            "description": "Forwards every AWS console sign-in recorded in this Region to the account's "
+            "us-east-1 watch (loginwatch-org).",
+        }
+    )
+    return StackSetUnit(FORWARDERS_UNIT, settings, "forwarder", no_overrides)
 
 
 @dataclass(frozen=True)
@@ -126,6 +184,7 @@ class Plan:
     resuming: tuple[str, ...] = ()
     # The exact body the plan was made against (and its digest compared); what the executor sends.
     template_body: str = field(default="", repr=False, compare=False)
+    unit: str = WATCH_UNIT
 
     @property
     def has_changes(self) -> bool:
@@ -139,8 +198,10 @@ class Plan:
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "unit": self.unit,
             "stack_set": self.stack_set,
             "has_changes": self.has_changes,
+            "operation_count": self.operation_count,
             "steps": [{"action": action_name(step), **_plain(asdict(step))} for step in self.steps],
             "unchanged_accounts": self.unchanged_accounts,
             "kept_orphans": list(self.kept_orphans),
@@ -287,9 +348,12 @@ class AccountState:
 
 
 def classify_account(
-    watch: AccountWatch, regions: Sequence[str], instances: Mapping[str, DeployedInstance]
+    watch: AccountWatch,
+    regions: Sequence[str],
+    instances: Mapping[str, DeployedInstance],
+    overrides: Callable[[AccountWatch], Mapping[str, str]] = account_overrides,
 ) -> AccountState:
-    desired = account_overrides(watch)
+    desired = dict(overrides(watch))
     digest = _digest(desired)
     missing: list[str] = []
     stale: list[str] = []
@@ -339,10 +403,13 @@ def classify_account(
 
 
 def classify_accounts(
-    targets: Sequence[AccountWatch], regions: Sequence[str], snapshot: Snapshot
+    targets: Sequence[AccountWatch],
+    regions: Sequence[str],
+    snapshot: Snapshot,
+    overrides: Callable[[AccountWatch], Mapping[str, str]] = account_overrides,
 ) -> tuple[AccountState, ...]:
     deployed = snapshot.instances_by_account()
-    return tuple(classify_account(watch, regions, deployed.get(watch.account_id, {})) for watch in targets)
+    return tuple(classify_account(watch, regions, deployed.get(watch.account_id, {}), overrides) for watch in targets)
 
 
 # -- phase 4: UpdateStackSet's targets ----------------------------------------------------------------------------
@@ -533,12 +600,20 @@ class Deletions:
     warnings: tuple[str, ...] = ()
 
 
-def plan_deletions(config: Config, snapshot: Snapshot, marker: list[Any], *, prune: bool) -> Deletions:
+def plan_deletions(
+    config: Config,
+    snapshot: Snapshot,
+    marker: list[Any],
+    *,
+    prune: bool,
+    settings: StackSetSettings | None = None,
+) -> Deletions:
     """Instances of disabled accounts always; of accounts or regions gone from the config only with --prune, so a
     truncated config cannot wipe out watches. INOPERABLE instances, whatever their account, are removed with
     RetainStacks=true, what AWS documents for them: deleting their stack again would fail again.
     https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_StackInstance.html"""
-    regions = tuple(config.stack_set.regions)
+    settings = settings or config.stack_set
+    regions = tuple(settings.regions)
     listed = {account.id for account in config.accounts}
     disabled = config.disabled_account_ids()
     deployed = snapshot.instances_by_account()
@@ -563,7 +638,7 @@ def plan_deletions(config: Config, snapshot: Snapshot, marker: list[Any], *, pru
                 )
             )
             for region in broken:
-                stack = instances[region].stack_id or "the StackSet-" + config.stack_set.name + "-... stack"
+                stack = instances[region].stack_id or "the StackSet-" + settings.name + "-... stack"
                 again = (
                     " (the next rollout deploys the watch again)"
                     if account_id in listed and account_id not in disabled
@@ -614,9 +689,11 @@ def make_plan(
     snapshot: Snapshot,
     *,
     prune: bool = False,
+    unit: StackSetUnit | None = None,
 ) -> Plan:
-    settings = config.stack_set
-    regions = tuple(settings.regions)
+    unit = unit or watch_unit(config)
+    settings = unit.settings
+    regions = unit.regions
     check_permission_model(settings, snapshot.stack_set)
     digest_of_template = template_digest(template_body)
     delta = stack_set_delta(snapshot.stack_set, digest_of_template, shared_parameters)
@@ -627,7 +704,7 @@ def make_plan(
     warnings.extend(f"account {a} is in the config but not in the organisation; it is skipped" for a in skipped)
     warnings.extend(_foreign_operation_warnings(snapshot))
 
-    states = classify_accounts(targets, regions, snapshot)
+    states = classify_accounts(targets, regions, snapshot, unit.overrides)
     for state in states:
         if state.suspended:
             warnings.append(f"account {state.account_id} is suspended; StackSets skips it until it is reinstated")
@@ -644,10 +721,11 @@ def make_plan(
         )
     marker = _state_marker(snapshot, digest_of_template)
     steps: list[Step] = []
-    if not delta.exists:
+    if not delta.exists and regions:
+        # A unit without regions (no forward region left) is not created; one that exists is emptied below.
         steps.append(CreateStackSet(settings.name, dict(shared_parameters)))
     steps.extend(instance_steps(states, delta, target, shared_parameters, snapshot.stack_set, marker, settings))
-    deletions = plan_deletions(config, snapshot, marker, prune=prune)
+    deletions = plan_deletions(config, snapshot, marker, prune=prune, settings=settings)
     steps.extend(deletions.steps)
     warnings.extend(deletions.warnings)
     unchanged = 0 if delta.needs_update else sum(1 for state in states if state.fully_current)
@@ -661,6 +739,7 @@ def make_plan(
         waiting_accounts=tuple(s.account_id for s in states if s.in_progress),
         resuming=tuple(op.operation_id for op in snapshot.pending_operations),
         template_body=template_body,
+        unit=unit.key,
     )
 
 
@@ -673,7 +752,12 @@ def _foreign_operation_warnings(snapshot: Snapshot) -> list[str]:
 
 
 def make_removal_plan(
-    config: Config, snapshot: Snapshot, accounts: tuple[str, ...] = (), *, retain_stacks: bool = False
+    config: Config,
+    snapshot: Snapshot,
+    accounts: tuple[str, ...] = (),
+    *,
+    retain_stacks: bool = False,
+    unit: StackSetUnit | None = None,
 ) -> Plan:
     """Delete the listed accounts' instances (all when none are listed), then the stack set once empty.
     INOPERABLE instances are always removed with RetainStacks=true: deleting their stacks failed before and
@@ -707,7 +791,8 @@ def make_removal_plan(
         )
     if snapshot.stack_set is not None and set(chosen) == set(deployed):
         steps.append(DeleteStackSet(snapshot.stack_set.name))
-    return Plan(stack_set=config.stack_set.name, steps=tuple(steps), warnings=tuple(warnings))
+    unit = unit or watch_unit(config)
+    return Plan(stack_set=unit.name, steps=tuple(steps), warnings=tuple(warnings), unit=unit.key)
 
 
 def _digest(overrides: Mapping[str, str]) -> str:
