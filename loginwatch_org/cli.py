@@ -573,16 +573,15 @@ def status(
             rows.append((key, row))
             if unit_state.plan.not_covered is None and not row.in_sync:  # type: ignore[union-attr]
                 attention.append(key)
-        if unit_state.plan.not_covered is not None:  # type: ignore[union-attr]
-            notes.append(f"{key}: {unit_state.plan.not_covered}")  # type: ignore[union-attr]
     if as_json:
         _emit_json([_row_document(row, unit) for unit, row in rows])
     else:
         for account_id in sorted(outside):
             typer.echo(f"! {_outside_reason(account_id)}", err=True)
         _print_status([row for _, row in rows], wide=wide)
+        # A summary beside the table, like the warnings: stdout holds the table alone.
         for text in notes:
-            typer.echo(text)
+            typer.echo(text, err=True)
     for problem in drift_problems(detection) if detection else []:
         typer.echo(f"Warning: {problem}", err=True)
     # Non-zero when anything needs attention, so status can gate a pipeline or feed a monitor. Accounts the

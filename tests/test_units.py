@@ -143,7 +143,7 @@ def test_the_forwarders_first_plan_as_a_whole_value() -> None:
             plan.steps[1].changes,  # type: ignore[union-attr]
         ),
     )
-    assert [change.reason for change in plan.steps[1].changes] == ["new stack instance"] * 3  # type: ignore[union-attr]
+    assert [change.reason for change in plan.steps[1].changes] == ["new stack instance"] * 3
     assert plan.unit == "forwarders" and plan.stack_set == FORWARDERS
 
 
