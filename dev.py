@@ -2,10 +2,12 @@
 """Set up and run loginwatch-org from a fresh clone with nothing but python3.
 
     python3 dev.py demo    # the main job in the local sandbox: rollout, status, a simulated sign-in
-    python3 dev.py test    # the whole test suite, linters and type checks included
+    python3 dev.py test    # the whole test suite, linters and type checks included, then checkov on templates/
 
 The first run creates .venv/ and installs the project with its test and sandbox extras; later runs reuse it
-(and reinstall only when pyproject.toml changed).
+(and reinstall only when pyproject.toml changed). checkov, the reviewers' scanner for the exported
+templates, gets a virtual environment of its own (.venv-checkov/), as its dependencies pin versions the
+project's do not share.
 """
 
 from __future__ import annotations
@@ -21,10 +23,16 @@ ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 STAMP = VENV / ".installed-from"
+CHECKOV_VENV = ROOT / ".venv-checkov"
+CHECKOV_BIN = CHECKOV_VENV / ("Scripts" if os.name == "nt" else "bin")
+# Pinned: a new release brings new checks, which must not turn CI red without a change here.
+CHECKOV = "checkov==3.3.30"
+# Offline: no update check against PyPI and no download of guidelines from checkov's vendor.
+CHECKOV_ENV = {"CKV_SKIP_PACKAGE_UPDATE_CHECK": "true", "BC_SKIP_MAPPING": "TRUE"}
 
 
-def _run(*args: str | Path) -> int:
-    return subprocess.call([str(a) for a in args], cwd=ROOT)
+def _run(*args: str | Path, env: dict[str, str] | None = None) -> int:
+    return subprocess.call([str(a) for a in args], cwd=ROOT, env={**os.environ, **env} if env else None)
 
 
 def ensure_environment() -> None:
@@ -39,6 +47,20 @@ def ensure_environment() -> None:
     if _run(*pip, "--editable", ".[test,sandbox]") != 0:
         sys.exit("installation failed; see the pip output above")
     STAMP.write_text(wanted)
+
+
+def ensure_checkov() -> None:
+    stamp = CHECKOV_VENV / ".installed-from"
+    if stamp.exists() and stamp.read_text() == CHECKOV and (CHECKOV_BIN / "checkov").exists():
+        return
+    if not (CHECKOV_BIN / "python").exists():
+        print("creating .venv-checkov ...", file=sys.stderr)
+        venv.EnvBuilder(with_pip=True).create(CHECKOV_VENV)
+    print(f"installing {CHECKOV} ...", file=sys.stderr)
+    pip = [CHECKOV_BIN / "python", "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    if _run(*pip, CHECKOV) != 0:
+        sys.exit("installing checkov failed; see the pip output above")
+    stamp.write_text(CHECKOV)
 
 
 def main(argv: list[str]) -> int:
@@ -60,7 +82,12 @@ def main(argv: list[str]) -> int:
         code = _run(*check)
         if code != 0:
             return code
-    return 0
+    # Every exported template, as a reviewer would scan it; a check that does not apply is skipped in the
+    # resource's Metadata with its reason, so any failure here is new.
+    ensure_checkov()
+    scan = ["--directory", "templates", "--framework", "cloudformation", "--compact", "--quiet", "--skip-download"]
+    print("$ checkov " + " ".join(scan), flush=True)
+    return _run(CHECKOV_BIN / "checkov", *scan, env=CHECKOV_ENV)
 
 
 if __name__ == "__main__":

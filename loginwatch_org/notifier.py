@@ -1,4 +1,4 @@
-"""Email an alert for an AWS console sign-in event, sent with Amazon SES.
+"""Email an alert for an AWS sign-in event (console or IAM Identity Center), sent with Amazon SES.
 
 Lambda handler ``index.handler``: the source is inlined into the CloudFormation template, so this file must
 stay self-contained and use nothing but the standard library and boto3 (imported only when sending).
@@ -45,6 +45,10 @@ _EVENTS = {
     "CredentialChallenge": ("Identity Center credential challenge", "for"),
     "CredentialVerification": ("Identity Center credential check", "for"),
 }
+# IAM Identity Center's own sign-in steps: CloudTrail records them as AWS service events, with the outcome
+# in serviceEventDetails and, in older records, a userIdentity of type "Unknown" that carries only a userName.
+# https://docs.aws.amazon.com/singlesignon/latest/userguide/understanding-sign-in-events.html
+_IDENTITY_CENTER_EVENTS = frozenset({"UserAuthentication", "CredentialChallenge", "CredentialVerification"})
 _META = (("MessageId", "SNS message id"), ("TopicArn", "SNS topic"), ("Timestamp", "SNS timestamp"))
 
 
@@ -124,7 +128,9 @@ class _Who:
     rows: list[tuple[str, str]]
 
 
-def _identity(ident: Any, extra: dict[str, Any], event_name: str | None, notes: list[str]) -> _Who:
+def _identity(
+    ident: Any, extra: dict[str, Any], event_name: str | None, notes: list[str], identity_center: bool = False
+) -> _Who:
     if ident is None:
         notes.append("userIdentity missing from the event")
         return _Who("unknown principal", "unknown principal (userIdentity missing from the event)", "unknown", [])
@@ -191,6 +197,12 @@ def _identity(ident: Any, extra: dict[str, Any], event_name: str | None, notes: 
         if store:
             rows.append(("Identity store", store))
         return _Who(f"{user} (Identity Center)", f"IAM Identity Center user {user}", "federated", rows)
+    if itype == "Unknown" and identity_center:
+        if recorded := name or _str(extra.get("UserName")):
+            return _Who(f"{recorded} (Identity Center)", f"IAM Identity Center user {recorded}", "federated", rows)
+        return _Who(
+            "an unnamed Identity Center user", "IAM Identity Center user (no user name recorded)", "federated", rows
+        )
     if itype is None:
         notes.append("userIdentity.type missing from the event")
     other = name or _str(extra.get("UserName"))
@@ -201,9 +213,16 @@ def _identity(ident: Any, extra: dict[str, Any], event_name: str | None, notes: 
     return _Who(ident_s, f"{ident_s} ({label}, no user name recorded)", "federated" if itype else "unknown", rows)
 
 
-def _mfa(who: _Who, extra: dict[str, Any], extra_raw: Any, event_name: str | None) -> tuple[str, bool]:
+def _mfa(
+    who: _Who, extra: dict[str, Any], extra_raw: Any, event_name: str | None, identity_center: bool = False
+) -> tuple[str, bool]:
     """MFA wording and whether MFA was definitely not used."""
     used = _str(extra.get("MFAUsed"))
+    if identity_center:
+        # Identity Center records the factors it checked (CredentialType), never an MFA verdict.
+        if "EXTERNAL_IDP" in (_str(extra.get("CredentialType")) or "").upper():
+            return "not recorded: the external identity provider checks it", False
+        return "not recorded as such (Identity Center lists the factors it checked as the credential type)", False
     if who.kind == "federated":
         return "not recorded for federated sign-ins (check the identity provider)", False
     if who.kind == "unknown":
@@ -224,7 +243,26 @@ def _mfa(who: _Who, extra: dict[str, Any], extra_raw: Any, event_name: str | Non
     return MISSING, False
 
 
-def _compose(event: Any, account_name: str | None) -> tuple[Alert, dict[str, Any]]:
+def _region(recorded: str | None, delivered: str | None, watch_region: str | None) -> str:
+    """Where CloudTrail recorded the sign-in, and whether a forwarder carried it to this watch.
+
+    ``awsRegion`` is where CloudTrail recorded the event and the envelope's ``region`` the region the event
+    originated in; an event that a forwarder sends to another region's bus keeps both, so only the Lambda's own
+    region (``AWS_REGION``) shows that it was forwarded.
+    https://docs.aws.amazon.com/eventbridge/latest/ref/overiew-event-structure.html
+    https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-cross-region.html
+    """
+    if recorded:
+        text = recorded + (f" (EventBridge region {delivered})" if delivered and delivered != recorded else "")
+    else:
+        text = f"{delivered} (EventBridge region)" if delivered else MISSING
+    origin = delivered or recorded
+    if watch_region and origin and origin != watch_region:
+        text += f", forwarded to the watch in {watch_region}"
+    return text
+
+
+def _compose(event: Any, account_name: str | None, watch_region: str | None = None) -> tuple[Alert, dict[str, Any]]:
     notes: list[str] = []
     envelope: dict[str, Any] = {}
     detail: Any = event
@@ -241,7 +279,8 @@ def _compose(event: Any, account_name: str | None) -> tuple[Alert, dict[str, Any
     if not event_name:
         notes.append("eventName missing from the event")
     ident = detail.get("userIdentity")
-    who = _identity(ident, extra, event_name, notes)
+    identity_center = event_name in _IDENTITY_CENTER_EVENTS or detail.get("eventType") == "AwsServiceEvent"
+    who = _identity(ident, extra, event_name, notes, identity_center)
     itype = _str(_dig(ident, "type"))
 
     # Identity Center records carry the outcome in serviceEventDetails, not responseElements.
@@ -260,7 +299,7 @@ def _compose(event: Any, account_name: str | None) -> tuple[Alert, dict[str, Any
     outcome = "failure" if failed else ("success" if result else "unknown")
     result_s = (result or ("Failure" if error else MISSING)) + (f": {error}" if error else "")
 
-    mfa, no_mfa = _mfa(who, extra, extra_raw, event_name)
+    mfa, no_mfa = _mfa(who, extra, extra_raw, event_name, identity_center)
     no_mfa = no_mfa and not failed and event_name == "ConsoleLogin"
     if failed and who.kind == "direct" and _str(extra.get("MFAUsed")):
         # On a failed sign-in MFAUsed says whether the user has MFA, not that anyone got past it.
@@ -317,7 +356,7 @@ def _compose(event: Any, account_name: str | None) -> tuple[Alert, dict[str, Any
     rows += [
         ("Source IP", values["sourceIPAddress"] or MISSING),
         ("Time (UTC)", time_s),
-        ("Region", values["awsRegion"] or MISSING),
+        ("Region", _region(values["awsRegion"], _str(envelope.get("region")), _str(watch_region))),
         ("User agent", values["userAgent"] or MISSING),
     ]
     for key, label in (("LoginTo", "Signing in to"), ("RedirectTo", "Redirect to")):
@@ -325,6 +364,8 @@ def _compose(event: Any, account_name: str | None) -> tuple[Alert, dict[str, Any
             rows.append((label, url))
     if (_str(extra.get("MobileVersion")) or "").lower() == "yes":
         rows.append(("Mobile console", "Yes"))
+    if (_str(extra.get("DeviceEnrollmentRequired")) or "").lower() == "true":
+        rows.append(("MFA device", "registration required at this sign-in"))
     rows += [
         ("CloudTrail event id", values["eventID"] or MISSING),
         ("EventBridge event id", _str(envelope.get("id")) or "none (not delivered by EventBridge)"),
@@ -337,6 +378,7 @@ def _compose(event: Any, account_name: str | None) -> tuple[Alert, dict[str, Any
         "identity_type": itype,
         "account": account,
         "outcome": outcome,
+        "region": values["awsRegion"] or _str(envelope.get("region")),
         "root": is_root,
         "problems": len(notes),
     }
@@ -383,9 +425,12 @@ def _render(subject: str, rows: list[tuple[str, str]], notes: list[str], severit
     return Alert(subject=subject, text="\n".join(lines), html="\n".join(parts))
 
 
-def compose_alert(event: dict[str, Any], account_name: str | None = None) -> Alert:
-    """Build the email for one EventBridge sign-in event (or a bare CloudTrail record)."""
-    return _compose(event, account_name)[0]
+def compose_alert(event: dict[str, Any], account_name: str | None = None, watch_region: str | None = None) -> Alert:
+    """Build the email for one EventBridge sign-in event (or a bare CloudTrail record).
+
+    ``watch_region`` is the region of the watch that received it, to say when a forwarder carried it there.
+    """
+    return _compose(event, account_name, watch_region)[0]
 
 
 def _unparseable(raw: str, reason: str, meta: dict[str, Any], account_name: str | None) -> tuple[Alert, dict[str, Any]]:
@@ -402,7 +447,7 @@ def _unparseable(raw: str, reason: str, meta: dict[str, Any], account_name: str 
     }
 
 
-def _alert_for(record: Any, account_name: str | None) -> tuple[Alert, dict[str, Any]]:
+def _alert_for(record: Any, account_name: str | None, watch_region: str | None = None) -> tuple[Alert, dict[str, Any]]:
     sns = _dig(record, "Sns")
     meta: dict[str, Any] = sns if isinstance(sns, dict) else {}
     message = meta.get("Message")
@@ -414,7 +459,8 @@ def _alert_for(record: Any, account_name: str | None) -> tuple[Alert, dict[str, 
     except (ValueError, RecursionError) as exc:
         return _unparseable(message, f"not valid JSON ({exc})", meta, account_name)
     try:
-        alert, facts = _compose(parsed if isinstance(parsed, dict) else {"detail": parsed}, account_name)
+        event = parsed if isinstance(parsed, dict) else {"detail": parsed}
+        alert, facts = _compose(event, account_name, watch_region)
     except Exception as exc:
         # A composer bug must not swallow the alert: fall back to the raw message.
         return _unparseable(message, f"composing the alert failed ({type(exc).__name__}: {exc})", meta, account_name)
@@ -502,6 +548,9 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         raise RuntimeError("SENDER and RECIPIENTS must be set")
     source_arn = os.environ.get("SOURCE_ARN", "").strip()
     account_name = os.environ.get("ACCOUNT_NAME", "").strip() or _account_alias()
+    # Lambda sets AWS_REGION to the function's region.
+    # https://docs.aws.amazon.com/lambda/latest/dg/configuration-envvars.html#configuration-envvars-runtime
+    watch_region = os.environ.get("AWS_REGION", "").strip() or None
     records = event.get("Records") if isinstance(event, dict) else None
     if not isinstance(records, list):
         # Invoked directly (e.g. an EventBridge target or a console test): wrap so nothing is dropped.
@@ -509,7 +558,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     client = _ses_client(source_arn)
     message_ids: list[str] = []
     for record in records:
-        alert, facts = _alert_for(record, account_name)
+        alert, facts = _alert_for(record, account_name, watch_region)
         request: dict[str, Any] = {
             "Source": sender,
             "Destination": {"ToAddresses": recipients},

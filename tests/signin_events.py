@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from pathlib import Path
 from typing import Any
 
 SAMPLES_DIR = Path(__file__).parent / "data" / "signin-events"
 
+# CloudTrail hands sign-in records to EventBridge under a detail-type chosen by the record's eventType:
+# console sign-ins (AwsConsoleSignIn) and AWS service events (AwsServiceEvent, e.g. IAM Identity Center's
+# CredentialVerification and UserAuthentication) arrive differently.
+# https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-service-event-cloudtrail.html
 DETAIL_TYPE = "AWS Console Sign In via CloudTrail"
+SERVICE_EVENT_DETAIL_TYPE = "AWS Service Event via CloudTrail"
 TOPIC_ARN = "arn:aws:sns:us-east-1:111122223333:loginwatch-signin-alerts"
 
 
@@ -49,13 +55,24 @@ def load_raw(name: str) -> str:
     return sample_path(name).read_text(encoding="utf-8")
 
 
-def load_sample(name: str) -> dict[str, Any]:
+# What broke the invalid samples on their way into documentation, never into AWS: a key that lost its
+# opening quote ("{ UserAuthentication": ...) and markdown's backslash before dots in a URL.
+_UNQUOTED_KEY = re.compile(r'([{,]\s*)([A-Za-z]+)"\s*:')
+_MARKDOWN_ESCAPE = re.compile(r"\\\.")
+
+
+def repaired_raw(name: str) -> str:
+    """The sample as CloudTrail wrote it: the publishing damage above undone, nothing else changed."""
+    return _MARKDOWN_ESCAPE.sub(".", _UNQUOTED_KEY.sub(r'\1"\2":', load_raw(name)))
+
+
+def load_sample(name: str, repair: bool = False) -> dict[str, Any]:
     """The bare CloudTrail record of a sample, whatever shape it was published in.
 
     EventBridge envelopes yield their ``detail``; CloudTrail log files (``{"Records": [...]}``) and
-    JSON arrays yield their first record.
+    JSON arrays yield their first record. ``repair`` reads the invalid samples through ``repaired_raw``.
     """
-    data: Any = json.loads(load_raw(name))
+    data: Any = json.loads(repaired_raw(name) if repair else load_raw(name))
     if isinstance(data, list):
         data = data[0]
     if isinstance(data, dict) and isinstance(data.get("Records"), list):
@@ -67,12 +84,12 @@ def load_sample(name: str) -> dict[str, Any]:
     return data
 
 
-def load_envelope(name: str) -> dict[str, Any]:
+def load_envelope(name: str, repair: bool = False) -> dict[str, Any]:
     """A sample as EventBridge delivers it: the published envelope for ``eb_`` samples, else a new one."""
-    data: Any = json.loads(load_raw(name))
+    data: Any = json.loads(repaired_raw(name) if repair else load_raw(name))
     if isinstance(data, dict) and "detail-type" in data:
         return data
-    return eventbridge_envelope(load_sample(name))
+    return eventbridge_envelope(load_sample(name, repair))
 
 
 def eventbridge_envelope(
@@ -84,15 +101,17 @@ def eventbridge_envelope(
 ) -> dict[str, Any]:
     """Wrap a CloudTrail record the way EventBridge does for ``aws.signin`` events.
 
-    Account, region and time default to the record's own values where it has them.
+    Account, region and time default to the record's own values where it has them: EventBridge puts
+    the region CloudTrail recorded the event in into ``region``. The detail-type follows the eventType.
     """
     rec = record if isinstance(record, dict) else {}
+    service_event = rec.get("eventType") == "AwsServiceEvent"
     identity = rec.get("userIdentity")
     identity_account = identity.get("accountId") if isinstance(identity, dict) else None
     return {
         "version": "0",
         "id": event_id or str(uuid.uuid4()),
-        "detail-type": DETAIL_TYPE,
+        "detail-type": SERVICE_EVENT_DETAIL_TYPE if service_event else DETAIL_TYPE,
         "source": "aws.signin",
         "account": account or rec.get("recipientAccountId") or identity_account or "111122223333",
         "time": time or rec.get("eventTime") or "2024-01-01T00:00:00Z",

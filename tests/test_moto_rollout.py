@@ -326,7 +326,7 @@ def test_template_deploys_every_resource_into_the_member_account(org: Organisati
     # The EventBridge rule on the default bus, filtered by this account's policy.
     events = org.member(account, "events")
     [rule] = events.list_rules(EventBusName="default")["Rules"]
-    assert rule["State"] == "ENABLED"
+    assert rule["State"] == "ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS"
     pattern = json.loads(rule["EventPattern"])
     assert pattern["source"] == ["aws.signin"]
     assert pattern == event_pattern(STRICT_POLICY)

@@ -161,7 +161,7 @@ def test_mfa_check_shows_device_type() -> None:
 @pytest.mark.parametrize("name", FEDERATED_SAMPLES)
 def test_federated_sign_ins_never_claim_no_mfa(name: str) -> None:
     alert = alert_for(name)
-    assert field(alert, "MFA used").startswith("not recorded for federated sign-ins")
+    assert field(alert, "MFA used").startswith("not recorded")
     for part in (alert.subject, alert.text, alert.html):
         assert "without MFA" not in part
         assert "NO MFA" not in part
@@ -223,10 +223,10 @@ def test_identity_center_user_shown() -> None:
 
 
 def test_unknown_identity_type_shows_user_name() -> None:
-    alert = alert_for("17")
+    record = load_sample("17") | {"eventName": "ConsoleLogin", "eventType": "AwsConsoleSignIn"}
+    alert = compose_alert(eventbridge_envelope(record))
     assert alert.subject.endswith("by user1")
     assert field(alert, "Who") == "user user1 (identity type Unknown)"
-    assert field(alert, "Result") == "Success"
 
 
 def test_hidden_user_name_is_explained() -> None:
@@ -631,3 +631,72 @@ def test_ses_client_uses_region_of_sending_identity(aws_env: None) -> None:
     arn = "arn:aws:ses:eu-west-1:999988887777:identity/example.com"
     assert notifier._ses_client(arn).meta.region_name == "eu-west-1"
     assert notifier._ses_client("").meta.region_name == "us-east-1"
+
+
+# --- Identity Center sign-in steps and the region a sign-in was recorded in -----------------------------
+
+
+def test_identity_center_sign_in_names_the_user_and_the_factors() -> None:
+    alert = alert_for("21")
+    assert alert.subject == "Identity Center sign-in for 111122223333 (payments-prod) by user1 (Identity Center)"
+    assert field(alert, "Who") == "IAM Identity Center user user1"
+    assert field(alert, "Result") == "Success"
+    assert field(alert, "Credential type") == "PASSWORD,TOTP"
+    assert field(alert, "MFA used").startswith("not recorded as such (Identity Center lists the factors")
+
+
+def test_identity_center_wrong_password_is_a_failure_by_name() -> None:
+    alert = alert_for("23")
+    assert alert.subject == (
+        "[FAILED] Identity Center credential check for 111122223333 (payments-prod) by user1 (Identity Center)"
+    )
+    assert field(alert, "Result") == "Failure"
+    assert field(alert, "Event") == "CredentialVerification"
+    assert field(alert, "Who") == "IAM Identity Center user user1"
+
+
+def test_identity_center_failure_without_user_name_is_not_named_by_account_number() -> None:
+    # The smart-card sample, as CloudTrail wrote it: userIdentity holds the account id as principalId, no name.
+    alert = compose_alert(load_envelope("26", repair=True), "payments-prod")
+    assert alert.subject == (
+        "[FAILED] Identity Center credential check for 509318101470 (payments-prod) by an unnamed Identity Center user"
+    )
+    assert field(alert, "Who") == "IAM Identity Center user (no user name recorded)"
+    assert field(alert, "Credential type") == "SMARTCARD"
+
+
+def test_external_identity_provider_sign_in_leaves_mfa_to_the_provider() -> None:
+    alert = alert_for("20")
+    assert field(alert, "Credential type") == "EXTERNAL_IDP"
+    assert field(alert, "MFA used") == "not recorded: the external identity provider checks it"
+
+
+def test_forced_mfa_registration_is_shown() -> None:
+    assert field(alert_for("22"), "MFA device") == "registration required at this sign-in"
+
+
+@pytest.mark.parametrize(
+    ("name", "watch_region", "shown"),
+    [
+        ("04", "us-east-1", "us-east-2, forwarded to the watch in us-east-1"),
+        ("42", "us-east-1", "us-west-2, forwarded to the watch in us-east-1"),
+        ("05", "us-east-1", "us-east-1"),
+        ("04", None, "us-east-2"),
+        # The envelope says where the event originated when the record says something else, or nothing.
+        ("02", "us-east-1", "global (EventBridge region us-east-1)"),
+        ("34", "us-east-1", "us-east-1 (EventBridge region)"),
+    ],
+)
+def test_region_is_where_the_sign_in_was_recorded(name: str, watch_region: str | None, shown: str) -> None:
+    alert = compose_alert(load_envelope(name), "payments-prod", watch_region)
+    assert field(alert, "Region") == shown
+
+
+def test_forwarded_identity_center_sign_in_names_its_home_region(
+    ses: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("AWS_REGION", "us-east-1")  # Lambda names its own region here
+    handler(sns_records(load_envelope("44")), None)
+    [sent] = ses.sent_messages
+    assert "us-east-2, forwarded to the watch in us-east-1" in sent.body
+    assert json.loads(capsys.readouterr().out)["region"] == "us-east-2"

@@ -77,7 +77,7 @@ class Reader:
         account_target = replace(self._account_target(account), region=region)
         with self._lock:  # a boto3 session is not thread-safe; its clients are
             if key not in self._clients:
-                self._clients[key] = client(account_target, service, self._session)
+                self._clients[key] = client(account_target, service, session=self._session)
             return self._clients[key]
 
     def _account_target(self, account: str) -> AwsTarget:

@@ -10,10 +10,8 @@ ends in one encrypted dead-letter queue, and an alarm watches that queue.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from importlib import resources
-from typing import Any, Literal
+from typing import Any
 
 from troposphere import (
     AWSHelperFn,
@@ -23,78 +21,26 @@ from troposphere import (
     Join,
     Not,
     Output,
-    Parameter,
     Ref,
     Select,
     Split,
     Sub,
     Template,
     awslambda,
-    cloudwatch,
-    events,
-    iam,
-    logs,
     sns,
-    sqs,
 )
 
 from loginwatch_org.config import ALERT_POLICIES, Config
+from loginwatch_org.templates import blocks, parameters
+from loginwatch_org.templates.parameters import ALERT_POLICY_PARAMETER
+from loginwatch_org.templates.patterns import event_pattern
 
-# CreateStackSet/UpdateStackSet reject a TemplateBody over 51,200 bytes.
-TEMPLATE_BODY_LIMIT = 51_200
-LAMBDA_RUNTIME = "python3.14"
-LOG_RETENTION_DAYS = 90
-
-SIGNIN_DETAIL_TYPE = "AWS Console Sign In via CloudTrail"
-# The sign-in events a person would want to hear about. CheckMfa follows every MFA sign-in's ConsoleLogin,
-# so only its failures (a wrong or stolen second factor) alert; a success would double every email.
-WATCHED_EVENTS: tuple[str, ...] = (
-    "ConsoleLogin",
-    "SwitchRole",
-    "PasswordUpdated",
-    "ExternalIdPDirectoryLogin",
+TOPIC_ENCRYPTION = (
+    "CKV_AWS_26",
+    "EventBridge can publish to an encrypted topic only under a customer managed key whose policy admits it "
+    "(about 1 USD a month in every account); the messages are sign-in metadata CloudTrail already holds, "
+    "carried over TLS and kept no longer than delivery takes.",
 )
-FAILURE_EVENTS: tuple[str, ...] = (*WATCHED_EVENTS, "CheckMfa")
-
-# Per-account parameters: what a StackSet instance overrides. Everything else is shared by all accounts.
-RECIPIENTS_PARAMETER = "Recipients"
-ALERT_POLICY_PARAMETER = "AlertOn"
-SENDER_PARAMETER = "Sender"
-SES_IDENTITY_PARAMETER = "SesIdentityArn"
-ALARM_ACTION_PARAMETER = "DeadLetterAlarmAction"
-
-Format = Literal["yaml", "json"]
-
-
-def event_pattern(policy: str) -> dict[str, Any]:
-    """The EventBridge pattern that lets through exactly the sign-ins ``policy`` alerts on."""
-    failures: list[dict[str, Any]] = [
-        {"eventName": [name], "responseElements": {name: ["Failure"]}} for name in FAILURE_EVENTS
-    ]
-    root = {"eventName": list(WATCHED_EVENTS), "userIdentity": {"type": ["Root"]}}
-    detail: dict[str, Any] = {"eventSource": ["signin.amazonaws.com"]}
-    if policy == "all":
-        detail["$or"] = [{"eventName": list(WATCHED_EVENTS)}, failures[-1]]
-    elif policy == "root-only":
-        detail.update(root)
-    elif policy == "failures-only":
-        detail["$or"] = failures
-    elif policy == "root-and-failures":
-        detail["$or"] = [root, *failures]
-    elif policy == "no-mfa":
-        # CloudTrail records MFAUsed only for root and IAM users; federated sign-ins carry no MFA fact.
-        # Only successful sign-ins: a failed one got nobody in, whatever MFAUsed says.
-        detail.update(
-            {
-                "eventName": ["ConsoleLogin"],
-                "userIdentity": {"type": ["Root", "IAMUser"]},
-                "additionalEventData": {"MFAUsed": [{"equals-ignore-case": "no"}]},
-                "responseElements": {"ConsoleLogin": ["Success"]},
-            }
-        )
-    else:
-        raise ValueError(f"unknown alert policy {policy!r}")
-    return {"source": ["aws.signin"], "detail-type": [SIGNIN_DETAIL_TYPE], "detail": detail}
 
 
 def notifier_source() -> str:
@@ -118,90 +64,42 @@ def _pattern_for_parameter() -> AWSHelperFn | dict[str, Any]:
 def build_template(config: Config) -> Template:
     template = Template(
         Description=(
-            "loginwatch-org: emails every AWS console sign-in in this account to its owners "
+            "loginwatch-org: emails every AWS console and Identity Center sign-in in this account to its owners "
             "(EventBridge -> SNS -> Lambda -> SES, failures to a dead-letter queue)."
         )
     )
     template.set_version("2010-09-09")
 
-    recipients = template.add_parameter(
-        Parameter(
-            RECIPIENTS_PARAMETER,
-            Type="String",
-            Description="Comma-separated email addresses that receive this account's sign-in alerts.",
-            Default=",".join(config.defaults.recipients),
-            AllowedPattern=r"^[^,\s@]+@[^,\s@]+(,[^,\s@]+@[^,\s@]+)*$",
-            ConstraintDescription="a comma-separated list of email addresses, without spaces",
-        )
-    )
-    template.add_parameter(
-        Parameter(
-            ALERT_POLICY_PARAMETER,
-            Type="String",
-            Description="Which sign-ins alert: " + ", ".join(ALERT_POLICIES) + ".",
-            Default=config.defaults.alert_on,
-            AllowedValues=list(ALERT_POLICIES),
-        )
-    )
-    sender = template.add_parameter(
-        Parameter(
-            SENDER_PARAMETER,
-            Type="String",
-            Description="The SES-verified address alerts are sent from.",
-            Default=config.delivery.sender,
-            AllowedPattern=r"^[^,\s@]+@[^,\s@]+$",
-        )
-    )
-    ses_identity = template.add_parameter(
-        Parameter(
-            SES_IDENTITY_PARAMETER,
-            Type="String",
-            Description=(
-                "Optional SES identity ARN in another account (sending authorization); "
-                "empty to send from an identity in this account."
-            ),
-            Default=config.delivery.ses_identity_arn or "",
-            AllowedPattern=r"^$|^arn:aws[a-z-]*:ses:[a-z0-9-]+:\d{12}:identity/.+$",
-        )
-    )
-    alarm_action = template.add_parameter(
-        Parameter(
-            ALARM_ACTION_PARAMETER,
-            Type="String",
-            Description="Optional SNS topic ARN notified when an alert lands in the dead-letter queue.",
-            Default=config.delivery.alarm_topic_arn or "",
-            AllowedPattern=r"^$|^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$",
-        )
+    recipients = parameters.add_recipients(template, config.defaults.recipients)
+    parameters.add_alert_policy(template, config.defaults.alert_on)
+    sender = parameters.add_sender(template, config.delivery.sender)
+    ses_identity = parameters.add_ses_identity(template, config.delivery.ses_identity_arn or "")
+    alarm_action = parameters.add_alarm_action(
+        template,
+        config.delivery.alarm_topic_arn or "",
+        "Optional SNS topic ARN notified when an alert lands in the dead-letter queue.",
     )
 
     for policy in ALERT_POLICIES[:-1]:  # the last policy is the Fn::If chain's fallback
         template.add_condition(_condition_name(policy), Equals(Ref(ALERT_POLICY_PARAMETER), policy))
     template.add_condition("UseSesIdentityArn", Not(Equals(Ref(ses_identity), "")))
-    template.add_condition("HasAlarmAction", Not(Equals(Ref(alarm_action), "")))
 
-    dead_letters = template.add_resource(
-        sqs.Queue(
-            "DeadLetterQueue",
-            SqsManagedSseEnabled=True,
-            MessageRetentionPeriod=14 * 24 * 3600,  # the maximum: time to notice and replay
+    dead_letters = blocks.dead_letter_queue(template)
+    topic = template.add_resource(
+        sns.Topic(
+            "AlertTopic",
+            Metadata=blocks.checkov_skips(TOPIC_ENCRYPTION),
+            DisplayName="loginwatch sign-in alerts",
         )
     )
-    topic = template.add_resource(sns.Topic("AlertTopic", DisplayName="loginwatch sign-in alerts"))
-    rule = template.add_resource(
-        events.Rule(
-            "SignInRule",
-            Description="Console sign-ins in this account, filtered by the account's alert policy.",
-            State="ENABLED",
-            EventPattern=_pattern_for_parameter(),
-            Targets=[
-                events.Target(
-                    Id="alert-topic",
-                    Arn=Ref(topic),
-                    DeadLetterConfig=events.DeadLetterConfig(Arn=GetAtt(dead_letters, "Arn")),
-                    RetryPolicy=events.RetryPolicy(MaximumRetryAttempts=185, MaximumEventAgeInSeconds=86400),
-                )
-            ],
-        )
+    rule = blocks.signin_rule(
+        template,
+        "SignInRule",
+        description="Sign-ins in this account, recorded here or forwarded from other regions, filtered by its policy.",
+        pattern=_pattern_for_parameter(),
+        target_id="alert-topic",
+        target_arn=Ref(topic),
+        dead_letters=dead_letters,
     )
     template.add_resource(
         sns.TopicPolicy(
@@ -210,155 +108,55 @@ def build_template(config: Config) -> Template:
             PolicyDocument={
                 "Version": "2012-10-17",
                 "Statement": [
-                    {
-                        "Sid": "OnlyTheSignInRulePublishes",
-                        "Effect": "Allow",
-                        "Principal": {"Service": "events.amazonaws.com"},
-                        "Action": "sns:Publish",
-                        "Resource": Ref(topic),
-                        "Condition": {"ArnEquals": {"aws:SourceArn": GetAtt(rule, "Arn")}},
-                    }
+                    blocks.service_statement(
+                        "OnlyTheSignInRulePublishes", "events", "sns:Publish", Ref(topic), GetAtt(rule, "Arn")
+                    )
                 ],
             },
         )
     )
-    template.add_resource(
-        sqs.QueuePolicy(
-            "DeadLetterQueuePolicy",
-            Queues=[Ref(dead_letters)],
-            PolicyDocument={
-                "Version": "2012-10-17",
-                "Statement": [
-                    {
-                        "Sid": "UndeliverableEventsFromTheRule",
-                        "Effect": "Allow",
-                        "Principal": {"Service": "events.amazonaws.com"},
-                        "Action": "sqs:SendMessage",
-                        "Resource": GetAtt(dead_letters, "Arn"),
-                        "Condition": {"ArnEquals": {"aws:SourceArn": GetAtt(rule, "Arn")}},
-                    },
-                    {
-                        "Sid": "UndeliverableMessagesFromTheTopic",
-                        "Effect": "Allow",
-                        "Principal": {"Service": "sns.amazonaws.com"},
-                        "Action": "sqs:SendMessage",
-                        "Resource": GetAtt(dead_letters, "Arn"),
-                        "Condition": {"ArnEquals": {"aws:SourceArn": Ref(topic)}},
-                    },
-                    {
-                        "Sid": "TlsOnly",
-                        "Effect": "Deny",
-                        "Principal": "*",
-                        "Action": "sqs:*",
-                        "Resource": GetAtt(dead_letters, "Arn"),
-                        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-                    },
-                ],
-            },
-        )
-    )
-    log_group = template.add_resource(logs.LogGroup("NotifierLogGroup", RetentionInDays=LOG_RETENTION_DAYS))
-    sender_domain = Select(1, Split("@", Ref(sender)))
-    role = template.add_resource(
-        iam.Role(
-            "NotifierRole",
-            AssumeRolePolicyDocument={
-                "Version": "2012-10-17",
-                "Statement": [
-                    {
-                        "Effect": "Allow",
-                        "Principal": {"Service": "lambda.amazonaws.com"},
-                        "Action": "sts:AssumeRole",
-                        "Condition": {"StringEquals": {"aws:SourceAccount": Ref("AWS::AccountId")}},
-                    }
-                ],
-            },
-            Policies=[
-                iam.Policy(
-                    PolicyName="send-sign-in-alerts",
-                    PolicyDocument={
-                        "Version": "2012-10-17",
-                        "Statement": [
-                            {
-                                "Sid": "WriteOwnLogs",
-                                "Effect": "Allow",
-                                "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
-                                "Resource": GetAtt(log_group, "Arn"),
-                            },
-                            {
-                                "Sid": "SendFromTheConfiguredIdentityOnly",
-                                "Effect": "Allow",
-                                "Action": "ses:SendEmail",
-                                "Resource": If(
-                                    "UseSesIdentityArn",
-                                    [Ref(ses_identity)],
-                                    [
-                                        Sub(
-                                            "arn:${AWS::Partition}:ses:${AWS::Region}:${AWS::AccountId}:identity/${Sender}"
-                                        ),
-                                        Join(
-                                            "",
-                                            [
-                                                Sub(
-                                                    "arn:${AWS::Partition}:ses:${AWS::Region}:${AWS::AccountId}:identity/"
-                                                ),
-                                                sender_domain,
-                                            ],
-                                        ),
-                                    ],
-                                ),
-                                "Condition": {"StringEquals": {"ses:FromAddress": Ref(sender)}},
-                            },
-                            {
-                                "Sid": "ParkFailedAlerts",
-                                "Effect": "Allow",
-                                "Action": "sqs:SendMessage",
-                                "Resource": GetAtt(dead_letters, "Arn"),
-                            },
-                            {
-                                # The account alias names the account in the email. IAM offers no
-                                # resource type for this action, so "*" is the narrowest possible.
-                                "Sid": "ReadAccountAlias",
-                                "Effect": "Allow",
-                                "Action": "iam:ListAccountAliases",
-                                "Resource": "*",
-                            },
-                        ],
-                    },
-                )
-            ],
-        )
-    )
-    function = template.add_resource(
-        awslambda.Function(
-            "NotifierFunction",
-            Description="Turns a console sign-in event into an email and sends it with SES.",
-            Runtime=LAMBDA_RUNTIME,
-            Architectures=["arm64"],
-            MemorySize=128,
-            Timeout=30,
-            Handler="index.handler",
-            Role=GetAtt(role, "Arn"),
-            Code=awslambda.Code(ZipFile=notifier_source()),
-            Environment=awslambda.Environment(
-                Variables={
-                    "SENDER": Ref(sender),
-                    "RECIPIENTS": Ref(recipients),
-                    "SOURCE_ARN": Ref(ses_identity),
-                }
+    blocks.dead_letter_queue_policy(
+        template,
+        dead_letters,
+        [
+            blocks.service_statement(
+                "UndeliverableEventsFromTheRule",
+                "events",
+                "sqs:SendMessage",
+                GetAtt(dead_letters, "Arn"),
+                GetAtt(rule, "Arn"),
             ),
-            DeadLetterConfig=awslambda.DeadLetterConfig(TargetArn=GetAtt(dead_letters, "Arn")),
-            LoggingConfig=awslambda.LoggingConfig(LogGroup=Ref(log_group)),
-        )
+            blocks.service_statement(
+                "UndeliverableMessagesFromTheTopic", "sns", "sqs:SendMessage", GetAtt(dead_letters, "Arn"), Ref(topic)
+            ),
+        ],
     )
-    template.add_resource(
-        awslambda.EventInvokeConfig(
-            "NotifierRetries",
-            FunctionName=Ref(function),
-            Qualifier="$LATEST",
-            MaximumRetryAttempts=2,
-            MaximumEventAgeInSeconds=6 * 3600,
-        )
+    sender_domain = Select(1, Split("@", Ref(sender)))
+    identity_arn = "arn:${AWS::Partition}:ses:${AWS::Region}:${AWS::AccountId}:identity/"
+    send_email = blocks.identity_statement(
+        "SendFromTheConfiguredIdentityOnly",
+        "ses:SendEmail",
+        If(
+            "UseSesIdentityArn",
+            [Ref(ses_identity)],
+            [Sub(identity_arn + "${Sender}"), Join("", [Sub(identity_arn), sender_domain])],
+        ),
+    )
+    send_email["Condition"] = {"StringEquals": {"ses:FromAddress": Ref(sender)}}
+    function = blocks.notifier(
+        template,
+        description="Turns a sign-in event into an email and sends it with SES.",
+        code=notifier_source(),
+        environment={"SENDER": Ref(sender), "RECIPIENTS": Ref(recipients), "SOURCE_ARN": Ref(ses_identity)},
+        grants=[
+            send_email,
+            blocks.identity_statement("ParkFailedAlerts", "sqs:SendMessage", GetAtt(dead_letters, "Arn")),
+            # The account alias names the account in the email. IAM offers no resource type for this
+            # action, so "*" is the narrowest possible.
+            blocks.identity_statement("ReadAccountAlias", "iam:ListAccountAliases", "*"),
+        ],
+        dead_letters=dead_letters,
+        policy_name="send-sign-in-alerts",
     )
     template.add_resource(
         awslambda.Permission(
@@ -378,51 +176,14 @@ def build_template(config: Config) -> Template:
             RedrivePolicy={"deadLetterTargetArn": GetAtt(dead_letters, "Arn")},
         )
     )
-    template.add_resource(
-        cloudwatch.Alarm(
-            "DeadLetterAlarm",
-            AlarmDescription="A sign-in alert could not be delivered; it waits in the dead-letter queue.",
-            Namespace="AWS/SQS",
-            MetricName="ApproximateNumberOfMessagesVisible",
-            Dimensions=[cloudwatch.MetricDimension(Name="QueueName", Value=GetAtt(dead_letters, "QueueName"))],
-            Statistic="Maximum",
-            Period=300,
-            EvaluationPeriods=1,
-            Threshold=1,
-            ComparisonOperator="GreaterThanOrEqualToThreshold",
-            TreatMissingData="notBreaching",
-            AlarmActions=If("HasAlarmAction", [Ref(alarm_action)], Ref("AWS::NoValue")),
-        )
+    blocks.dead_letter_alarm(
+        template,
+        dead_letters,
+        alarm_action,
+        "A sign-in alert could not be delivered; it waits in the dead-letter queue.",
     )
 
     template.add_output(Output("AlertTopicArn", Value=Ref(topic)))
     template.add_output(Output("NotifierFunctionName", Value=Ref(function)))
     template.add_output(Output("DeadLetterQueueUrl", Value=Ref(dead_letters)))
     return template
-
-
-def render(template: Template, fmt: Format = "yaml") -> str:
-    """The reviewable text form: what ``export`` writes and ``templates/`` holds."""
-    if fmt == "json":
-        return str(template.to_json(indent=2, sort_keys=False)) + "\n"
-    return str(template.to_yaml(clean_up=True, long_form=False))
-
-
-def template_body(template: Template) -> str:
-    """The compact form sent to StackSets: smallest bytes, and stable for digests."""
-    return json.dumps(template.to_dict(), separators=(",", ":"), sort_keys=True)
-
-
-def template_digest(body: str) -> str:
-    return hashlib.sha256(body.encode("utf-8")).hexdigest()
-
-
-def shared_parameters(config: Config) -> dict[str, str]:
-    """Stack-set-level parameter values: the same for every account."""
-    return {
-        SENDER_PARAMETER: config.delivery.sender,
-        SES_IDENTITY_PARAMETER: config.delivery.ses_identity_arn or "",
-        RECIPIENTS_PARAMETER: ",".join(config.defaults.recipients),
-        ALERT_POLICY_PARAMETER: config.defaults.alert_on,
-        ALARM_ACTION_PARAMETER: config.delivery.alarm_topic_arn or "",
-    }

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from loginwatch_org.config import Config
+from loginwatch_org.errors import RolloutInterrupted
 from loginwatch_org.sandbox import control
 from loginwatch_org.sandbox.simulate import simulate_login
 from loginwatch_org.workflow import Clients, make_executor, prepare
@@ -82,9 +83,10 @@ def test_rollout_interrupted_between_operations_converges_on_rerun(sandbox: Sand
 
     changed = config(NEW_SENDER)
     interrupt = Interrupt()
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(RolloutInterrupted) as interrupted:
         rollout(sandbox, changed, progress=interrupt)
     assert interrupt.submissions == 2  # one operation went out: the stack set update of one group
+    assert len(interrupted.value.submitted) == 1  # and the interruption names it, to be resumed
 
     # AWS marks every instance OUTDATED before the update reaches its targets: the others stay behind.
     cloudformation = clients(sandbox).cloudformation

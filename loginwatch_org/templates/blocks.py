@@ -1,0 +1,282 @@
+"""Building blocks the templates share.
+
+Each function adds one thing to a troposphere ``Template`` (with what it needs to be safe on its own) and
+returns its handle, so a template module reads as a list of parts. Logical IDs are arguments with the
+watch's names as defaults: a stack set update replaces any resource whose logical ID changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeAlias
+
+from troposphere import (
+    AWSHelperFn,
+    Equals,
+    GetAtt,
+    If,
+    Not,
+    Parameter,
+    Ref,
+    Template,
+    awslambda,
+    cloudwatch,
+    events,
+    iam,
+    logs,
+    sqs,
+)
+
+from loginwatch_org.templates.parameters import HAS_ALARM_ACTION
+
+LAMBDA_RUNTIME = "python3.14"
+LOG_RETENTION_DAYS = 90
+# EventBridge retries a failed delivery for up to 24 hours (185 attempts), then dead-letters the event.
+# https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-rule-retry-policy.html
+RULE_RETRY_ATTEMPTS = 185
+RULE_MAX_EVENT_AGE = 24 * 3600
+# A rule in state ENABLED never sees read-only management events delivered through CloudTrail; this state
+# lets it match them too. Whether AWS counts CheckMfa as read-only is not documented (the published samples
+# carry no readOnly field), and its failures must reach the watch either way; the pattern still decides what
+# matches, so the rule sees no more sign-in events than it asks for.
+# https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-service-event-cloudtrail-management.html
+# https://docs.aws.amazon.com/eventbridge/latest/APIReference/API_PutRule.html (State)
+ALL_MANAGEMENT_EVENTS = "ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS"
+
+# What a template property can hold: a literal, or an intrinsic function such as Ref or GetAtt.
+Value: TypeAlias = AWSHelperFn | str | dict[str, Any] | list[Any]
+
+# Reviewers run checkov on the exports. Where one of its checks does not fit this design, the resource says
+# so, and why, in the Metadata form checkov reads (a skip is reported as skipped, never silently passed):
+# https://www.checkov.io/2.Basics/Suppressing%20and%20Skipping%20Policies.html
+# Most of them ask for a customer managed KMS key. Each costs about 1 USD a month, and the watch and its
+# forwarders would need one in every account and region (some 17 per account: at 5,000 accounts, about
+# 85,000 keys) to protect sign-in metadata that CloudTrail already holds under AWS-managed encryption.
+SQS_MANAGED_ENCRYPTION = (
+    "CKV_AWS_27",
+    "Encrypted at rest with SSE-SQS, which this check does not recognise. A KMS key would have to be customer "
+    "managed (an AWS managed key's policy cannot admit EventBridge or SNS, whose undeliverable messages this "
+    "queue receives), at about 1 USD a month in every account and region.",
+)
+LOG_GROUP_ENCRYPTION = (
+    "CKV_AWS_158",
+    "CloudWatch Logs encrypts every log group at rest; a customer managed key would cost about 1 USD a month per "
+    "account. The notifier logs event ids, account, outcome and counts, never IP addresses or user agents.",
+)
+LAMBDA_ENVIRONMENT_ENCRYPTION = (
+    "CKV_AWS_173",
+    "Lambda encrypts environment variables at rest with an AWS managed key. They hold the sender, the recipients "
+    "and an SES identity ARN, none of them secret; a customer managed key would cost about 1 USD a month per "
+    "account.",
+)
+LAMBDA_VPC = (
+    "CKV_AWS_117",
+    "The function takes no inbound traffic and reaches only the SES and IAM APIs. In a VPC it would need a NAT "
+    "gateway or interface endpoints in every account (tens of USD a month each) and would gain nothing.",
+)
+LAMBDA_RESERVED_CONCURRENCY = (
+    "CKV_AWS_115",
+    "Reserving concurrency fails the stack in accounts whose concurrency quota is low (new accounts start with "
+    "a reduced quota, and 100 must stay unreserved), and a cap would throttle a burst of sign-in alerts. "
+    "SNS delivers one sign-in per invocation, so the function cannot run away.",
+)
+
+
+def checkov_skips(*skips: tuple[str, str]) -> dict[str, Any]:
+    """Resource Metadata naming the checkov checks that do not apply to the resource, each with its reason."""
+    return {"checkov": {"skip": [{"id": check, "comment": reason} for check, reason in skips]}}
+
+
+def service_statement(sid: str, service: str, action: str, resource: Value, source_arn: Value) -> dict[str, Any]:
+    """A resource-policy grant: this AWS service may do this action on this resource, for this source only.
+
+    ``aws:SourceArn`` keeps another account's resource of the same service from using the grant (the
+    confused-deputy problem): https://docs.aws.amazon.com/IAM/latest/UserGuide/confused-deputy.html
+    """
+    return {
+        "Sid": sid,
+        "Effect": "Allow",
+        "Principal": {"Service": f"{service}.amazonaws.com"},
+        "Action": action,
+        "Resource": resource,
+        "Condition": {"ArnEquals": {"aws:SourceArn": source_arn}},
+    }
+
+
+def identity_statement(sid: str, action: str | list[str], resource: Value) -> dict[str, Any]:
+    """An identity-policy grant (a role's own permission): this action on this resource."""
+    return {"Sid": sid, "Effect": "Allow", "Action": action, "Resource": resource}
+
+
+def service_trust(service: str) -> dict[str, Any]:
+    """A role trust policy for one service principal, acting for this account only (``aws:SourceAccount``)."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": f"{service}.amazonaws.com"},
+                "Action": "sts:AssumeRole",
+                "Condition": {"StringEquals": {"aws:SourceAccount": Ref("AWS::AccountId")}},
+            }
+        ],
+    }
+
+
+def dead_letter_queue(template: Template, title: str = "DeadLetterQueue") -> sqs.Queue:
+    """The queue where every undeliverable event or alert ends up, encrypted with SSE-SQS."""
+    return template.add_resource(
+        sqs.Queue(
+            title,
+            Metadata=checkov_skips(SQS_MANAGED_ENCRYPTION),
+            SqsManagedSseEnabled=True,
+            MessageRetentionPeriod=14 * 24 * 3600,  # the maximum: time to notice and replay
+        )
+    )
+
+
+def dead_letter_queue_policy(
+    template: Template,
+    queue: sqs.Queue,
+    senders: Sequence[dict[str, Any]],
+    title: str = "DeadLetterQueuePolicy",
+) -> sqs.QueuePolicy:
+    """The queue's policy: the given senders (``service_statement``s), and no access without TLS."""
+    tls_only = {
+        "Sid": "TlsOnly",
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": "sqs:*",
+        "Resource": GetAtt(queue, "Arn"),
+        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+    }
+    return template.add_resource(
+        sqs.QueuePolicy(
+            title,
+            Queues=[Ref(queue)],
+            PolicyDocument={"Version": "2012-10-17", "Statement": [*senders, tls_only]},
+        )
+    )
+
+
+def dead_letter_alarm(
+    template: Template,
+    queue: sqs.Queue,
+    alarm_action: Parameter,
+    description: str,
+    title: str = "DeadLetterAlarm",
+) -> cloudwatch.Alarm:
+    """An alarm on the queue's first message, notifying the alarm-action topic when one is given."""
+    if HAS_ALARM_ACTION not in template.conditions:
+        template.add_condition(HAS_ALARM_ACTION, Not(Equals(Ref(alarm_action), "")))
+    return template.add_resource(
+        cloudwatch.Alarm(
+            title,
+            AlarmDescription=description,
+            Namespace="AWS/SQS",
+            MetricName="ApproximateNumberOfMessagesVisible",
+            Dimensions=[cloudwatch.MetricDimension(Name="QueueName", Value=GetAtt(queue, "QueueName"))],
+            Statistic="Maximum",
+            Period=300,
+            EvaluationPeriods=1,
+            Threshold=1,
+            ComparisonOperator="GreaterThanOrEqualToThreshold",
+            TreatMissingData="notBreaching",
+            AlarmActions=If(HAS_ALARM_ACTION, [Ref(alarm_action)], Ref("AWS::NoValue")),
+        )
+    )
+
+
+def signin_rule(
+    template: Template,
+    title: str,
+    description: str,
+    pattern: Value,
+    target_id: str,
+    target_arn: Value,
+    dead_letters: sqs.Queue,
+    state: Value = ALL_MANAGEMENT_EVENTS,
+    role_arn: Value | None = None,
+) -> events.Rule:
+    """A rule on the default bus with one target that retries for a day and then dead-letters.
+
+    It receives read-only management events too (``ALL_MANAGEMENT_EVENTS``) unless ``state`` says otherwise.
+    """
+    target: dict[str, Any] = {
+        "Id": target_id,
+        "Arn": target_arn,
+        "DeadLetterConfig": events.DeadLetterConfig(Arn=GetAtt(dead_letters, "Arn")),
+        "RetryPolicy": events.RetryPolicy(
+            MaximumRetryAttempts=RULE_RETRY_ATTEMPTS, MaximumEventAgeInSeconds=RULE_MAX_EVENT_AGE
+        ),
+    }
+    if role_arn is not None:
+        target["RoleArn"] = role_arn
+    return template.add_resource(
+        events.Rule(
+            title, Description=description, State=state, EventPattern=pattern, Targets=[events.Target(**target)]
+        )
+    )
+
+
+def notifier(
+    template: Template,
+    *,
+    description: str,
+    code: str,
+    environment: Mapping[str, Value],
+    grants: Sequence[dict[str, Any]],
+    dead_letters: sqs.Queue,
+    policy_name: str,
+) -> awslambda.Function:
+    """The Lambda function with its own log group, its role (own logs plus ``grants``), and its retries.
+
+    Asynchronous invocations are retried twice, then go to the dead-letter queue.
+    """
+    log_group = template.add_resource(
+        logs.LogGroup(
+            "NotifierLogGroup", Metadata=checkov_skips(LOG_GROUP_ENCRYPTION), RetentionInDays=LOG_RETENTION_DAYS
+        )
+    )
+    own_logs = identity_statement(
+        "WriteOwnLogs", ["logs:CreateLogStream", "logs:PutLogEvents"], GetAtt(log_group, "Arn")
+    )
+    role = template.add_resource(
+        iam.Role(
+            "NotifierRole",
+            AssumeRolePolicyDocument=service_trust("lambda"),
+            Policies=[
+                iam.Policy(
+                    PolicyName=policy_name,
+                    PolicyDocument={"Version": "2012-10-17", "Statement": [own_logs, *grants]},
+                )
+            ],
+        )
+    )
+    function = template.add_resource(
+        awslambda.Function(
+            "NotifierFunction",
+            Metadata=checkov_skips(LAMBDA_ENVIRONMENT_ENCRYPTION, LAMBDA_VPC, LAMBDA_RESERVED_CONCURRENCY),
+            Description=description,
+            Runtime=LAMBDA_RUNTIME,
+            Architectures=["arm64"],
+            MemorySize=128,
+            Timeout=30,
+            Handler="index.handler",
+            Role=GetAtt(role, "Arn"),
+            Code=awslambda.Code(ZipFile=code),
+            Environment=awslambda.Environment(Variables=dict(environment)),
+            DeadLetterConfig=awslambda.DeadLetterConfig(TargetArn=GetAtt(dead_letters, "Arn")),
+            LoggingConfig=awslambda.LoggingConfig(LogGroup=Ref(log_group)),
+        )
+    )
+    template.add_resource(
+        awslambda.EventInvokeConfig(
+            "NotifierRetries",
+            FunctionName=Ref(function),
+            Qualifier="$LATEST",
+            MaximumRetryAttempts=2,
+            MaximumEventAgeInSeconds=6 * 3600,
+        )
+    )
+    return function
