@@ -429,9 +429,8 @@ def _rollout(
         rows = _statuses(loaded, snapshot)
     progress.pause()
     problems = _unit_problems(outcomes)
-    skipped = (
-        set(watch.plan.skipped_accounts) if watch is not None and hasattr(watch.plan, "skipped_accounts") else set()
-    )
+    watch_plan = state.stack_set_plan("watch")
+    skipped = set(watch_plan.skipped_accounts) if watch_plan is not None else set()
     configured = {t.account_id for t in loaded.targets()} - skipped
     failure = (
         LoginwatchError(
@@ -524,7 +523,6 @@ def status(
         make_executor,
         management_status,
         prepare_units,
-        stack_set_problems,
     )
 
     options = _aws_options(profile, region, endpoint_url, sandbox)
@@ -550,28 +548,27 @@ def status(
         rows.extend(("watch", row) for row in _statuses(loaded, watch.snapshot, detection))
     attention: list[str] = []
     notes: list[str] = []
-    forwarders = state.state("forwarders")
-    if forwarders is not None and forwarders.snapshot is not None:
-        unit = next(d.unit for d, s in state.units if s is forwarders and hasattr(d, "unit"))
-        wrong = stack_set_problems(loaded, unit, forwarders.plan, forwarders.snapshot)  # type: ignore[arg-type]
+    forwarders = state.stack_set_plan("forwarders")
+    if forwarders is not None:
+        wrong = state.unit_problems(loaded, "forwarders")
         names = loaded.account_names()
         for account_id, why in sorted(wrong.items()):
             rows.append(("forwarders", _forwarder_row(account_id, names.get(account_id, ""), why)))
         attention.extend(wrong)
         current = len([t for t in loaded.targets() if t.account_id not in outside]) - len(wrong)
         notes.append(
-            f"Forwarders (stack set {unit.name}, {len(unit.regions)} region(s)): {current} account(s) current"
-            + (f", {len(wrong)} not" if wrong else "")
-            + "."
+            f"Forwarders (stack set {forwarders.stack_set}, {len(loaded.forward_regions())} region(s)): "
+            f"{current} account(s) current" + (f", {len(wrong)} not" if wrong else "") + "."
         )
     for key in ("management", "mail"):
         unit_state = state.state(key)
-        if unit_state is None:
+        stacks = state.stacks_plan(key)
+        if unit_state is None or stacks is None:
             continue
         row = management_status(loaded, unit_state)
         if row is not None:
             rows.append((key, row))
-            if unit_state.plan.not_covered is None and not row.in_sync:  # type: ignore[union-attr]
+            if stacks.not_covered is None and not row.in_sync:
                 attention.append(key)
     if as_json:
         _emit_json([_row_document(row, unit) for unit, row in rows])

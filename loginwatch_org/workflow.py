@@ -541,6 +541,28 @@ class DeploymentState:
     def state(self, key: str) -> UnitState | None:
         return next((state for _, state in self.units if state.key == key), None)
 
+    def stack_set_plan(self, key: str) -> Plan | None:
+        """The plan of stack set unit ``key``, if it was planned."""
+        state = self.state(key)
+        return state.plan if state is not None and isinstance(state.plan, Plan) else None
+
+    def stacks_plan(self, key: str) -> StackPlan | None:
+        """The plan of plain-stack unit ``key``, if it was planned."""
+        state = self.state(key)
+        return state.plan if state is not None and isinstance(state.plan, StackPlan) else None
+
+    def unit_problems(self, config: Config, key: str) -> dict[str, str]:
+        """Accounts a stack set unit (other than the watch, whose rows say it all) has not as the config says."""
+        for unit, state in self.units:
+            if (
+                state.key == key
+                and isinstance(unit, StackSetDeployment)
+                and isinstance(state.plan, Plan)
+                and state.snapshot is not None
+            ):
+                return stack_set_problems(config, unit.unit, state.plan, state.snapshot)
+        return {}
+
 
 def prepare_units(
     config: Config,
