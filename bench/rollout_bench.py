@@ -5,12 +5,17 @@
 For each size: a first rollout, a converged rerun and a one-account recipient change, each as read calls
 (StackSets and Organizations), write calls and StackSet operations, beside a naive baseline that describes
 every instance to plan and submits and waits for one operation per account; and the planner's CPU time.
+Then the other units: the forwarders stack set (every enabled member account in every forward region, no
+per-account values) and the management account's plain stacks (its watch and a forwarder per region, on moto
+in-process), first rollout and converged rerun.
 The doubles answer instantly, so the figures are call counts and CPU, not AWS latency.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import sys
 import time
 from pathlib import Path
@@ -19,7 +24,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from loginwatch_org.config import Config
-from loginwatch_org.plan import account_overrides, make_plan
+from loginwatch_org.plan import account_overrides, forwarders_unit, make_plan
 from loginwatch_org.templates import build_template, shared_parameters, template_body
 from loginwatch_org.workflow import Clients, make_executor, prepare
 from tests.doubles.organizations import OrganizationsDouble
@@ -29,18 +34,20 @@ from tests.orgs import MANAGEMENT_ACCOUNT, account_ids, config_for, organization
 Row = tuple[str, int, int, int]
 
 
-def _measure(double: StackSetsDouble, organizations: OrganizationsDouble, action: Any) -> tuple[int, int, int]:
+def _measure(
+    double: StackSetsDouble, organizations: OrganizationsDouble, action: Any, name: str = "loginwatch"
+) -> tuple[int, int, int]:
     double.reset_calls()
     organizations.calls.clear()
-    operations_before = len(double.operations("loginwatch")) if _exists(double) else 0
+    operations_before = len(double.operations(name)) if _exists(double, name) else 0
     action()
-    operations = len(double.operations("loginwatch")) - operations_before
+    operations = len(double.operations(name)) - operations_before
     return double.count(kind="read") + len(organizations.calls), double.count(kind="write"), operations
 
 
-def _exists(double: StackSetsDouble) -> bool:
+def _exists(double: StackSetsDouble, name: str = "loginwatch") -> bool:
     try:
-        double.operations("loginwatch")
+        double.operations(name)
     except Exception:
         return False
     return True
@@ -153,6 +160,71 @@ def bench(size: int, groups: int) -> tuple[list[Row], list[Row], float]:
     return ours, naive, cpu_ms
 
 
+def bench_forwarders(size: int, groups: int) -> list[Row]:
+    """The forwarders stack set: first rollout and converged rerun."""
+    from tests.test_stack_plan import TEMPLATES  # the registered forwarder (a stand-in of its shape until then)
+
+    config = config_for(size, groups)
+    unit = forwarders_unit(config)
+    double = StackSetsDouble(organization(size), MANAGEMENT_ACCOUNT, polls_per_state=1)
+    organizations = OrganizationsDouble(account_ids(size))
+
+    def rollout() -> None:
+        clients = Clients(double.client(), organizations)
+        executor = make_executor(config, clients, sleep=lambda _seconds: None, unit=unit)
+        executor.apply(prepare(config, clients, executor=executor, unit=unit, registry=TEMPLATES).plan)
+
+    return [
+        (
+            f"forwarders first rollout ({len(unit.regions)} regions)",
+            *_measure(double, organizations, rollout, unit.name),
+        ),
+        ("forwarders converged rerun", *_measure(double, organizations, rollout, unit.name)),
+    ]
+
+
+def bench_management() -> list[tuple[str, int, int]]:
+    """The management account's plain stacks on moto in-process: (scenario, read calls, write calls)."""
+    import warnings
+
+    import boto3
+    from moto import mock_aws
+
+    from loginwatch_org.stack_plan import management_stack_keys
+    from loginwatch_org.workflow import Pacing, apply_units, prepare_units
+    from tests.test_stack_plan import TEMPLATES
+
+    warnings.filterwarnings("ignore", message="Tried to parse AWS::")
+    rows: list[tuple[str, int, int]] = []
+    with mock_aws():
+        calls: list[str] = []
+        clients: dict[str, Any] = {}
+
+        def cloudformation_for(region: str) -> Any:
+            if region not in clients:
+                client = boto3.client("cloudformation", region_name=region)
+                client.meta.events.register(
+                    "provide-client-params.cloudformation", lambda model, **_: calls.append(model.name)
+                )
+                clients[region] = client
+            return clients[region]
+
+        config = config_for(1, 1)
+        config = config.model_copy(
+            update={"management_account": config.management_account.model_copy(update={"id": "123456789012"})}  # type: ignore[union-attr]
+        )
+        both = Clients(None, None, boto3.client("sts", region_name="us-east-1"), cloudformation_for)
+        pacing = Pacing(sleep=lambda _seconds: None)
+        for scenario in ("management stacks first rollout", "management stacks converged rerun"):
+            calls.clear()
+            with contextlib.redirect_stdout(io.StringIO()):  # moto prints the resource types it does not deploy
+                state = prepare_units(config, both, only=["management"], wait=True, pacing=pacing, registry=TEMPLATES)
+                apply_units(config, both, state, pacing)
+            reads = sum(1 for name in calls if name.startswith(("Describe", "List", "Get")))
+            rows.append((f"{scenario} ({len(management_stack_keys(config))} stacks)", reads, len(calls) - reads))
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="100,1000,5000")
@@ -174,6 +246,15 @@ def main() -> None:
     print("\nplanner CPU time (one plan of a converged organisation with one account changed)")
     for size, ms in cpu:
         print(f"{size:>8} accounts: {ms:8.1f} ms")
+    print("\nthe other units (the forwarders carry no per-account values: one group, whatever the recipient groups)")
+    header = f"{'accounts':>8}  {'scenario':<44} {'reads':>6} {'writes':>6} {'ops':>5}"
+    print(header)
+    print("-" * len(header))
+    for size in (int(s) for s in args.sizes.split(",")):
+        for name, reads, writes, ops in bench_forwarders(size, args.groups):
+            print(f"{size:>8}  {name:<44} {reads:>6} {writes:>6} {ops:>5}")
+    for name, reads, writes in bench_management():
+        print(f"{'any':>8}  {name:<44} {reads:>6} {writes:>6} {'-':>5}")
 
 
 if __name__ == "__main__":

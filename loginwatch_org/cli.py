@@ -27,6 +27,7 @@ from loginwatch_org.cli_options import (
     Identity,
     IdentityOption,
     JsonOption,
+    OnlyOption,
     ProfileOption,
     RegionOption,
     SandboxOption,
@@ -36,6 +37,7 @@ from loginwatch_org.cli_options import (
     clients_for,
     connect,
     load,
+    only_units,
     terminal_width,
     use_colour,
 )
@@ -46,7 +48,8 @@ if TYPE_CHECKING:
     from loginwatch_org.config import Config
     from loginwatch_org.plan import Plan
     from loginwatch_org.state import Snapshot
-    from loginwatch_org.workflow import AccountStatus, Clients
+    from loginwatch_org.units import DeploymentPlan
+    from loginwatch_org.workflow import AccountStatus, Clients, UnitOutcome
 
 app = typer.Typer(
     help="Email the right people about every AWS console sign-in, in every account of an AWS Organization.",
@@ -131,16 +134,29 @@ def _outside_reason(account_id: str) -> str:
     return f"account {account_id} is in the config but not in the organisation; it is skipped"
 
 
-def _row_document(row: AccountStatus) -> dict[str, Any]:
-    return {**asdict(row), "in_sync": row.in_sync}
+def _row_document(row: AccountStatus, unit: str = "watch") -> dict[str, Any]:
+    return {**asdict(row), "in_sync": row.in_sync, "unit": unit}
 
 
-def _print_plan(plan: Plan) -> None:
-    from loginwatch_org.render import render_plan
+def _print_plan(plan: Plan | DeploymentPlan) -> None:
+    from loginwatch_org.render import render_deployment_plan, render_plan
+    from loginwatch_org.units import DeploymentPlan
 
     colour = use_colour()
     # click strips escape codes from what is not a terminal; the decision was made here, NO_COLOR included.
-    typer.echo(render_plan(plan, colour=colour), color=colour or None)
+    text = (
+        render_deployment_plan(plan, colour=colour)
+        if isinstance(plan, DeploymentPlan)
+        else render_plan(plan, colour=colour)
+    )
+    typer.echo(text, color=colour or None)
+
+
+def _plan_document(plan: DeploymentPlan) -> dict[str, Any]:
+    """Every unit under ``units``; the member watch stack set's plan also at the top level, where scripts
+    written before there were several units read it. ``has_changes`` counts every unit."""
+    watch = plan.unit("watch")
+    return {**(watch.plan.to_dict() if watch else {}), **plan.to_dict()}
 
 
 def _print_status(rows: list[AccountStatus], wide: bool = False) -> None:
@@ -315,34 +331,38 @@ def plan(
         bool, typer.Option("--detailed-exitcode", help="Exit 0: no changes, 2: changes pending, 1: error.")
     ] = False,
     prune: Annotated[
-        bool, typer.Option("--prune", help="Plan to delete instances of accounts no longer listed.")
+        bool,
+        typer.Option("--prune", help="Plan to delete instances and stacks of accounts no longer listed."),
     ] = False,
+    only: OnlyOption = None,
     profile: ProfileOption = None,
     region: RegionOption = None,
     endpoint_url: EndpointOption = None,
     sandbox: SandboxOption = False,
 ) -> None:
-    """Show what a rollout would change, without changing anything."""
-    from loginwatch_org.workflow import prepare
+    """Show what a rollout would change in every unit, without changing anything."""
+    from loginwatch_org.workflow import Pacing, prepare_units
 
     # With --detailed-exitcode, 2 means "changes pending": the boundary reports every error as 1.
     options = _aws_options(profile, region, endpoint_url, sandbox)
     loaded = load(config)
     progress = Progress()
     with connect(loaded, options, progress) as clients:
-        prepared = prepare(loaded, clients, prune=prune, progress=progress)
+        state = prepare_units(loaded, clients, only=only_units(only), prune=prune, pacing=Pacing(progress=progress))
     progress.pause()
+    plan = state.plan
     if as_json:
-        _emit_json(prepared.plan.to_dict())
+        _emit_json(_plan_document(plan))
     else:
-        _print_plan(prepared.plan)
-    if prepared.snapshot.pending_operations:
+        _print_plan(plan)
+    pending = sum(len(s.snapshot.pending_operations) for _, s in state.units if s.snapshot is not None)
+    if pending:
         typer.echo(
-            f"Note: {len(prepared.snapshot.pending_operations)} operation(s) of an earlier run are still pending; "
+            f"Note: {pending} operation(s) of an earlier run are still pending; "
             "rollout waits for them before planning again.",
             err=True,
         )
-    if detailed_exitcode and prepared.plan.has_changes:
+    if detailed_exitcode and plan.has_changes:
         raise typer.Exit(EXIT_CHANGES_PENDING)
 
 
@@ -351,59 +371,78 @@ def plan(
 def rollout(
     config: ConfigOption = DEFAULT_CONFIG_PATH,
     yes: YesOption = False,
-    prune: Annotated[bool, typer.Option("--prune", help="Delete instances of accounts no longer listed.")] = False,
+    prune: Annotated[
+        bool, typer.Option("--prune", help="Delete instances and stacks of accounts no longer listed.")
+    ] = False,
+    only: OnlyOption = None,
     as_json: JsonOption = False,
     profile: ProfileOption = None,
     region: RegionOption = None,
     endpoint_url: EndpointOption = None,
     sandbox: SandboxOption = False,
 ) -> None:
-    """Make every member account match the config: plan, confirm, apply, report each account."""
+    """Make every unit match the config: plan, confirm, apply, report each account and stack."""
     options = _aws_options(profile, region, endpoint_url, sandbox)
     loaded = load(config)
     progress = Progress()
     with connect(loaded, options, progress) as clients:
-        _rollout(loaded, clients, yes=yes, prune=prune, as_json=as_json, progress=progress)
+        _rollout(loaded, clients, yes=yes, prune=prune, as_json=as_json, progress=progress, only=only_units(only))
 
 
 def _rollout(
-    loaded: Config, clients: Clients, *, yes: bool, prune: bool, as_json: bool = False, progress: Progress
+    loaded: Config,
+    clients: Clients,
+    *,
+    yes: bool,
+    prune: bool,
+    as_json: bool = False,
+    progress: Progress,
+    only: list[str] | None = None,
 ) -> bool:
     """Plan, confirm and apply; returns whether anything changed (and a per-account table was printed)."""
     from loginwatch_org.aws.executor import ApplyResult
     from loginwatch_org.render import render_result
-    from loginwatch_org.workflow import make_executor, prepare, read_snapshot, unconverged
+    from loginwatch_org.workflow import Pacing, apply_units, prepare_units, read_snapshot
 
-    executor = make_executor(loaded, clients, progress=progress)
-    prepared = prepare(loaded, clients, prune=prune, executor=executor, progress=progress)
+    pacing = Pacing(progress=progress)
+    state = prepare_units(loaded, clients, only=only, prune=prune, wait=True, pacing=pacing)
     progress.pause()
+    plan = state.plan
+    resumed = [op for _, unit in state.units for op in unit.resumed]
+    waited_for = [op for _, unit in state.units for op in unit.waited_for]
     document: dict[str, Any] = {
-        "plan": prepared.plan.to_dict(),
-        "resumed": [asdict(operation) for operation in prepared.resumed],
-        "waited_for": [asdict(operation) for operation in prepared.waited_for],
+        "plan": _plan_document(plan),
+        "resumed": [asdict(operation) for operation in resumed],
+        "waited_for": [asdict(operation) for operation in waited_for],
     }
     if not as_json:
-        if prepared.resumed:
+        if resumed:
             typer.echo("Operations an earlier, interrupted run had submitted:")
-            typer.echo(render_result(ApplyResult(operations=prepared.resumed)))
-        if prepared.waited_for:
+            typer.echo(render_result(ApplyResult(operations=resumed)))
+        if waited_for:
             typer.echo("Operations by someone else that the rollout waited for before planning:")
-            typer.echo(render_result(ApplyResult(operations=prepared.waited_for)))
-        _print_plan(prepared.plan)
-    if not prepared.plan.has_changes:
+            typer.echo(render_result(ApplyResult(operations=waited_for)))
+        _print_plan(plan)
+    if not plan.has_changes:
         if as_json:
             _emit_json({**document, "applied": False})
         return False
     if not _confirm(yes, "rollout", "Apply this plan?", as_json):
         raise _declined(as_json, document)
-    result = executor.apply(prepared.plan)
-    snapshot = read_snapshot(loaded, clients)
+    outcomes = apply_units(loaded, clients, state, pacing)
+    watch = state.state("watch")
+    watch_outcome = next((o for o in outcomes if o.key == "watch"), None)
+    rows: list[AccountStatus] = []
+    if watch is not None:
+        snapshot = (
+            watch_outcome.snapshot if watch_outcome and watch_outcome.snapshot else read_snapshot(loaded, clients)
+        )
+        rows = _statuses(loaded, snapshot)
     progress.pause()
-    rows = _statuses(loaded, snapshot)
-    problems = unconverged(loaded, prepared.plan, snapshot)
-    for failed in result.failed_accounts:
-        problems.setdefault(failed.account_id, failed.reason or failed.status)
-    configured = {t.account_id for t in loaded.targets()} - set(prepared.plan.skipped_accounts)
+    problems = _unit_problems(outcomes)
+    watch_plan = state.stack_set_plan("watch")
+    skipped = set(watch_plan.skipped_accounts) if watch_plan is not None else set()
+    configured = {t.account_id for t in loaded.targets()} - skipped
     failure = (
         LoginwatchError(
             f"{len(problems)} account(s) are not as the config says; fix the cause and run the rollout again."
@@ -414,10 +453,13 @@ def _rollout(
     if as_json:
         document.update(
             applied=True,
-            operations=[asdict(operation) for operation in result.operations],
-            notes=list(result.notes),
+            operations=[
+                asdict(op) for op in (watch_outcome.result.operations if watch_outcome and watch_outcome.result else [])
+            ],
+            notes=[note for o in outcomes if o.result for note in o.result.notes],
             accounts=[_row_document(row) for row in rows],
             not_converged=dict(sorted(problems.items())),
+            units=[_outcome_document(outcome) for outcome in outcomes],
         )
         if failure is not None:
             document.update(error_document(failure, EXIT_ERROR))
@@ -425,15 +467,50 @@ def _rollout(
         if failure is not None:
             raise typer.Exit(EXIT_ERROR)
         return True
-    typer.echo(render_result(result))
-    _print_status(rows)
+    _print_outcomes(outcomes)
+    if rows:
+        _print_status(rows)
     if failure is not None:
         typer.echo("Not converged:", err=True)
         for account_id, why in sorted(problems.items()):
             typer.echo(f"  {account_id}: {why}", err=True)
         raise failure
-    typer.echo(f"Rollout complete: {len(configured)} account(s) current.")
+    if watch is not None:
+        typer.echo(f"Rollout complete: {len(configured)} account(s) current.")
+    else:
+        typer.echo(f"Rollout complete: {', '.join(o.key for o in outcomes)} as the config says.")
     return True
+
+
+def _unit_problems(outcomes: list[UnitOutcome]) -> dict[str, str]:
+    """What every unit left unlike the plan; an account that several units got wrong is named once per unit
+    after the first (the watch's reason comes first)."""
+    problems: dict[str, str] = {}
+    for outcome in outcomes:
+        for key, why in outcome.problems.items():
+            if key in problems:
+                problems[key] += f"; {outcome.key}: {why}"
+            else:
+                problems[key] = why if outcome.key == "watch" else f"{outcome.key}: {why}"
+    return problems
+
+
+def _outcome_document(outcome: UnitOutcome) -> dict[str, Any]:
+    return {
+        "unit": outcome.key,
+        "operations": [asdict(op) for op in outcome.result.operations] if outcome.result else [],
+        "stacks": [asdict(result) for result in outcome.stacks],
+        "not_converged": dict(sorted(outcome.problems.items())),
+    }
+
+
+def _print_outcomes(outcomes: list[UnitOutcome]) -> None:
+    from loginwatch_org.render import render_result, render_stack_results
+
+    for outcome in outcomes:
+        text = render_result(outcome.result) if outcome.result is not None else render_stack_results(outcome.stacks)
+        if text:
+            typer.echo(text)
 
 
 @app.command()
@@ -449,39 +526,99 @@ def status(
             "--verify", help="Describe every instance and compare its real overrides with the config (one call each)."
         ),
     ] = False,
+    only: OnlyOption = None,
     profile: ProfileOption = None,
     region: RegionOption = None,
     endpoint_url: EndpointOption = None,
     sandbox: SandboxOption = False,
 ) -> None:
-    """One row per account: deployed status and recipients beside the config."""
-    from loginwatch_org.workflow import detect_drift, drift_problems, make_executor, read_snapshot, watched_accounts
+    """One row per account and unit: deployed status and recipients beside the config."""
+    from loginwatch_org.workflow import (
+        Pacing,
+        detect_drift,
+        drift_problems,
+        make_executor,
+        management_status,
+        prepare_units,
+        read_snapshot,
+        watched_accounts,
+    )
 
     options = _aws_options(profile, region, endpoint_url, sandbox)
     loaded = load(config)
+    units = only_units(only)
     progress = Progress()
     with connect(loaded, options, progress) as clients:
-        detection = detect_drift(loaded, clients, make_executor(loaded, clients, progress=progress)) if drift else None
-        snapshot = read_snapshot(loaded, clients, verify=verify)
+        watched_unit = units is None or "watch" in units
+        detection = (
+            detect_drift(loaded, clients, make_executor(loaded, clients, progress=progress))
+            if drift and watched_unit
+            else None
+        )
+        state = prepare_units(loaded, clients, only=units, pacing=Pacing(progress=progress))
+        # --verify: the watch's instances described one by one, whatever their LastOperationId claims.
+        verified = read_snapshot(loaded, clients, verify=True) if verify and watched_unit else None
     progress.pause()
-    if snapshot.stack_set is None:
+    watch = state.state("watch")
+    if watch is not None and watch.snapshot is not None and watch.snapshot.stack_set is None:
         raise LoginwatchError(f"stack set '{loaded.stack_set.name}' does not exist yet; run: loginwatch-org rollout")
-    rows = _statuses(loaded, snapshot, detection)
+    rows: list[tuple[str, AccountStatus]] = []
+    outside: frozenset[str] = frozenset()
+    watch_snapshot = verified or (watch.snapshot if watch is not None else None)
+    if watch_snapshot is not None:
+        outside = watch_snapshot.accounts_outside_organization
+        rows.extend(("watch", row) for row in _statuses(loaded, watch_snapshot, detection))
+    attention: list[str] = []
+    notes: list[str] = []
+    forwarders = state.stack_set_plan("forwarders")
+    if forwarders is not None:
+        wrong = state.unit_problems(loaded, "forwarders")
+        names = loaded.account_names()
+        for account_id, why in sorted(wrong.items()):
+            rows.append(("forwarders", _forwarder_row(account_id, names.get(account_id, ""), why)))
+        attention.extend(wrong)
+        current = len([t for t in loaded.targets() if t.account_id not in outside]) - len(wrong)
+        notes.append(
+            f"Forwarders (stack set {forwarders.stack_set}, {len(loaded.forward_regions())} region(s)): "
+            f"{current} account(s) current" + (f", {len(wrong)} not" if wrong else "") + "."
+        )
+    for key in ("management", "mail"):
+        unit_state = state.state(key)
+        stacks = state.stacks_plan(key)
+        if unit_state is None or stacks is None:
+            continue
+        row = management_status(loaded, unit_state)
+        if row is not None:
+            rows.append((key, row))
+            if stacks.not_covered is None and not row.in_sync:
+                attention.append(key)
     if as_json:
-        _emit_json([_row_document(row) for row in rows])
+        _emit_json([_row_document(row, unit) for unit, row in rows])
     else:
-        for account_id in sorted(snapshot.accounts_outside_organization):
+        for account_id in sorted(outside):
             typer.echo(f"! {_outside_reason(account_id)}", err=True)
-        _print_status(rows, wide=wide)
+        _print_status([row for _, row in rows], wide=wide)
+        # A summary beside the table, like the warnings: stdout holds the table alone.
+        for text in notes:
+            typer.echo(text, err=True)
     for problem in drift_problems(detection) if detection else []:
         typer.echo(f"Warning: {problem}", err=True)
     # Non-zero when anything needs attention, so status can gate a pipeline or feed a monitor. Accounts the
-    # organisation lacks are skipped by rollout, and so they are here.
-    watched = watched_accounts(loaded, snapshot)
-    if any(row.account_id in watched and row.needs_attention for row in rows) or (
-        detection is not None and not detection.complete
+    # organisation lacks are skipped by rollout, and so they are here; a unit these credentials cannot reach is
+    # reported, not counted.
+    watched = watched_accounts(loaded, watch_snapshot) if watch_snapshot is not None else set()
+    if (
+        any(unit == "watch" and row.account_id in watched and row.needs_attention for unit, row in rows)
+        or attention
+        or (detection is not None and not detection.complete)
     ):
         raise typer.Exit(EXIT_ERROR)
+
+
+def _forwarder_row(account_id: str, name: str, why: str) -> AccountStatus:
+    from loginwatch_org.workflow import AccountStatus
+
+    return AccountStatus(account_id, name, "forward regions", "NOT_CURRENT", "", why, None, None, None, None, "", "")
 
 
 @app.command()
@@ -495,16 +632,16 @@ def remove(
     account: Annotated[
         list[str] | None, typer.Option("--account", help="Only these accounts (repeatable); default: all.")
     ] = None,
+    only: OnlyOption = None,
     as_json: JsonOption = False,
     profile: ProfileOption = None,
     region: RegionOption = None,
     endpoint_url: EndpointOption = None,
     sandbox: SandboxOption = False,
 ) -> None:
-    """Delete stack instances (all, or --account ones), then the stack set once it is empty."""
-    from loginwatch_org.plan import make_removal_plan
-    from loginwatch_org.render import render_result
-    from loginwatch_org.workflow import make_executor, read_snapshot
+    """Delete every unit's stack instances (all, or --account ones), its stack sets once empty, and the plain
+    stacks of the management and mail accounts (not with --account)."""
+    from loginwatch_org.workflow import Pacing, apply_units, prepare_removal
 
     bad = [value for value in account or () if not _ACCOUNT_ID.match(value)]
     if bad:
@@ -513,52 +650,54 @@ def remove(
     loaded = load(config)
     progress = Progress()
     with connect(loaded, options, progress) as clients:
-        snapshot = read_snapshot(loaded, clients)
+        state = prepare_removal(
+            loaded, clients, only=only_units(only), accounts=tuple(account or ()), retain_stacks=retain_stacks
+        )
         progress.pause()
-        if snapshot.stack_set is None:
+        removal = state.plan
+        document: dict[str, Any] = {"plan": _plan_document(removal)}
+        watch = state.state("watch")
+        if not removal.has_changes and watch is not None and watch.snapshot and watch.snapshot.stack_set is None:
             if as_json:
-                _emit_json({"stack_set": loaded.stack_set.name, "exists": False, "applied": False})
+                _emit_json({"stack_set": loaded.stack_set.name, "exists": False, "applied": False, **document})
             else:
+                _print_plan(removal)
                 typer.echo(f"Stack set '{loaded.stack_set.name}' does not exist; nothing to remove.")
             return
-        removal = make_removal_plan(loaded, snapshot, tuple(account or ()), retain_stacks=retain_stacks)
-        # The removal planner leaves the count at 0; the summary must not say every other account is touched.
-        removal = replace(removal, unchanged_accounts=len(_untouched(snapshot, removal)))
-        document: dict[str, Any] = {"plan": removal.to_dict()}
         if not as_json:
             _print_plan(removal)
         if not removal.has_changes:
             if as_json:
                 _emit_json({**document, "applied": False})
             return
-        if not _confirm(yes, "remove", "Delete these stack instances?", as_json):
+        if not _confirm(yes, "remove", "Delete these stack instances and stacks?", as_json):
             raise _declined(as_json, document)
-        result = make_executor(loaded, clients, progress=progress).apply(removal)
+        outcomes = apply_units(loaded, clients, state, Pacing(progress=progress), removing=True)
         progress.pause()
+    problems = _unit_problems(outcomes)
     failure = (
         LoginwatchError("some instances could not be deleted (see above); run remove again after fixing the cause")
-        if result.failed_accounts
+        if problems
         else None
     )
+    watch_outcome = next((o for o in outcomes if o.key == "watch"), None)
     if as_json:
-        document.update(applied=True, operations=[asdict(operation) for operation in result.operations])
+        document.update(
+            applied=True,
+            operations=[
+                asdict(op) for op in (watch_outcome.result.operations if watch_outcome and watch_outcome.result else [])
+            ],
+            units=[_outcome_document(outcome) for outcome in outcomes],
+        )
         if failure is not None:
             document.update(error_document(failure, EXIT_ERROR))
         _emit_json(document)
         if failure is not None:
             raise typer.Exit(EXIT_ERROR)
         return
-    typer.echo(render_result(result))
+    _print_outcomes(outcomes)
     if failure is not None:
         raise failure
-
-
-def _untouched(snapshot: Snapshot, removal: Plan) -> set[str]:
-    """Accounts with an instance that ``removal`` leaves alone."""
-    from loginwatch_org.plan import DeleteInstances
-
-    touched = {a for step in removal.steps if isinstance(step, DeleteInstances) for a in step.accounts}
-    return {instance.account_id for instance in snapshot.instances} - touched
 
 
 @app.command()

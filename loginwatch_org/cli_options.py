@@ -44,6 +44,23 @@ class Identity(StrEnum):
     failed = "failed"
 
 
+class UnitName(StrEnum):
+    """The deployment units ``--only`` can choose (``loginwatch_org.plan.UNIT_KEYS``)."""
+
+    watch = "watch"
+    forwarders = "forwarders"
+    management = "management"
+    mail = "mail"
+
+
+OnlyOption = Annotated[
+    list[UnitName] | None,
+    typer.Option(
+        "--only",
+        help="Only this unit (repeatable): watch (member watch stack set), forwarders (member forwarders stack "
+        "set), management (the management account's stacks), mail (the mail account's stack). Default: all.",
+    ),
+]
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="The accounts file.")]
 ProfileOption = Annotated[str | None, typer.Option(help="AWS profile (standard credential chain otherwise).")]
 RegionOption = Annotated[
@@ -125,10 +142,25 @@ def connect(config: Config, options: AwsOptions, progress: Callable[[str], None]
 
 
 def clients_for(target: AwsTarget, progress: Callable[[str], None] | None = None) -> Clients:
+    from dataclasses import replace
+
     from loginwatch_org.aws.session import client
     from loginwatch_org.workflow import Clients
 
-    return Clients(client(target, "cloudformation", progress), client(target, "organizations", progress))
+    def cloudformation_for(region: str) -> object:
+        # Plain stacks live in several regions of the caller's own account.
+        return client(replace(target, region=region), "cloudformation")
+
+    return Clients(
+        client(target, "cloudformation", progress),
+        client(target, "organizations", progress),
+        client(target, "sts", progress),
+        cloudformation_for,
+    )
+
+
+def only_units(only: list[UnitName] | None) -> list[str] | None:
+    return [unit.value for unit in only] if only else None
 
 
 def use_colour() -> bool:

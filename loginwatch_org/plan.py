@@ -13,7 +13,7 @@ plan per deployment unit can reuse them.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from typing import Any, assert_never
@@ -42,6 +42,64 @@ MAX_ACCOUNTS_PER_OPERATION = 1000
 def account_overrides(watch: AccountWatch) -> dict[str, str]:
     """The parameter overrides one account's stack instance carries."""
     return {RECIPIENTS_PARAMETER: ",".join(watch.recipients), ALERT_POLICY_PARAMETER: watch.alert_on}
+
+
+def no_overrides(_watch: AccountWatch) -> dict[str, str]:
+    """A stack set whose instances all carry the same values: one override group for the whole organisation."""
+    return {}
+
+
+# The deployment units, by the name ``--only`` takes.
+WATCH_UNIT = "watch"
+FORWARDERS_UNIT = "forwarders"
+MANAGEMENT_UNIT_KEY = "management"
+MAIL_UNIT_KEY = "mail"
+UNIT_KEYS = (MAIL_UNIT_KEY, WATCH_UNIT, FORWARDERS_UNIT, MANAGEMENT_UNIT_KEY)
+FORWARDERS_STACK_SET_SUFFIX = "-forwarders"
+
+
+@dataclass(frozen=True)
+class StackSetUnit:
+    """A stack set the tool owns, as the plan phases see it: which stack set (name, regions, permission model,
+    organisational units, operation preferences: ``settings``), which registered template, and the overrides an
+    account's instances carry. The watch's are the config's ``stack_set``; the forwarders' are a copy with
+    another name and the forward regions."""
+
+    key: str
+    settings: StackSetSettings
+    template: str
+    overrides: Callable[[AccountWatch], Mapping[str, str]] = account_overrides
+
+    @property
+    def name(self) -> str:
+        return self.settings.name
+
+    @property
+    def regions(self) -> tuple[str, ...]:
+        return tuple(self.settings.regions)
+
+    def desired_overrides(self, config: Config) -> dict[str, Mapping[str, str]]:
+        return {watch.account_id: self.overrides(watch) for watch in config.targets()}
+
+
+def watch_unit(config: Config) -> StackSetUnit:
+    """The member accounts' watch: today's stack set, one override group per recipients/policy pair."""
+    return StackSetUnit(WATCH_UNIT, config.stack_set, "watch")
+
+
+def forwarders_unit(config: Config) -> StackSetUnit:
+    """The member accounts' forwarders: a second stack set in every forward region. Its instances carry no
+    overrides, so every enabled member account is one group: its rollout is one operation per
+    ``MAX_ACCOUNTS_PER_OPERATION`` accounts, whatever the number of recipient groups."""
+    settings = config.stack_set.model_copy(
+        update={
+            "name": config.stack_set.name + FORWARDERS_STACK_SET_SUFFIX,
+            "regions": list(config.forward_regions()),
+            "description": "Forwards every AWS console sign-in recorded in this Region to the account's "
+            "us-east-1 watch (loginwatch-org).",
+        }
+    )
+    return StackSetUnit(FORWARDERS_UNIT, settings, "forwarder", no_overrides)
 
 
 @dataclass(frozen=True)
@@ -128,6 +186,7 @@ class Plan:
     resuming: tuple[str, ...] = ()
     # The exact body the plan was made against (and its digest compared); what the executor sends.
     template_body: str = field(default="", repr=False, compare=False)
+    unit: str = WATCH_UNIT
 
     @property
     def has_changes(self) -> bool:
@@ -141,8 +200,10 @@ class Plan:
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "unit": self.unit,
             "stack_set": self.stack_set,
             "has_changes": self.has_changes,
+            "operation_count": self.operation_count,
             "steps": [{"action": action_name(step), **_plain(asdict(step))} for step in self.steps],
             "unchanged_accounts": self.unchanged_accounts,
             "kept_orphans": list(self.kept_orphans),
@@ -292,13 +353,15 @@ def classify_account(
     watch: AccountWatch,
     regions: Sequence[str],
     instances: Mapping[str, DeployedInstance],
+    overrides: Callable[[AccountWatch], Mapping[str, str]] = account_overrides,
     *,
     reinstated: bool = False,
 ) -> AccountState:
-    """``reinstated``: Organizations says the account is ACTIVE now, so an instance StackSets skipped while it was
-    suspended (SKIPPED_SUSPENDED_ACCOUNT records the past) is retried. An account SUSPENDED now never gets here:
-    the coverage phase leaves it out of the targets."""
-    desired = account_overrides(watch)
+    """``overrides``: what the unit's instances carry (none for the forwarders). ``reinstated``: Organizations
+    says the account is ACTIVE now, so an instance StackSets skipped while it was suspended
+    (SKIPPED_SUSPENDED_ACCOUNT records the past) is retried. An account SUSPENDED now never gets here: the
+    coverage phase leaves it out of the targets."""
+    desired = dict(overrides(watch))
     digest = _digest(desired)
     missing: list[str] = []
     stale: list[str] = []
@@ -354,7 +417,10 @@ def classify_account(
 
 
 def classify_accounts(
-    targets: Sequence[AccountWatch], regions: Sequence[str], snapshot: Snapshot
+    targets: Sequence[AccountWatch],
+    regions: Sequence[str],
+    snapshot: Snapshot,
+    overrides: Callable[[AccountWatch], Mapping[str, str]] = account_overrides,
 ) -> tuple[AccountState, ...]:
     deployed = snapshot.instances_by_account()
     organization = snapshot.organization
@@ -363,6 +429,7 @@ def classify_accounts(
             watch,
             regions,
             deployed.get(watch.account_id, {}),
+            overrides,
             reinstated=organization is not None and organization.state_of(watch.account_id) == ACTIVE_ACCOUNT_STATE,
         )
         for watch in targets
@@ -395,7 +462,7 @@ def config_line(account_id: str, name: str) -> str:
     return f'- {{id: "{account_id}", name: {json.dumps(name or account_id)}}}'
 
 
-def plan_coverage(config: Config, snapshot: Snapshot) -> Coverage:
+def plan_coverage(config: Config, snapshot: Snapshot, settings: StackSetSettings | None = None) -> Coverage:
     """The accounts to deploy to. Organizations' current Account.State decides: a SUSPENDED account is left out
     (StackSets would only skip it again), an ACTIVE account the config does not list is unwatched, and with
     ``new_accounts: defaults`` it is watched with the default recipients and policy. Without an organisation
@@ -441,7 +508,7 @@ def plan_coverage(config: Config, snapshot: Snapshot) -> Coverage:
             f"account {account_id}{label} is SUSPENDED in the organisation: left out of every operation until it "
             "is reinstated"
         )
-    warnings.extend(_auto_deployment_warnings(config.stack_set, snapshot.stack_set))
+    warnings.extend(_auto_deployment_warnings(settings or config.stack_set, snapshot.stack_set))
     return Coverage(tuple(targets), skipped, tuple(sorted(suspended)), tuple(unlisted), tuple(warnings))
 
 
@@ -657,13 +724,20 @@ class Deletions:
 
 
 def plan_deletions(
-    config: Config, snapshot: Snapshot, marker: list[Any], *, prune: bool, watched: frozenset[str] = frozenset()
+    config: Config,
+    snapshot: Snapshot,
+    marker: list[Any],
+    *,
+    prune: bool,
+    watched: frozenset[str] = frozenset(),
+    settings: StackSetSettings | None = None,
 ) -> Deletions:
     """Instances of disabled accounts always; of accounts or regions gone from the config only with --prune, so a
     truncated config cannot wipe out watches. INOPERABLE instances, whatever their account, are removed with
     RetainStacks=true, what AWS documents for them: deleting their stack again would fail again.
     https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_StackInstance.html"""
-    regions = tuple(config.stack_set.regions)
+    settings = settings or config.stack_set
+    regions = tuple(settings.regions)
     # ``watched``: accounts the coverage phase keeps (new_accounts: defaults, suspended ones) count as listed.
     listed = {account.id for account in config.accounts} | watched
     disabled = config.disabled_account_ids()
@@ -689,7 +763,7 @@ def plan_deletions(
                 )
             )
             for region in broken:
-                stack = instances[region].stack_id or "the StackSet-" + config.stack_set.name + "-... stack"
+                stack = instances[region].stack_id or "the StackSet-" + settings.name + "-... stack"
                 again = (
                     " (the next rollout deploys the watch again)"
                     if account_id in listed and account_id not in disabled
@@ -740,18 +814,20 @@ def make_plan(
     snapshot: Snapshot,
     *,
     prune: bool = False,
+    unit: StackSetUnit | None = None,
 ) -> Plan:
-    settings = config.stack_set
-    regions = tuple(settings.regions)
+    unit = unit or watch_unit(config)
+    settings = unit.settings
+    regions = unit.regions
     check_permission_model(settings, snapshot.stack_set)
     digest_of_template = template_digest(template_body)
     delta = stack_set_delta(snapshot.stack_set, digest_of_template, shared_parameters)
-    coverage = plan_coverage(config, snapshot)
+    coverage = plan_coverage(config, snapshot, settings)
     targets, skipped = coverage.targets, coverage.skipped
     warnings = [*snapshot.warnings, *coverage.warnings]
     warnings.extend(_foreign_operation_warnings(snapshot))
 
-    states = classify_accounts(targets, regions, snapshot)
+    states = classify_accounts(targets, regions, snapshot, unit.overrides)
     for state in states:
         if state.suspended:
             warnings.append(f"account {state.account_id} is suspended; StackSets skips it until it is reinstated")
@@ -768,11 +844,12 @@ def make_plan(
         )
     marker = _state_marker(snapshot, digest_of_template)
     steps: list[Step] = []
-    if not delta.exists:
+    if not delta.exists and regions:
+        # A unit without regions (no forward region left) is not created; one that exists is emptied below.
         steps.append(CreateStackSet(settings.name, dict(shared_parameters)))
     steps.extend(instance_steps(states, delta, target, shared_parameters, snapshot.stack_set, marker, settings))
     kept = frozenset(t.account_id for t in targets) | frozenset(coverage.suspended)
-    deletions = plan_deletions(config, snapshot, marker, prune=prune, watched=kept)
+    deletions = plan_deletions(config, snapshot, marker, prune=prune, watched=kept, settings=settings)
     steps.extend(deletions.steps)
     warnings.extend(deletions.warnings)
     unchanged = 0 if delta.needs_update else sum(1 for state in states if state.fully_current)
@@ -786,6 +863,7 @@ def make_plan(
         waiting_accounts=tuple(s.account_id for s in states if s.in_progress),
         resuming=tuple(op.operation_id for op in snapshot.pending_operations),
         template_body=template_body,
+        unit=unit.key,
     )
 
 
@@ -798,7 +876,12 @@ def _foreign_operation_warnings(snapshot: Snapshot) -> list[str]:
 
 
 def make_removal_plan(
-    config: Config, snapshot: Snapshot, accounts: tuple[str, ...] = (), *, retain_stacks: bool = False
+    config: Config,
+    snapshot: Snapshot,
+    accounts: tuple[str, ...] = (),
+    *,
+    retain_stacks: bool = False,
+    unit: StackSetUnit | None = None,
 ) -> Plan:
     """Delete the listed accounts' instances (all when none are listed), then the stack set once empty.
     INOPERABLE instances are always removed with RetainStacks=true: deleting their stacks failed before and
@@ -832,7 +915,8 @@ def make_removal_plan(
         )
     if snapshot.stack_set is not None and set(chosen) == set(deployed):
         steps.append(DeleteStackSet(snapshot.stack_set.name))
-    return Plan(stack_set=config.stack_set.name, steps=tuple(steps), warnings=tuple(warnings))
+    unit = unit or watch_unit(config)
+    return Plan(stack_set=unit.name, steps=tuple(steps), warnings=tuple(warnings), unit=unit.key)
 
 
 def _digest(overrides: Mapping[str, str]) -> str:

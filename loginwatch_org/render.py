@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from loginwatch_org.aws.executor import ApplyResult
 from loginwatch_org.plan import (
@@ -15,7 +16,16 @@ from loginwatch_org.plan import (
     UpdateInstances,
     UpdateStackSet,
 )
+from loginwatch_org.stack_plan import (
+    CreateStack,
+    DeleteStack,
+    ReplaceFailedStack,
+    StackPlan,
+    UpdateStack,
+    stack_label,
+)
 from loginwatch_org.templates import ALERT_POLICY_PARAMETER, RECIPIENTS_PARAMETER
+from loginwatch_org.units import UNIT_TITLES, DeploymentPlan
 from loginwatch_org.workflow import AccountStatus
 
 # A wrapped column is never narrower than this (or than its widest cell, if that is less): past it, wrapping
@@ -92,8 +102,10 @@ def _wrap(text: str, width: int) -> list[str]:
 
 
 def _overrides(values: Mapping[str, str] | None) -> str:
-    if not values:
+    if values is None:
         return "(unknown)"
+    if not values:
+        return "no per-account values"
     return f"recipients={values.get(RECIPIENTS_PARAMETER, '?')} alert_on={values.get(ALERT_POLICY_PARAMETER, '?')}"
 
 
@@ -128,6 +140,69 @@ def colour_plan_lines(text: str) -> str:
 def render_plan(plan: Plan, *, colour: bool = False) -> str:
     text = _plan_text(plan)
     return colour_plan_lines(text) if colour else text
+
+
+def render_deployment_plan(plan: DeploymentPlan, *, colour: bool = False) -> str:
+    """Every unit's plan, one block each, in the order a rollout applies them; a closing line over all units
+    when there are several."""
+    blocks: list[str] = []
+    for unit in plan.units:
+        if isinstance(unit.plan, Plan):
+            blocks.append(_plan_text(unit.plan))
+        else:
+            blocks.append(_stack_plan_text(unit.plan, UNIT_TITLES[unit.key]))
+    if len(plan.units) > 1:
+        changed = [unit.key for unit in plan.units if unit.has_changes]
+        uncovered = [unit.key for unit in plan.units if unit.not_covered]
+        summary = (
+            f"All units: changes in {', '.join(changed)}; {plan.operation_count} operation(s) and stack request(s)."
+            if changed
+            else "All units: no changes."
+        )
+        if uncovered:
+            summary += f" Not covered by these credentials: {', '.join(uncovered)}."
+        blocks.append(summary)
+    text = "\n".join(blocks)
+    return colour_plan_lines(text) if colour else text
+
+
+def _stack_plan_text(plan: StackPlan, title: str) -> str:
+    out = [f"{title[:1].upper()}{title[1:]} (plain stacks):"]
+    if plan.not_covered:
+        out.append(f"  ! {plan.not_covered}")
+        return "\n".join(out)
+    out.extend(f"  ! {warning}" for warning in plan.warnings)
+    out.extend(f"  ! {item.problem}" for item in plan.blocked)
+    out.extend(f"  ... waiting: {item}" for item in plan.waiting)
+    if not plan.steps:
+        out.append(f"  No changes. {len(plan.unchanged)} stack(s) match the config.")
+    for step in plan.steps:
+        label = stack_label(step.region, step.name)
+        match step:
+            case CreateStack():
+                out.append(f"  + create stack {label} from the {step.template} template ({step.reason})")
+            case UpdateStack():
+                out.append(f"  ~ update stack {label}: {'; '.join(step.reasons)}")
+            case DeleteStack():
+                out.append(f"  - delete stack {label} ({step.reason})")
+            case ReplaceFailedStack():
+                why = f": {step.status_reason}" if step.status_reason else ""
+                out.append(f"  ~ replace stack {label}, which is {step.status}{why} (delete, then create)")
+    if plan.kept:
+        out.append(
+            f"  ? stacks the config no longer lists are kept: {', '.join(plan.kept)}; rerun with --prune to delete them"
+        )
+    if plan.steps:
+        out.append(f"Plan: {plan.operation_count} stack request(s); {len(plan.unchanged)} stack(s) unchanged.")
+    return "\n".join(out)
+
+
+def render_stack_results(results: Sequence[Any]) -> str:
+    """Plain-stack requests and how each ended (``aws.stacks.StackResult``)."""
+    return "\n".join(
+        f"stack {stack_label(r.region, r.name)} [{r.action}]: {r.status}" + (f" ({r.reason})" if r.reason else "")
+        for r in results
+    )
 
 
 def _plan_text(plan: Plan) -> str:

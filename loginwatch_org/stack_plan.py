@@ -26,6 +26,7 @@ from loginwatch_org.plan import account_overrides
 from loginwatch_org.stack_state import CONTINUE_ROLLBACK_STATUS, DeployedStack
 from loginwatch_org.state import OWNER_TAG_KEY, OWNER_TAG_VALUE, operation_id
 from loginwatch_org.templates import REGISTRY, TemplateSpec, shared_parameters, template_body, template_digest
+from loginwatch_org.templates.mail import mail_parameters, mail_region
 
 WATCH_TEMPLATE = "watch"
 FORWARDER_TEMPLATE = "forwarder"
@@ -298,6 +299,71 @@ def make_management_plan(
 def make_management_removal_plan(deployed: Sequence[DeployedStack]) -> StackPlan:
     """``remove``: delete every stack of the management account this tool owns."""
     return plan_stacks(MANAGEMENT_UNIT, (), deployed, retire_reason="removal requested")
+
+
+# -- the mail account -----------------------------------------------------------------------------------------
+
+MAIL_UNIT = "mail account"
+MAIL_TEMPLATE = "mail"
+MAIL_STACK_SUFFIX = "-mail"
+
+
+def mail_stack_name(config: Config) -> str:
+    return config.stack_set.name + MAIL_STACK_SUFFIX
+
+
+def mail_stack_keys(config: Config) -> tuple[tuple[str, str], ...]:
+    """(region, name) of the mail stack: in the Region of the SES identity it sends from; none without a mail
+    account (a mail stack left behind by a config that dropped ``mail_account`` is removed with ``remove``
+    before dropping it)."""
+    region = mail_region(config)
+    return ((region, mail_stack_name(config)),) if region is not None else ()
+
+
+def mail_stacks(
+    config: Config, organization_id: str, registry: Mapping[str, TemplateSpec] = REGISTRY
+) -> tuple[DesiredStack, ...]:
+    """The mail account's one stack; ``organization_id`` is the organisation whose watches may send through it."""
+    keys = mail_stack_keys(config)
+    if not keys:
+        return ()
+    ((region, name),) = keys
+    template = registry[MAIL_TEMPLATE].build(config)
+    return (_desired(name, region, MAIL_TEMPLATE, template, mail_parameters(config, organization_id)),)
+
+
+def not_mail_caller(config: Config, caller_account: str) -> str | None:
+    """Why the caller cannot deploy the mail stack, or None when it can: like the management account's, it is
+    a plain stack that only the mail account's own credentials can create."""
+    mail = config.delivery.mail_account
+    if mail is None or caller_account == mail:
+        return None
+    return (
+        f"the mail account {mail} is not covered by this run: these credentials belong to account "
+        f"{caller_account}, and its stack is a plain stack that only the mail account's own credentials can deploy. "
+        "Deploy it first (member watches send through it), with the same command, mail-account credentials and "
+        "--only mail, for example --profile <mail-profile> --only mail."
+    )
+
+
+def make_mail_plan(
+    config: Config,
+    deployed: Sequence[DeployedStack],
+    organization_id: str,
+    *,
+    prune: bool = False,
+    caller_account: str | None = None,
+    registry: Mapping[str, TemplateSpec] = REGISTRY,
+) -> StackPlan:
+    if caller_account is not None:
+        problem = not_mail_caller(config, caller_account)
+        if problem is not None:
+            return StackPlan(MAIL_UNIT, (), not_covered=problem)
+    return plan_stacks(MAIL_UNIT, mail_stacks(config, organization_id, registry), deployed, prune=prune)
+
+
+def make_mail_removal_plan(deployed: Sequence[DeployedStack]) -> StackPlan:
+    return plan_stacks(MAIL_UNIT, (), deployed, retire_reason="removal requested")
 
 
 # -- any unit of plain stacks ---------------------------------------------------------------------------------

@@ -6,14 +6,50 @@ the executor: ``plan`` and ``rollout`` share ``prepare`` so what one prints is w
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from loginwatch_org.aws.executor import AccountResult, DriftResult, OperationResult, PollPolicy, StackSetExecutor
+from loginwatch_org.aws.executor import (
+    AccountResult,
+    ApplyResult,
+    DriftResult,
+    OperationResult,
+    PollPolicy,
+    StackSetExecutor,
+)
 from loginwatch_org.aws.reader import OrganizationScope, StackSetReader
 from loginwatch_org.config import AccountWatch, Config
-from loginwatch_org.plan import DeleteInstances, Plan, account_overrides, config_line, make_plan, plan_coverage
+from loginwatch_org.plan import (
+    FORWARDERS_UNIT,
+    MAIL_UNIT_KEY,
+    MANAGEMENT_UNIT_KEY,
+    WATCH_UNIT,
+    DeleteInstances,
+    Plan,
+    StackSetUnit,
+    account_overrides,
+    classify_accounts,
+    config_line,
+    forwarders_unit,
+    make_plan,
+    make_removal_plan,
+    plan_coverage,
+    watch_unit,
+)
+from loginwatch_org.stack_plan import (
+    MAIL_UNIT,
+    MANAGEMENT_UNIT,
+    StackPlan,
+    mail_stack_keys,
+    make_mail_plan,
+    make_mail_removal_plan,
+    make_management_plan,
+    make_management_removal_plan,
+    management_stack_keys,
+    stack_label,
+)
+from loginwatch_org.stack_state import DeployedStack
 from loginwatch_org.state import (
     ACTIVE_ACCOUNT_STATE,
     SUSPENDED_ACCOUNT_STATE,
@@ -26,16 +62,31 @@ from loginwatch_org.state import (
 from loginwatch_org.templates import (
     ALERT_POLICY_PARAMETER,
     RECIPIENTS_PARAMETER,
-    build_template,
+    REGISTRY,
+    TemplateSpec,
     shared_parameters,
     template_body,
 )
+from loginwatch_org.units import DeploymentPlan, UnitPlan, selected_units
 
 
 @dataclass
 class Clients:
     cloudformation: Any
     organizations: Any | None = None
+    # STS names the caller's account: plain stacks can only be deployed in it.
+    sts: Any | None = None
+    # Region -> CloudFormation client of the caller's account, for plain stacks in several regions.
+    cloudformation_for: Callable[[str], Any] | None = None
+    _caller: str | None = field(default=None, init=False, repr=False)
+
+    def caller_account(self) -> str | None:
+        """The account the credentials belong to (read once); None when there is no STS client to ask."""
+        if self._caller is None and self.sts is not None:
+            from loginwatch_org.aws.stacks import caller_account
+
+            self._caller = caller_account(self.sts)
+        return self._caller
 
 
 @dataclass
@@ -90,26 +141,36 @@ def desired_overrides(config: Config) -> dict[str, dict[str, str]]:
     return {watch.account_id: account_overrides(watch) for watch in config.targets()}
 
 
-def read_snapshot(config: Config, clients: Clients, *, verify: bool = False) -> Snapshot:
-    """What is deployed, and the organisation's accounts in the stack set's scope. ``verify``: describe every
-    instance instead of trusting the overrides digest its LastOperationId claims."""
-    reader = StackSetReader(
-        clients.cloudformation, call_as=config.stack_set.call_as, organizations=clients.organizations
-    )
-    desired = desired_overrides(config)
-    return reader.read(config.stack_set.name, desired, scope=organization_scope(config), verify=verify)
+def read_snapshot(
+    config: Config, clients: Clients, unit: StackSetUnit | None = None, *, verify: bool = False
+) -> Snapshot:
+    """What the unit's stack set has deployed, and the organisation's accounts in its scope. ``verify``: describe
+    every instance instead of trusting the overrides digest its LastOperationId claims."""
+    unit = unit or watch_unit(config)
+    reader = StackSetReader(clients.cloudformation, call_as=unit.settings.call_as, organizations=clients.organizations)
+    return reader.read(unit.name, unit.desired_overrides(config), scope=organization_scope(config, unit), verify=verify)
 
 
-def organization_scope(config: Config) -> OrganizationScope:
+def organization_scope(config: Config, unit: StackSetUnit | None = None) -> OrganizationScope:
     """The accounts the stack set reaches: under its OUs (service-managed), or the whole organisation."""
     settings = config.stack_set
+    unit = unit or watch_unit(config)
     default = config.default_watch("000000000000", "")
     return OrganizationScope(
         organizational_units=tuple(settings.organizational_units) if settings.permission_model == "service-managed"
         else None,
-        default_overrides=account_overrides(default) if default is not None else None,
+        default_overrides=dict(unit.overrides(default)) if default is not None else None,
         listed=frozenset(account.id for account in config.accounts),
     )  # fmt: skip
+
+
+def unit_template(
+    config: Config, unit: StackSetUnit, registry: Mapping[str, TemplateSpec] = REGISTRY
+) -> tuple[str, dict[str, str]]:
+    """The unit's template body and the shared parameters it declares (CloudFormation rejects any other)."""
+    template = registry[unit.template].build(config)
+    declared = template.parameters
+    return template_body(template), {k: v for k, v in shared_parameters(config).items() if k in declared}
 
 
 def prepare(
@@ -119,12 +180,16 @@ def prepare(
     prune: bool = False,
     executor: StackSetExecutor | None = None,
     progress: Callable[[str], None] | None = None,
+    unit: StackSetUnit | None = None,
+    registry: Mapping[str, TemplateSpec] = REGISTRY,
 ) -> Prepared:
     """Read, wait for every operation in progress on the stack set (an interrupted run's, or anybody else's:
     the console, another tool, drift detection), and plan from what they left. Without an executor (``plan``)
-    nothing is waited for: the planner leaves instances that an operation is deploying alone and says so."""
-    body = template_body(build_template(config))
-    snapshot = read_snapshot(config, clients)
+    nothing is waited for: the planner leaves instances that an operation is deploying alone and says so.
+    ``unit`` is the stack set (the member watch by default)."""
+    unit = unit or watch_unit(config)
+    body, parameters = unit_template(config, unit, registry)
+    snapshot = read_snapshot(config, clients, unit)
     resumed: list[OperationResult] = []
     waited_for: list[OperationResult] = []
     if executor is not None and (snapshot.pending_operations or snapshot.foreign_operations):
@@ -138,8 +203,8 @@ def prepare(
         finished = executor.wait_for([*ours, *theirs])
         resumed = [op for op in finished if op.operation_id in ours]
         waited_for = [op for op in finished if op.operation_id not in ours]
-        snapshot = read_snapshot(config, clients)
-    plan = make_plan(config, body, shared_parameters(config), snapshot, prune=prune)
+        snapshot = read_snapshot(config, clients, unit)
+    plan = make_plan(config, body, parameters, snapshot, prune=prune, unit=unit)
     return Prepared(plan, snapshot, resumed, waited_for)
 
 
@@ -150,8 +215,10 @@ def make_executor(
     progress: Callable[[str], None] | None = None,
     sleep: Callable[[float], None] | None = None,
     poll: PollPolicy | None = None,
+    unit: StackSetUnit | None = None,
 ) -> StackSetExecutor:
-    return StackSetExecutor(clients.cloudformation, config.stack_set, progress=progress, sleep=sleep, poll=poll)
+    settings = (unit or watch_unit(config)).settings
+    return StackSetExecutor(clients.cloudformation, settings, progress=progress, sleep=sleep, poll=poll)
 
 
 # The drift column of an account whose drift detection failed or was stopped before reaching it.
@@ -318,3 +385,387 @@ def unconverged(config: Config, plan: Plan, snapshot: Snapshot) -> dict[str, str
                 if left:
                     problems[account_id] = f"instances in {', '.join(left)} were to be deleted but remain"
     return problems
+
+
+# -- deployment units -------------------------------------------------------------------------------------------
+#
+# Each unit has the same life: build its template, read what is deployed, plan (pure), apply with its executor,
+# read again and say what is not as planned. The commands loop over units; only these classes know their kind.
+
+
+@dataclass
+class UnitState:
+    """One unit read and planned: the plan, what it was planned from, and what was waited for first."""
+
+    key: str
+    plan: Plan | StackPlan
+    snapshot: Snapshot | None = None
+    stacks: tuple[DeployedStack, ...] = ()
+    resumed: list[OperationResult] = field(default_factory=list)
+    waited_for: list[OperationResult] = field(default_factory=list)
+
+
+@dataclass
+class UnitOutcome:
+    """One unit applied: the StackSet operations or the stack requests, and what is still not as planned."""
+
+    key: str
+    result: ApplyResult | None = None
+    stacks: list[Any] = field(default_factory=list)
+    snapshot: Snapshot | None = None
+    # What is left different from the plan's intent after the run (account id or stack -> why).
+    problems: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Pacing:
+    """How executors wait: injected by tests and benchmarks, the defaults otherwise."""
+
+    progress: Callable[[str], None] | None = None
+    sleep: Callable[[float], None] | None = None
+    poll: PollPolicy | None = None
+
+
+class StackSetDeployment:
+    """A stack set the tool owns (the member watches, the forwarders)."""
+
+    def __init__(self, unit: StackSetUnit, registry: Mapping[str, TemplateSpec] = REGISTRY) -> None:
+        self.unit = unit
+        self.key = unit.key
+        self._registry = registry
+
+    def executor(self, config: Config, clients: Clients, pacing: Pacing) -> StackSetExecutor:
+        return make_executor(
+            config, clients, progress=pacing.progress, sleep=pacing.sleep, poll=pacing.poll, unit=self.unit
+        )
+
+    def prepare(self, config: Config, clients: Clients, *, prune: bool, wait: bool, pacing: Pacing) -> UnitState:
+        executor = self.executor(config, clients, pacing) if wait else None
+        prepared = prepare(
+            config,
+            clients,
+            prune=prune,
+            executor=executor,
+            progress=pacing.progress,
+            unit=self.unit,
+            registry=self._registry,
+        )
+        return UnitState(self.key, prepared.plan, prepared.snapshot, (), prepared.resumed, prepared.waited_for)
+
+    def removal(self, config: Config, clients: Clients, accounts: tuple[str, ...], *, retain_stacks: bool) -> UnitState:
+        snapshot = read_snapshot(config, clients, self.unit)
+        if snapshot.stack_set is None:
+            return UnitState(self.key, Plan(self.unit.name, (), unit=self.key), snapshot)
+        removal = make_removal_plan(config, snapshot, accounts, retain_stacks=retain_stacks, unit=self.unit)
+        touched = {a for step in removal.steps if isinstance(step, DeleteInstances) for a in step.accounts}
+        untouched = {instance.account_id for instance in snapshot.instances} - touched
+        return UnitState(self.key, _with_unchanged(removal, len(untouched)), snapshot)
+
+    def apply(
+        self, config: Config, clients: Clients, state: UnitState, pacing: Pacing, *, removing: bool = False
+    ) -> UnitOutcome:
+        assert isinstance(state.plan, Plan)
+        result = self.executor(config, clients, pacing).apply(state.plan)
+        snapshot = read_snapshot(config, clients, self.unit)
+        problems: dict[str, str] = {}
+        if not removing:
+            if self.key == WATCH_UNIT:
+                problems = unconverged(config, state.plan, snapshot)
+            else:
+                problems = stack_set_problems(config, self.unit, state.plan, snapshot)
+        for failed in result.failed_accounts:
+            problems.setdefault(failed.account_id, failed.reason or failed.status)
+        return UnitOutcome(self.key, result, snapshot=snapshot, problems=problems)
+
+
+def _with_unchanged(plan: Plan, count: int) -> Plan:
+    from dataclasses import replace
+
+    # The removal planner leaves the count at 0; the summary must not say every other account is touched.
+    return replace(plan, unchanged_accounts=count)
+
+
+def stack_set_problems(config: Config, unit: StackSetUnit, plan: Plan, snapshot: Snapshot) -> dict[str, str]:
+    """Accounts of a stack set without per-account recipients (the forwarders) left unlike the plan's intent:
+    an instance missing, not current, busy or INOPERABLE in a region it should have; or one to be deleted left."""
+    problems: dict[str, str] = {}
+    skipped = set(plan.skipped_accounts)
+    targets = [t for t in config.targets() if t.account_id not in skipped]
+    for state in classify_accounts(targets, unit.regions, snapshot, unit.overrides):
+        wrong = [*state.missing, *state.stale, *state.in_progress, *state.inoperable]
+        if wrong:
+            problems[state.account_id] = (
+                state.reason or f"{unit.key} instance(s) not current in {', '.join(sorted(set(wrong)))}"
+            )
+    deployed = snapshot.instances_by_account()
+    for step in plan.steps:
+        if isinstance(step, DeleteInstances):
+            for account_id in step.accounts:
+                left = sorted(set(step.regions) & set(deployed.get(account_id, {})))
+                if left:
+                    problems[account_id] = f"{unit.key} instances in {', '.join(left)} were to be deleted but remain"
+    return problems
+
+
+class StackDeployment:
+    """Plain stacks in one account (the management account's watch and forwarders, the mail account's stack):
+    deployable only with that account's own credentials, so a run from another account reports the unit as not
+    covered, with what to do, instead of failing."""
+
+    def __init__(self, key: str, registry: Mapping[str, TemplateSpec] = REGISTRY) -> None:
+        self.key = key
+        self.label = MANAGEMENT_UNIT if key == MANAGEMENT_UNIT_KEY else MAIL_UNIT
+        self._registry = registry
+
+    def _keys(self, config: Config) -> tuple[tuple[str, str], ...]:
+        return management_stack_keys(config) if self.key == MANAGEMENT_UNIT_KEY else mail_stack_keys(config)
+
+    def _reach(self, config: Config, clients: Clients) -> tuple[str | None, str | None]:
+        """The caller's account, or why this unit cannot be covered by these credentials."""
+        from loginwatch_org.stack_plan import not_mail_caller, not_management_caller
+
+        if clients.sts is None or clients.cloudformation_for is None:
+            return None, (
+                f"the {self.label} is not covered by this run: it cannot tell which account these credentials belong "
+                "to (no STS client)"
+            )
+        caller = clients.caller_account()
+        assert caller is not None
+        problem = (
+            not_management_caller(config, caller)
+            if self.key == MANAGEMENT_UNIT_KEY
+            else not_mail_caller(config, caller)
+        )
+        return caller, problem
+
+    def _read(self, config: Config, clients: Clients) -> tuple[DeployedStack, ...]:
+        from loginwatch_org.aws.stacks import StackReader
+
+        assert clients.cloudformation_for is not None
+        return StackReader(clients.cloudformation_for).read(self._keys(config))
+
+    def _plan(self, config: Config, clients: Clients, deployed: Sequence[DeployedStack], prune: bool) -> StackPlan:
+        if self.key == MANAGEMENT_UNIT_KEY:
+            return make_management_plan(config, deployed, prune=prune, registry=self._registry)
+        from loginwatch_org.aws.stacks import organization_id
+
+        if clients.organizations is None:
+            return StackPlan(
+                self.label, (), not_covered="the mail stack needs the organisation's id: no Organizations client"
+            )
+        return make_mail_plan(
+            config, deployed, organization_id(clients.organizations), prune=prune, registry=self._registry
+        )
+
+    def executor(self, clients: Clients, pacing: Pacing) -> Any:
+        from loginwatch_org.aws.stacks import StackExecutor
+
+        assert clients.cloudformation_for is not None
+        return StackExecutor(clients.cloudformation_for, sleep=pacing.sleep, poll=pacing.poll, progress=pacing.progress)
+
+    def prepare(self, config: Config, clients: Clients, *, prune: bool, wait: bool, pacing: Pacing) -> UnitState:
+        _caller, problem = self._reach(config, clients)
+        if problem is not None:
+            return UnitState(self.key, StackPlan(self.label, (), not_covered=problem))
+        deployed = self._read(config, clients)
+        if wait and any(stack.in_progress for stack in deployed):
+            if pacing.progress:
+                pacing.progress(f"waiting for {self.label} stack(s) CloudFormation is still working on")
+            self.executor(clients, pacing).wait_for(deployed)
+            deployed = self._read(config, clients)
+        return UnitState(self.key, self._plan(config, clients, deployed, prune), stacks=deployed)
+
+    def removal(self, config: Config, clients: Clients) -> UnitState:
+        _caller, problem = self._reach(config, clients)
+        if problem is not None:
+            return UnitState(self.key, StackPlan(self.label, (), not_covered=problem))
+        deployed = self._read(config, clients)
+        plan = (
+            make_management_removal_plan(deployed)
+            if self.key == MANAGEMENT_UNIT_KEY
+            else make_mail_removal_plan(deployed)
+        )
+        return UnitState(self.key, plan, stacks=deployed)
+
+    def apply(
+        self, config: Config, clients: Clients, state: UnitState, pacing: Pacing, *, removing: bool = False
+    ) -> UnitOutcome:
+        assert isinstance(state.plan, StackPlan)
+        results = self.executor(clients, pacing).apply(state.plan)
+        problems = {
+            f"{self.label}: {stack_label(r.region, r.name)}": f"{r.action} {r.status}"
+            + (f": {r.reason}" if r.reason else "")
+            for r in results
+            if not r.ok
+        }
+        return UnitOutcome(self.key, stacks=results, problems=problems)
+
+
+Deployment = StackSetDeployment | StackDeployment
+
+
+def deployments(
+    config: Config, only: Sequence[str] | None = None, registry: Mapping[str, TemplateSpec] = REGISTRY
+) -> list[Deployment]:
+    """The units a command covers, in the order a rollout applies them: the mail stack first (member watches
+    send through it), then the member watches, their forwarders, and the management account's stacks. A unit the
+    config has no use for (no mail account) is left out."""
+    chosen: list[Deployment] = []
+    for key in selected_units(only):
+        if key == MAIL_UNIT_KEY:
+            if config.delivery.mail_account is not None:
+                chosen.append(StackDeployment(MAIL_UNIT_KEY, registry))
+        elif key == WATCH_UNIT:
+            chosen.append(StackSetDeployment(watch_unit(config), registry))
+        elif key == FORWARDERS_UNIT:
+            chosen.append(StackSetDeployment(forwarders_unit(config), registry))
+        else:
+            chosen.append(StackDeployment(MANAGEMENT_UNIT_KEY, registry))
+    return chosen
+
+
+@dataclass
+class DeploymentState:
+    """Every selected unit read and planned."""
+
+    units: list[tuple[Deployment, UnitState]]
+
+    @property
+    def plan(self) -> DeploymentPlan:
+        return DeploymentPlan(tuple(UnitPlan(state.key, state.plan) for _, state in self.units))
+
+    def state(self, key: str) -> UnitState | None:
+        return next((state for _, state in self.units if state.key == key), None)
+
+    def stack_set_plan(self, key: str) -> Plan | None:
+        """The plan of stack set unit ``key``, if it was planned."""
+        state = self.state(key)
+        return state.plan if state is not None and isinstance(state.plan, Plan) else None
+
+    def stacks_plan(self, key: str) -> StackPlan | None:
+        """The plan of plain-stack unit ``key``, if it was planned."""
+        state = self.state(key)
+        return state.plan if state is not None and isinstance(state.plan, StackPlan) else None
+
+    def unit_problems(self, config: Config, key: str) -> dict[str, str]:
+        """Accounts a stack set unit (other than the watch, whose rows say it all) has not as the config says."""
+        for unit, state in self.units:
+            if (
+                state.key == key
+                and isinstance(unit, StackSetDeployment)
+                and isinstance(state.plan, Plan)
+                and state.snapshot is not None
+            ):
+                return stack_set_problems(config, unit.unit, state.plan, state.snapshot)
+        return {}
+
+
+def prepare_units(
+    config: Config,
+    clients: Clients,
+    *,
+    only: Sequence[str] | None = None,
+    prune: bool = False,
+    wait: bool = False,
+    pacing: Pacing | None = None,
+    registry: Mapping[str, TemplateSpec] = REGISTRY,
+) -> DeploymentState:
+    """Read and plan every selected unit. With ``wait`` (rollout), operations in progress are waited for first."""
+    pacing = pacing or Pacing()
+    return DeploymentState(
+        [
+            (unit, unit.prepare(config, clients, prune=prune, wait=wait, pacing=pacing))
+            for unit in deployments(config, only, registry)
+        ]
+    )
+
+
+def prepare_removal(
+    config: Config,
+    clients: Clients,
+    *,
+    only: Sequence[str] | None = None,
+    accounts: tuple[str, ...] = (),
+    retain_stacks: bool = False,
+    registry: Mapping[str, TemplateSpec] = REGISTRY,
+) -> DeploymentState:
+    """``remove``: every selected unit's deletions. ``--account`` concerns member accounts only, so with it the
+    plain-stack units are left alone."""
+    units: list[tuple[Deployment, UnitState]] = []
+    for unit in reversed(deployments(config, only, registry)):
+        if isinstance(unit, StackSetDeployment):
+            units.append((unit, unit.removal(config, clients, accounts, retain_stacks=retain_stacks)))
+        elif not accounts:
+            units.append((unit, unit.removal(config, clients)))
+    return DeploymentState(units)
+
+
+def apply_units(
+    config: Config,
+    clients: Clients,
+    state: DeploymentState,
+    pacing: Pacing | None = None,
+    *,
+    removing: bool = False,
+) -> list[UnitOutcome]:
+    """Apply each unit's plan in order; a unit without changes costs nothing."""
+    pacing = pacing or Pacing()
+    return [
+        unit.apply(config, clients, unit_state, pacing, removing=removing)
+        for unit, unit_state in state.units
+        if unit_state.plan.steps
+    ]
+
+
+def management_status(config: Config, state: UnitState) -> AccountStatus | None:
+    """The management (or mail) account as one more status row: CURRENT when its plan has nothing to do,
+    NOT_COVERED when these credentials cannot reach it; None when the config names no such account."""
+    from loginwatch_org.config import WATCH_REGION
+    from loginwatch_org.stack_plan import mail_stack_keys, watch_stack_name
+    from loginwatch_org.templates.mail import mail_region
+
+    plan = state.plan
+    assert isinstance(plan, StackPlan)
+    if state.key == MANAGEMENT_UNIT_KEY:
+        account_id = config.management_account.id if config.management_account else None
+        watch = config.management_watch()
+        wanted = account_overrides(watch) if watch else None
+        main = watch_stack_name(config)
+        region = WATCH_REGION
+    else:
+        account_id = config.delivery.mail_account
+        wanted = None
+        main = mail_stack_keys(config)[0][1] if mail_stack_keys(config) else ""
+        region = mail_region(config) or ""
+    if account_id is None:
+        return None
+    names = config.account_names()
+    if plan.not_covered is not None:
+        return AccountStatus(
+            account_id, names.get(account_id, ""), region, "NOT_COVERED", "", plan.not_covered, None,
+            wanted.get(RECIPIENTS_PARAMETER) if wanted else None, None,
+            wanted.get(ALERT_POLICY_PARAMETER) if wanted else None, "", "",
+        )  # fmt: skip
+    stack = next((s for s in state.stacks if s.name == main and s.region == region), None)
+    deployed = dict(stack.parameters) if stack else {}
+    busy = plan.steps or plan.blocked or plan.waiting
+    status = "MISSING" if stack is None else ("OUTDATED" if busy else "CURRENT")
+    reasons = [item.problem for item in plan.blocked] + list(plan.waiting)
+    if plan.steps:
+        reasons.append(f"{len(plan.steps)} stack change(s) planned: run loginwatch-org rollout")
+    if state.key == MANAGEMENT_UNIT_KEY and not busy:
+        reasons.append(f"{len(plan.unchanged)} stack(s) current (watch and forwarders)")
+    return AccountStatus(
+        account_id=account_id,
+        name=names.get(account_id, ""),
+        region=region,
+        status=status,
+        detailed_status=stack.status if stack else "",
+        reason="; ".join(reasons),
+        recipients_deployed=deployed.get(RECIPIENTS_PARAMETER) if wanted else None,
+        recipients_config=wanted.get(RECIPIENTS_PARAMETER) if wanted else None,
+        alert_on_deployed=deployed.get(ALERT_POLICY_PARAMETER) if wanted else None,
+        alert_on_config=wanted.get(ALERT_POLICY_PARAMETER) if wanted else None,
+        last_operation="",
+        drift="",
+    )

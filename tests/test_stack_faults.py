@@ -111,7 +111,7 @@ def update_params(step: UpdateStack, plan: StackPlan) -> dict[str, Any]:
         "StackName": step.stack_id,
         "TemplateBody": plan.template_bodies["watch"],
         "Parameters": [{"ParameterKey": k, "ParameterValue": v} for k, v in step.parameters.items()],
-        "Capabilities": ["CAPABILITY_IAM"],
+        "Capabilities": ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM"],
         "Tags": OWNER_TAGS,
         "ClientRequestToken": step.token,
     }
@@ -122,7 +122,7 @@ def create_params(plan: StackPlan, token: str) -> dict[str, Any]:
         "StackName": NAME,
         "TemplateBody": plan.template_bodies["watch"],
         "Parameters": ANY,
-        "Capabilities": ["CAPABILITY_IAM"],
+        "Capabilities": ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM"],
         "Tags": OWNER_TAGS,
         "ClientRequestToken": token,
     }

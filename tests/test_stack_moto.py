@@ -101,7 +101,7 @@ def test_a_first_rollout_creates_the_watch_and_forwarders(account: Account) -> N
         ("me-central-1", "CreateStack"),
     ]
     creates = [params for _, name, params in account.calls if name == "CreateStack"]
-    assert all(params["Capabilities"] == ["CAPABILITY_IAM"] for params in creates)
+    assert all(params["Capabilities"] == ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM"] for params in creates)
     assert all(params["ClientRequestToken"].startswith("lw-c-") for params in creates)
     watch = account.stack("us-east-1", "loginwatch-watch")
     assert {t["Key"]: t["Value"] for t in watch["Tags"]} == {"managed-by": "loginwatch-org"}

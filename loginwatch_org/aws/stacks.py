@@ -10,9 +10,10 @@ https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/):
 - GetTemplate returns the template as submitted (API_GetTemplate.html); boto3 hands a JSON body back already
   decoded, so it is re-serialised and digested by ``canonical_template_digest``: formatting never counts as a
   change.
-- CreateStack and UpdateStack refuse a template with IAM resources unless CAPABILITY_IAM is acknowledged
-  (InsufficientCapabilitiesException, API_CreateStack.html, API_UpdateStack.html); it always is, and every stack
-  carries the owner tag. A stack without the owner tag is never updated or deleted.
+- CreateStack and UpdateStack refuse a template with IAM resources unless CAPABILITY_IAM is acknowledged, and one
+  with custom-named IAM resources (the mail stack's sending role) unless CAPABILITY_NAMED_IAM is
+  (InsufficientCapabilitiesException, API_CreateStack.html, API_UpdateStack.html); both always are, and every
+  stack carries the owner tag. A stack without the owner tag is never updated or deleted.
 - UpdateStack with nothing to change fails with ValidationError "No updates are to be performed." (some
   endpoints prefix it, e.g. "CloudFormation failed to preprocess the stack: ..."): the stack is converged.
 - ClientRequestToken (API_CreateStack.html, API_UpdateStack.html, API_DeleteStack.html): "Specify this token
@@ -69,7 +70,7 @@ from loginwatch_org.state import OWNER_TAG_KEY, OWNER_TAG_VALUE
 ClientFactory = Callable[[str], Any]
 
 DESCRIBE_WORKERS = 8
-CAPABILITIES = ["CAPABILITY_IAM"]
+CAPABILITIES = ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM"]
 # One stack of a few resources settles in minutes; an hour means something is stuck.
 STACK_POLL = PollPolicy(first_delay=2.0, max_delay=15.0, factor=1.5, timeout=3600.0)
 THROTTLING_CODES = frozenset({"Throttling", "ThrottlingException", "RequestLimitExceeded"})
@@ -89,6 +90,13 @@ def caller_account(sts: Any) -> str:
     """The account the credentials belong to: the management account's stacks can only be deployed from it."""
     with explained():
         return str(sts.get_caller_identity()["Account"])
+
+
+def organization_id(organizations: Any) -> str:
+    """The organisation's id (o-...), which the mail stack admits; DescribeOrganization may be called from any
+    account of the organisation (https://docs.aws.amazon.com/organizations/latest/APIReference/API_DescribeOrganization.html)."""
+    with explained():
+        return str(organizations.describe_organization()["Organization"]["Id"])
 
 
 def stack_not_found(error: BaseException) -> bool:
