@@ -173,12 +173,8 @@ def validate(config: ConfigOption = DEFAULT_CONFIG_PATH, as_json: JsonOption = F
     targets = loaded.targets()
     groups = len({(t.recipients, t.alert_on) for t in targets})
     disabled = len(loaded.disabled_account_ids())
+    forwarded = loaded.forward_regions()
     notes = []
-    if loaded.stack_set.regions == ["us-east-1"]:
-        notes.append(
-            "only us-east-1 is watched. Sign-ins through regional sign-in endpoints are recorded in their own "
-            "region; add those regions to stack_set.regions (README: Regions and SES)."
-        )
     if loaded.delivery.mail_account is None and loaded.delivery.alarm_topic_arn is None:
         notes.append(
             "undeliverable alerts reach nobody: they wait in each account's dead-letter queue unless "
@@ -199,6 +195,7 @@ def validate(config: ConfigOption = DEFAULT_CONFIG_PATH, as_json: JsonOption = F
                 "stack_set": loaded.stack_set.name,
                 "permission_model": loaded.stack_set.permission_model,
                 "regions": list(loaded.stack_set.regions),
+                "forward_from": list(forwarded),
                 "notes": notes,
                 "sending_setup": setup,
             }
@@ -208,7 +205,8 @@ def validate(config: ConfigOption = DEFAULT_CONFIG_PATH, as_json: JsonOption = F
         f"{config}: valid. {len(targets)} account(s) watched"
         + (f", {disabled} disabled" if disabled else "")
         + f", {groups} distinct recipient/policy group(s); stack set '{loaded.stack_set.name}' "
-        f"({loaded.stack_set.permission_model}) in {', '.join(loaded.stack_set.regions)}."
+        f"({loaded.stack_set.permission_model}) in {', '.join(loaded.stack_set.regions)}, with sign-ins "
+        f"forwarded from {len(forwarded)} other region(s) ({', '.join(forwarded)})."
     )
     typer.echo(f"Sending: {setup}")
     for text in notes:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
@@ -102,6 +103,10 @@ class UnexpectedError(Exception):
     """A failure no code path expected: a bug, reported in one line without a traceback."""
 
 
+# 128 + SIGPIPE, what a shell reports for a writer whose reader closed the pipe.
+EXIT_BROKEN_PIPE = 141
+
+
 def boundary(command: Callable[P, R]) -> Callable[P, R]:
     """Run ``command`` so that no exception reaches the user as a traceback.
 
@@ -118,6 +123,11 @@ def boundary(command: Callable[P, R]) -> Callable[P, R]:
             raise
         except KeyboardInterrupt:
             raise _report(Interrupted(), EXIT_INTERRUPTED, as_json) from None
+        except BrokenPipeError:
+            # The reader went away (``| head``): not an error of ours. Later writes (the interpreter's own flush
+            # at exit) go nowhere instead of raising again; the status is the shell's for a closed pipe.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise typer.Exit(EXIT_BROKEN_PIPE) from None
         except LoginwatchError as error:
             code = error.exit_code
             if kwargs.get("detailed_exitcode") and code == EXIT_USAGE:

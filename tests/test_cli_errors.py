@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ from loginwatch_org.aws import session
 from loginwatch_org.cli import app
 from loginwatch_org.cli_boundary import Progress
 from loginwatch_org.errors import RolloutInterrupted
+from tests.conftest import EXAMPLE_CONFIG, ROOT
 from tests.doubles.stacksets import StackSetsDouble
 from tests.orgs import MANAGEMENT_ACCOUNT, config_for, organization
 
@@ -173,3 +176,18 @@ def test_an_unreachable_endpoint_fails_fast_with_progress(config_file: Path) -> 
     assert f"using cloudformation at {endpoint}" in result.output
     assert f"cannot connect to {endpoint}; trying again (attempt 2 of 2)" in result.output
     assert f'Error: Cannot reach AWS: Could not connect to the endpoint URL: "{endpoint}/"' in result.output
+
+
+def test_a_reader_that_closes_the_pipe_is_not_reported_as_a_bug() -> None:
+    # `loginwatch-org export | head -1`: the reader is gone before the template is written.
+    process = subprocess.Popen(
+        [sys.executable, "-m", "loginwatch_org.cli", "export", "--config", str(EXAMPLE_CONFIG)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()
+    errors = process.stderr.read().decode()
+    assert process.wait() == 141
+    assert "Error" not in errors and "Traceback" not in errors
