@@ -325,64 +325,39 @@ def test_sender_change_is_followed_and_a_rejected_email_is_explained(example: Ex
     assert _one_email(example.simulate(account, "root")).sender == SENDER
 
 
-def _as_account(example: Example, account: str, region: str) -> boto3.Session:
-    """The example sandbox's ``account`` in ``region``, the way the tool reaches it."""
-    state = json.loads(example.workspace.state_file.read_text(encoding="utf-8"))
-    management = boto3.Session(region_name=region, **state["credentials"])
-    if account == state["management_account"]:
-        return management
-    sts = management.client("sts", endpoint_url=state["endpoint_url"])
-    role = f"arn:aws:iam::{account}:role/{state['member_role_name']}"
-    granted = sts.assume_role(RoleArn=role, RoleSessionName="cli-test")["Credentials"]
-    return boto3.Session(
-        region_name=region,
-        aws_access_key_id=granted["AccessKeyId"],
-        aws_secret_access_key=granted["SecretAccessKey"],
-        aws_session_token=granted["SessionToken"],
-    )
-
-
-@contextmanager
-def _stack(example: Example, account: str, region: str, name: str, body: str) -> Iterator[None]:
-    """A plain stack in ``account`` for the length of a test (the example's sandbox is shared)."""
-    endpoint = json.loads(example.workspace.state_file.read_text(encoding="utf-8"))["endpoint_url"]
-    cloudformation = _as_account(example, account, region).client("cloudformation", endpoint_url=endpoint)
-    cloudformation.create_stack(StackName=name, TemplateBody=body, Capabilities=["CAPABILITY_IAM"])
-    try:
-        yield
-    finally:
-        cloudformation.delete_stack(StackName=name)
-
-
 def test_a_sign_in_recorded_in_us_east_2_reaches_the_watch_by_its_forwarder(example: Example) -> None:
-    from loginwatch_org.templates import REGISTRY, template_body
-
-    forwarder = template_body(REGISTRY["forwarder"].build(load_config(example.config)))
+    # The rollout deployed the forwarders stack set: a forwarder in every region of forward_from (all: the 16
+    # default regions besides us-east-1), for every watched account.
+    assert example.rollout.returncode == 0, example.rollout.stderr
     account = "555566667777"  # alert policy: all
-    command = ("simulate-login", account, "--identity", "iam-user", "--region", "us-east-2", "--sandbox")
-    unforwarded = example.workspace.run(*command, "-c", str(example.config))
-    assert unforwarded.returncode == 0, unforwarded.stderr
-    assert "Email accepted" not in unforwarded.stdout
-    assert "No email was sent: no forwarder in us-east-2 carried it to the watch in us-east-1" in unforwarded.stdout
-
-    with _stack(example, account, "us-east-2", "loginwatch-forwarder", forwarder):
-        forwarded = example.workspace.run(*command, "-c", str(example.config))
+    command = ("simulate-login", account, "--identity", "iam-user", "--sandbox", "-c", str(example.config))
+    forwarded = example.workspace.run(*command, "--region", "us-east-2")
     assert f"console sign-in to {account} (shared-services), recorded in us-east-2." in forwarded.stdout
     email = _one_email(forwarded)
     assert email.to == _recipients(example.config, account)
     assert "us-east-2, forwarded to the watch in us-east-1" in email.body
 
+    # An opt-in region the config does not list has no forwarder: the sign-in never reaches the watch.
+    unlisted = example.workspace.run(*command, "--region", "me-central-1")
+    assert unlisted.returncode == 0, unlisted.stderr
+    assert "Email accepted" not in unlisted.stdout
+    assert (
+        "No email was sent: me-central-1 is not in stack_set.forward_from, so no forwarder carried it to the watch "
+        "in us-east-1" in unlisted.stdout
+    )
+
 
 def test_a_root_sign_in_to_the_management_account_is_mailed_by_its_own_watch(example: Example) -> None:
-    from loginwatch_org.templates import build_template, template_body
-
-    management = load_config(example.config).management_account
+    # Service-managed stack sets never reach the management account: the rollout deployed its watch there as
+    # a plain stack, with the management account's own recipients and policy.
+    assert example.rollout.returncode == 0, example.rollout.stderr
+    config = load_config(example.config)
+    management = config.management_watch()
     assert management is not None
-    body = template_body(build_template(load_config(example.config)))
-    with _stack(example, management.id, "us-east-1", "loginwatch-management", body):
-        email = _one_email(example.simulate(management.id, "root"))
+    email = _one_email(example.simulate(management.account_id, "root"))
     assert email.subject.startswith("[ROOT]")
-    assert management.id in email.subject
+    assert management.account_id in email.subject
+    assert email.to == list(management.recipients)
 
 
 @pytest.mark.parametrize(
@@ -679,14 +654,10 @@ def test_demo_rolls_out_and_shows_one_email(workspace: Workspace) -> None:
     assert email.to == ["payments-oncall@example.com", "security@example.com"]
     assert email.subject.startswith("[ROOT]")
     assert "recorded in us-east-2." in forwarded
-    # The forwarded sign-in is mailed once the rollout deploys forwarders; until then the demo says why not.
-    emails = _emails(forwarded)
-    if emails:
-        [email] = emails
-        assert email.subject.startswith("[FAILED]")
-        assert "us-east-2" in email.body
-    else:
-        assert "no forwarder in us-east-2 carried it to the watch in us-east-1" in forwarded
+    # The rollout deployed the forwarders: the sign-in recorded in us-east-2 is mailed by the us-east-1 watch.
+    [email] = _emails(forwarded)
+    assert email.subject.startswith("[FAILED]")
+    assert "us-east-2, forwarded to the watch in us-east-1" in email.body
 
     # The demo's sandbox keeps running: later --sandbox commands see what it rolled out.
     assert "keeps running" in demo.stderr

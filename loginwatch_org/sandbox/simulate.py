@@ -147,11 +147,18 @@ class SignInOutcome:
             return "the notifier ran but sent nothing; its log:\n" + "\n".join(
                 f"  | {line}" for line in self.function_log
             )
-        watch = next((t for t in config.targets() if t.account_id == account), None)
+        management = config.management_watch()
+        watches = [*config.targets(), *([management] if management is not None else [])]
+        watch = next((t for t in watches if t.account_id == account), None)
         if watch is None:
             return "no watch is deployed there (disabled, not in the config, or no rollout yet)"
         # The function never ran: the rule's pattern (the account's policy) did not take the event.
         policy = f"its alert policy is '{watch.alert_on}'"
+        if self.region != WATCH_REGION and self.region not in config.forward_regions():
+            return (
+                f"{self.region} is not in stack_set.forward_from, so no forwarder carried it to the watch in "
+                f"{WATCH_REGION}"
+            )
         if self.region != WATCH_REGION:
             return f"no forwarder in {self.region} carried it to the watch in {WATCH_REGION}, or {policy}"
         return policy
