@@ -86,7 +86,8 @@ def main(argv: list[str]) -> int:
     scan = ["--directory", "templates", "--framework", "cloudformation", "--compact", "--quiet", "--skip-download"]
     if (code := _check(CHECKOV_BIN / "checkov", *scan, env=CHECKOV_ENV)) != 0:
         return code
-    return _check(BIN / "python", "-m", "pytest", *argv[1:])
+    # One test file per worker (module-scoped sandboxes are started once), as many workers as cores.
+    return _check(BIN / "python", "-m", "pytest", "-n", "auto", "--dist", "loadfile", *argv[1:])
 
 
 def _check(*args: str | Path, env: dict[str, str] | None = None) -> int:

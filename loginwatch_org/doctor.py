@@ -145,8 +145,14 @@ def watched_accounts(config: Config) -> list[str]:
 
 
 def watched_regions(config: Config) -> list[str]:
-    """Every Region where a watch runs: where sign-in events must be recorded and delivered."""
+    """Every Region where a watch runs (and sends its email from, without a mail account)."""
     return list(config.stack_set.regions)
+
+
+def deployed_regions(config: Config) -> list[str]:
+    """Every Region where a watch or a forwarder runs: where sign-in events must be recorded and delivered, and
+    which every account must have enabled."""
+    return [*config.stack_set.regions, *(r for r in config.forward_regions() if r not in config.stack_set.regions)]
 
 
 # --- StackSets ---------------------------------------------------------------------------------------------------
@@ -258,7 +264,7 @@ def check_cloudtrail(config: Config, facts: Facts) -> CheckResult:
     https://docs.aws.amazon.com/awscloudtrail/latest/userguide/creating-trail-organization.html
     """
     name = "CloudTrail trail for sign-in events"
-    regions = watched_regions(config)
+    regions = deployed_regions(config)
     fix = (
         "from the management account: aws cloudtrail create-trail --name organization-trail --s3-bucket-name BUCKET "
         "--is-multi-region-trail --is-organization-trail "
@@ -513,7 +519,7 @@ def check_regions_enabled(config: Config, facts: Facts) -> CheckResult | None:
                 disabled.append(f"{account}/{region} ({status})")
     fix = (
         "from the management account: aws account enable-region --account-id ACCOUNT --region-name REGION "
-        "(console: Account > AWS Regions), or remove the Region from stack_set.regions"
+        "(console: Account > AWS Regions), or remove the Region from stack_set.regions or stack_set.forward_from"
     )
     if disabled:
         return _failed(name, f"{len(disabled)} account/Region(s) not enabled: {_named(disabled)}", fix)
@@ -521,7 +527,7 @@ def check_regions_enabled(config: Config, facts: Facts) -> CheckResult | None:
         return _unknown(name, _grouped(unknown), "account:ListRegions")
     return _passed(
         name,
-        f"{', '.join(watched_regions(config))} enabled in all {len(facts.region_status)} watched account(s)",
+        f"{', '.join(deployed_regions(config))} enabled in all {len(facts.region_status)} watched account(s)",
     )
 
 

@@ -30,6 +30,7 @@ from loginwatch_org.doctor import (
     check_ses_identity,
     check_ses_production,
     check_trusted_access,
+    deployed_regions,
     evaluate,
     render_json,
     render_text,
@@ -199,11 +200,21 @@ def test_cloudtrail_fails_without_a_trail_covering_every_account_and_region(
 
 
 def test_cloudtrail_passes_with_single_region_organisation_trails_in_each_region(config: Config) -> None:
+    # Watches and forwarders alike: EventBridge sees a sign-in only where CloudTrail records it.
+    trails = tuple(
+        _trail(name=f"trail-{region}", multi_region=False, home_region=region) for region in deployed_regions(config)
+    )
+    assert check_cloudtrail(config, replace(_healthy(config), trails=trails)).status == "pass"
+
+
+def test_cloudtrail_fails_when_a_forward_region_has_no_trail(config: Config) -> None:
     trails = (
         _trail(name="east", multi_region=False),
         _trail(name="west", multi_region=False, home_region="eu-west-1"),
     )
-    assert check_cloudtrail(config, replace(_healthy(config), trails=trails)).status == "pass"
+    result = check_cloudtrail(config, replace(_healthy(config), trails=trails))
+    assert result.status == "fail"
+    assert "us-east-2" in result.detail
 
 
 def test_cloudtrail_cannot_check_when_trails_or_their_status_are_unreadable(config: Config) -> None:

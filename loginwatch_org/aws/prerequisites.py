@@ -30,6 +30,7 @@ from loginwatch_org.doctor import (
     Trail,
     Unknown,
     administration_role_name,
+    deployed_regions,
     watched_accounts,
     watched_regions,
 )
@@ -137,7 +138,6 @@ def gather(config: Config, target: AwsTarget, member_role: str = DEFAULT_MEMBER_
     reader = Reader(replace(target, region=admin_region), caller, str(identity["Arn"]).split(":")[1], member_role)
     settings = config.stack_set
     accounts = watched_accounts(config)
-    regions = watched_regions(config)
     service_managed = settings.permission_model == "service-managed"
 
     with ThreadPoolExecutor(MEMBER_READERS) as pool:
@@ -150,7 +150,7 @@ def gather(config: Config, target: AwsTarget, member_role: str = DEFAULT_MEMBER_
         execution_roles=None
         if service_managed
         else {a: facts.execution_role for a, facts in per_account.items() if facts.execution_role is not None},
-        trails=_trails(reader, {admin_region, *regions}),
+        trails=_trails(reader, {admin_region, *deployed_regions(config)}),
         ses=_ses_senders(reader, config, per_account),
         alarm_topic=_alarm_topic(reader, config),
         region_status={a: facts.regions for a, facts in per_account.items()},
@@ -229,7 +229,7 @@ def _account_facts(reader: Reader, config: Config, account: str) -> _AccountFact
     regions = watched_regions(config)
     self_managed = config.stack_set.permission_model == "self-managed"
     execution_role = _role_exists(reader, account, config.stack_set.execution_role_name) if self_managed else None
-    statuses = _region_statuses(reader, account, regions)
+    statuses = _region_statuses(reader, account, deployed_regions(config))
     senders: tuple[SesSender, ...] = ()
     if config.delivery.ses_identity_arn is None:
         # Without sending authorization every account sends from an identity of its own, in each watch Region.
