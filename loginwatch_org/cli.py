@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from loginwatch_org import DEFAULT_CONFIG_PATH, __version__
+from loginwatch_org import DEFAULT_CONFIG_PATH, DEFAULT_MEMBER_ROLE, __version__
 from loginwatch_org.cli_boundary import Progress, boundary, error_document, note
 from loginwatch_org.cli_options import (
     AwsOptions,
@@ -27,6 +27,7 @@ from loginwatch_org.cli_options import (
     Identity,
     IdentityOption,
     JsonOption,
+    MemberRoleOption,
     OnlyOption,
     ProfileOption,
     RegionOption,
@@ -703,9 +704,7 @@ def remove(
 def doctor(
     config: ConfigOption = DEFAULT_CONFIG_PATH,
     as_json: JsonOption = False,
-    member_role: Annotated[
-        str, typer.Option(help="Role assumed in other accounts to read their SES, Regions and roles.")
-    ] = "OrganizationAccountAccessRole",
+    member_role: MemberRoleOption = DEFAULT_MEMBER_ROLE,
     profile: ProfileOption = None,
     region: RegionOption = None,
     endpoint_url: EndpointOption = None,
@@ -734,9 +733,7 @@ def test_alert(
         bool, typer.Option("--wait", help="Wait for the outcome: read the notifier's log and dead-letter queue.")
     ] = False,
     timeout: Annotated[float, typer.Option(min=0, help="Seconds --wait waits for each test alert.")] = 300.0,
-    member_role: Annotated[
-        str, typer.Option(help="Role assumed in the watched accounts to read the outcome (--wait).")
-    ] = "OrganizationAccountAccessRole",
+    member_role: MemberRoleOption = DEFAULT_MEMBER_ROLE,
     as_json: JsonOption = False,
     config: ConfigOption = DEFAULT_CONFIG_PATH,
     profile: ProfileOption = None,

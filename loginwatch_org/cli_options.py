@@ -73,6 +73,10 @@ SandboxOption = Annotated[
     bool, typer.Option("--sandbox", help="Run against the local sandbox (an AWS emulator on 127.0.0.1).")
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the result (or the error) as JSON on stdout.")]
+MemberRoleOption = Annotated[
+    str,
+    typer.Option(help="Role assumed in other accounts to read them (doctor: SES, Regions, roles; test-alert --wait)."),
+]
 YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
 IdentityOption = Annotated[Identity, typer.Option("--identity", help="Who signs in.")]
 

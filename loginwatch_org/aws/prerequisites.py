@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
+from loginwatch_org import DEFAULT_MEMBER_ROLE
 from loginwatch_org.aws.errors import error_code, error_message, explain
 from loginwatch_org.aws.session import AwsTarget, client
 from loginwatch_org.config import Config
@@ -36,7 +37,6 @@ from loginwatch_org.doctor import (
 )
 from loginwatch_org.templates.mail import mail_region
 
-DEFAULT_MEMBER_ROLE = "OrganizationAccountAccessRole"
 MEMBER_READERS = 8
 # The Account Management API is global; its endpoint is in us-east-1.
 ACCOUNT_API_REGION = "us-east-1"

@@ -31,9 +31,10 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from loginwatch_org import DEFAULT_MEMBER_ROLE
 from loginwatch_org.alert_check import Evidence, TestAlert, delivered_ids, errors_in
 from loginwatch_org.aws.errors import explain
-from loginwatch_org.aws.prerequisites import DEFAULT_MEMBER_ROLE, Reader, _why
+from loginwatch_org.aws.prerequisites import Reader, _why
 from loginwatch_org.aws.session import AwsTarget, client
 from loginwatch_org.config import Config
 from loginwatch_org.notifier import TEST_ALERT_KEY
