@@ -13,6 +13,7 @@ import functools
 import json
 import os
 import sys
+import threading
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
 
@@ -28,6 +29,7 @@ class Progress:
     """Progress on stderr: a spinner showing the latest step on a terminal, plain lines otherwise."""
 
     _active: list[Progress] = []  # noqa: RUF012 - the spinners the boundary stops, whatever happens
+    _lock = threading.Lock()
 
     def __init__(self) -> None:
         self._spinner: Any = None
@@ -36,13 +38,15 @@ class Progress:
         if not sys.stderr.isatty():
             typer.echo(f"  ... {message}", err=True)
             return
-        if self._spinner is None:
-            from rich.console import Console
+        # Units read at once may report at once: one spinner, whichever thread starts it.
+        with Progress._lock:
+            if self._spinner is None:
+                from rich.console import Console
 
-            self._spinner = Console(stderr=True).status(message)
-            self._spinner.start()
-            Progress._active.append(self)
-        self._spinner.update(message)
+                self._spinner = Console(stderr=True).status(message)
+                self._spinner.start()
+                Progress._active.append(self)
+            self._spinner.update(message)
 
     def pause(self) -> None:
         """Clear the spinner before printing results, so the two never interleave."""

@@ -6,7 +6,9 @@ the executor: ``plan`` and ``rollout`` share ``prepare`` so what one prints is w
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +20,8 @@ from loginwatch_org.aws.executor import (
     PollPolicy,
     StackSetExecutor,
 )
-from loginwatch_org.aws.reader import OrganizationScope, StackSetReader
+from loginwatch_org.aws.organization import OrganizationReader, OrganizationScope
+from loginwatch_org.aws.reader import StackSetReader
 from loginwatch_org.config import AccountWatch, Config
 from loginwatch_org.plan import (
     FORWARDERS_UNIT,
@@ -79,14 +82,26 @@ class Clients:
     # Region -> CloudFormation client of the caller's account, for plain stacks in several regions.
     cloudformation_for: Callable[[str], Any] | None = None
     _caller: str | None = field(default=None, init=False, repr=False)
+    _organization: OrganizationReader | None = field(default=None, init=False, repr=False)
+    # Units are read from several threads at once.
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def caller_account(self) -> str | None:
         """The account the credentials belong to (read once); None when there is no STS client to ask."""
-        if self._caller is None and self.sts is not None:
-            from loginwatch_org.aws.stacks import caller_account
+        with self._lock:
+            if self._caller is None and self.sts is not None:
+                from loginwatch_org.aws.stacks import caller_account
 
-            self._caller = caller_account(self.sts)
-        return self._caller
+                self._caller = caller_account(self.sts)
+            return self._caller
+
+    def organization(self) -> OrganizationReader | None:
+        """The organisation, read at most once per command whichever units ask (None without an Organizations
+        client): one Clients is one command."""
+        with self._lock:
+            if self._organization is None and self.organizations is not None:
+                self._organization = OrganizationReader(self.organizations)
+            return self._organization
 
 
 @dataclass
@@ -147,7 +162,7 @@ def read_snapshot(
     """What the unit's stack set has deployed, and the organisation's accounts in its scope. ``verify``: describe
     every instance instead of trusting the overrides digest its LastOperationId claims."""
     unit = unit or watch_unit(config)
-    reader = StackSetReader(clients.cloudformation, call_as=unit.settings.call_as, organizations=clients.organizations)
+    reader = StackSetReader(clients.cloudformation, call_as=unit.settings.call_as, organization=clients.organization())
     return reader.read(unit.name, unit.desired_overrides(config), scope=organization_scope(config, unit), verify=verify)
 
 
@@ -549,13 +564,12 @@ class StackDeployment:
             return make_management_plan(config, deployed, prune=prune, registry=self._registry)
         from loginwatch_org.aws.stacks import organization_id
 
-        if clients.organizations is None:
+        organization = clients.organization()
+        if organization is None:
             return StackPlan(
                 self.label, (), not_covered="the mail stack needs the organisation's id: no Organizations client"
             )
-        return make_mail_plan(
-            config, deployed, organization_id(clients.organizations), prune=prune, registry=self._registry
-        )
+        return make_mail_plan(config, deployed, organization_id(organization), prune=prune, registry=self._registry)
 
     def executor(self, clients: Clients, pacing: Pacing) -> Any:
         from loginwatch_org.aws.stacks import StackExecutor
@@ -672,12 +686,21 @@ def prepare_units(
 ) -> DeploymentState:
     """Read and plan every selected unit. With ``wait`` (rollout), operations in progress are waited for first."""
     pacing = pacing or Pacing()
-    return DeploymentState(
-        [
-            (unit, unit.prepare(config, clients, prune=prune, wait=wait, pacing=pacing))
-            for unit in deployments(config, only, registry)
-        ]
-    )
+    units = deployments(config, only, registry)
+
+    def prepared(unit: Deployment) -> tuple[Deployment, UnitState]:
+        return unit, unit.prepare(config, clients, prune=prune, wait=wait, pacing=pacing)
+
+    if wait or len(units) < 2:
+        return DeploymentState([prepared(unit) for unit in units])
+    # Without waiting, preparing is reading only: the units are read at once, so the organisation's one listing
+    # (shared through ``clients``) runs beside every stack set's instance pages, not beside the first one's alone.
+    # On Ctrl-C the command ends at once; reads already sent finish in their threads.
+    pool = ThreadPoolExecutor(max_workers=len(units))
+    try:
+        return DeploymentState(list(pool.map(prepared, units)))
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def prepare_removal(

@@ -135,9 +135,11 @@ def test_ctrl_c_stops_the_spinner_and_exits_130(
     spinner = _Spinner()
 
     def interrupted(*_args: Any, progress: Any = None, **_kwargs: Any) -> Any:
-        # What a spinner on a terminal looks like to the boundary: started, then Ctrl-C.
-        progress._spinner = spinner
-        Progress._active.append(progress)
+        # What a spinner on a terminal looks like to the boundary: started (once, whichever unit is read
+        # first), then Ctrl-C.
+        if progress._spinner is None:
+            progress._spinner = spinner
+            Progress._active.append(progress)
         raise KeyboardInterrupt
 
     monkeypatch.setattr(workflow, "prepare", interrupted)

@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 
 from loginwatch_org import cli
 from loginwatch_org.aws import session
-from loginwatch_org.aws.reader import OrganizationScope, StackSetReader
+from loginwatch_org.aws.organization import OrganizationReader, OrganizationScope
+from loginwatch_org.aws.reader import StackSetReader
 from loginwatch_org.config import Config, ConfigError, load_config
 from loginwatch_org.plan import CreateInstances, Plan, UpdateInstances, account_overrides
 from loginwatch_org.state import operation_id
@@ -23,10 +24,14 @@ from loginwatch_org.workflow import (
     UNWATCHED,
     AccountStatus,
     Clients,
+    Pacing,
     Prepared,
     account_statuses,
+    apply_units,
     make_executor,
+    organization_scope,
     prepare,
+    prepare_units,
     read_snapshot,
     unconverged,
     watched_accounts,
@@ -49,14 +54,19 @@ class World:
         self.stacksets = StackSetsDouble(layout, MANAGEMENT_ACCOUNT, polls_per_state=1, **double)
         names = {a: f"team-{i}" for i, a in enumerate(account_ids(count))}
         self.organizations = OrganizationsDouble(layout=layout, management_account=MANAGEMENT_ACCOUNT, names=names)
-        self.clients = Clients(self.stacksets.client(), self.organizations)
+
+    @property
+    def clients(self) -> Clients:
+        """One command's clients: each reads the organisation afresh, once."""
+        return Clients(self.stacksets.client(), self.organizations)
 
     def plan(self, config: Config) -> Prepared:
         return prepare(config, self.clients)
 
     def rollout(self, config: Config, **kwargs: Any) -> Prepared:
-        executor = make_executor(config, self.clients, sleep=lambda _s: None)
-        prepared = prepare(config, self.clients, executor=executor, **kwargs)
+        clients = self.clients
+        executor = make_executor(config, clients, sleep=lambda _s: None)
+        prepared = prepare(config, clients, executor=executor, **kwargs)
         executor.apply(prepared.plan)
         return prepared
 
@@ -317,13 +327,35 @@ def test_nested_ous_are_walked_and_sibling_ous_left_out() -> None:
         empty_pages=True,
     )  # fmt: skip
     cfn = StackSetsDouble({ROOT_ID: [MANAGEMENT_ACCOUNT]}, MANAGEMENT_ACCOUNT).client()
-    snapshot = StackSetReader(cfn, organizations=org).read("loginwatch", scope=OrganizationScope((top,)))
+    reader = StackSetReader(cfn, organization=OrganizationReader(org))
+    snapshot = reader.read("loginwatch", scope=OrganizationScope((top,)))
     assert snapshot.organization is not None
     assert set(snapshot.organization.accounts) == {"200000000100", *deep}
     assert org.count("list_accounts") == 0
     # Each page holds at most 20 and an empty first page does not end a listing: per OU, that empty page and
     # the pages of its own accounts (top: 1, child: an empty one, grandchild: 45 accounts in 3).
     assert org.count("list_accounts_for_parent") == (1 + 1) + (1 + 1) + (1 + 3)
+
+
+def test_a_rollout_reads_the_organisation_once_for_every_unit_and_its_final_status() -> None:
+    world = World(count=45)  # three pages of 20
+    config = listed_config("defaults")
+    assert config.forward_regions()  # the forwarders are a second stack set over the same accounts
+    OrganizationReader(world.organizations).accounts(organization_scope(config))
+    one_listing = world.organizations.count()
+    world.organizations.calls.clear()
+
+    clients = world.clients
+    pacing = Pacing(sleep=lambda _s: None)
+    state = prepare_units(config, clients, only=["watch", "forwarders"], wait=True, pacing=pacing)
+    outcomes = apply_units(config, clients, state, pacing)
+    assert {outcome.key for outcome in outcomes} == {"watch", "forwarders"}
+    assert all(outcome.snapshot is not None for outcome in outcomes)  # each unit's final status was read
+    assert world.organizations.count() == one_listing
+
+    # The next command reads it afresh: an account vended since is seen.
+    world.add_account("200000009999")
+    assert world.plan(config).snapshot.organization.accounts["200000009999"].state == "ACTIVE"  # type: ignore[union-attr]
 
 
 def test_an_organisation_that_refuses_to_be_read_leaves_coverage_unknown_not_the_plan_broken() -> None:
@@ -375,6 +407,10 @@ def test_status_exits_1_on_an_unwatched_account_and_verify_describes_every_insta
     assert result.exit_code == 1
     assert UNWATCHED in result.output and f'- {{id: "{UNLISTED[0]}", name: "team-6"}}' in result.output
     world.stacksets.reset_calls()
+    world.organizations.calls.clear()
     verified = runner.invoke(cli.app, ["status", "-c", str(path), "--verify", "--json"])
     assert verified.exit_code == 1
     assert world.stacksets.count("describe_stack_instance") == LISTED
+    # The watch read twice (planned, then verified) and the forwarders once: the organisation's one listing
+    # (DescribeOrganization and a page of ListAccounts) serves all three.
+    assert sorted(world.organizations.calls) == ["describe_organization", "list_accounts"]

@@ -5,21 +5,19 @@ ListStackSetOperations: each instance's overrides are read from the digest in it
 instances whose last operation says nothing we can trust (not ours, or a digest that differs from the
 config) are described, concurrently and bounded.
 
-The organisation's accounts in the stack set's scope (with their State) are read once per command, in a thread
-of their own while the stack instance pages are read: ListAccounts for the whole organisation (self-managed, or a
-root target), else ListOrganizationalUnitsForParent and ListAccountsForParent down every targeted OU, concurrently.
-Every Organizations list returns at most 20 items a page.
+The organisation's accounts in the stack set's scope (with their State) come from the command's
+``OrganizationReader``, read in a thread of their own while the stack instance pages are read.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
 from loginwatch_org.aws.errors import AwsProblem, error_code, explained
+from loginwatch_org.aws.organization import OrganizationReader, OrganizationScope, refused
 from loginwatch_org.config import StackSetSettings
 from loginwatch_org.state import (
     OWNER_TAG_KEY,
@@ -27,7 +25,6 @@ from loginwatch_org.state import (
     PENDING_OPERATION_STATES,
     DeployedInstance,
     DeployedStackSet,
-    OrganizationAccount,
     OrganizationView,
     PendingOperation,
     Snapshot,
@@ -37,31 +34,6 @@ from loginwatch_org.state import (
 from loginwatch_org.templates import template_digest
 
 DESCRIBE_WORKERS = 8
-# DescribeAccount per account costs one call; ListAccounts returns at most 20 accounts a page (MaxResults 1-20:
-# https://docs.aws.amazon.com/organizations/latest/APIReference/API_ListAccounts.html).
-ORGANIZATION_PAGE = 20
-# OUs read at once. Organizations throttles per account (TooManyRequestsException, retried by botocore's adaptive
-# mode), so a few concurrent readers suffice: a tree is wide, not deep.
-ORGANIZATION_WORKERS = 4
-# Refusals that leave coverage unknown rather than failing the command: the caller is not the management account
-# or a delegated administrator, or the account is in no organisation.
-ORGANIZATION_REFUSALS = ("AccessDeniedException", "AWSOrganizationsNotInUseException", "AccessDenied")
-
-
-@dataclass(frozen=True)
-class OrganizationScope:
-    """Which accounts the stack set reaches: ``organizational_units`` (root or OU ids; a root means the whole
-    organisation), or None for every account of the organisation (self-managed)."""
-
-    organizational_units: tuple[str, ...] | None = None
-    # Instances of accounts the config does not list are compared with these (new_accounts: defaults).
-    default_overrides: Mapping[str, str] | None = None
-    listed: frozenset[str] = frozenset()
-
-    @property
-    def whole_organization(self) -> bool:
-        units = self.organizational_units
-        return units is None or any(unit.startswith("r-") for unit in units)
 
 
 def canonical_template_digest(body: str) -> str:
@@ -96,9 +68,12 @@ def auto_deployment(settings: StackSetSettings) -> dict[str, bool]:
 
 
 class StackSetReader:
-    def __init__(self, cloudformation: Any, *, call_as: str = "self", organizations: Any | None = None) -> None:
+    def __init__(
+        self, cloudformation: Any, *, call_as: str = "self", organization: OrganizationReader | None = None
+    ) -> None:
+        """``organization``: the command's reader of the organisation, shared by every unit it reads."""
         self._cfn = cloudformation
-        self._org = organizations
+        self._org = organization
         self._call_as = call_as_value(call_as)
         self._call_as_args = call_as_args(call_as)
 
@@ -120,7 +95,7 @@ class StackSetReader:
         with ThreadPoolExecutor(max_workers=1) as background, explained(self._call_as):
             organization: Future[OrganizationView | None] | None = None
             if check_organization and self._org is not None:
-                organization = background.submit(self._read_organization, scope)
+                organization = background.submit(self._org.accounts, scope)
             stack_set = self._describe_stack_set(name)
             if stack_set is not None and not stack_set.owned:
                 raise AwsProblem(
@@ -143,8 +118,8 @@ class StackSetReader:
             if check_organization:
                 in_scope = view.accounts if view is not None else {}
                 to_check = [a for a in desired if a not in have_instance and a not in in_scope]
-                if view is not None or organization is None:
-                    outside, more = self._outside_organization(to_check, known=view, scope=scope)
+                if view is not None:
+                    outside, more = self._outside_organization(to_check, view)
                     warnings = (*warnings, *more)
         if stack_set is None:
             return Snapshot(None, accounts_outside_organization=outside, warnings=warnings, organization=view)
@@ -276,7 +251,7 @@ class StackSetReader:
         try:
             return organization.result(), ()
         except Exception as error:
-            if error_code(error) in ORGANIZATION_REFUSALS:
+            if refused(error):
                 return None, (
                     f"could not read the organisation's accounts ({error_code(error)}): accounts missing from the "
                     "config and suspended accounts are not known; grant organizations:ListAccounts, "
@@ -284,99 +259,16 @@ class StackSetReader:
                 )
             raise
 
-    def _read_organization(self, scope: OrganizationScope) -> OrganizationView:
-        """Every account in ``scope`` with its State. A root target, or no targets (self-managed), is the whole
-        organisation: one ListAccounts listing. OUs are walked down with ListOrganizationalUnitsForParent (nested
-        OUs) and ListAccountsForParent (which lists only the accounts directly in the parent), concurrently.
-        https://docs.aws.amazon.com/organizations/latest/APIReference/API_ListAccountsForParent.html
-        https://docs.aws.amazon.com/organizations/latest/APIReference/API_ListOrganizationalUnitsForParent.html"""
-        with ThreadPoolExecutor(max_workers=ORGANIZATION_WORKERS) as pool:
-            management = pool.submit(self._management_account)
-            if scope.whole_organization:
-                accounts = list(self._org_pages("list_accounts", "Accounts"))
-            else:
-                accounts = []
-                level = list(dict.fromkeys(scope.organizational_units or ()))
-                seen = set(level)
-                while level:
-                    listed = [pool.submit(self._children, parent) for parent in level]
-                    level = []
-                    for future in listed:
-                        found, children = future.result()
-                        accounts.extend(found)
-                        level.extend(child for child in children if child not in seen)
-                        seen.update(children)
-            management_id = management.result()
-        return OrganizationView(
-            {account["Id"]: _organization_account(account) for account in accounts},
-            management_account_id=management_id,
-        )
-
-    def _children(self, parent: str) -> tuple[list[dict[str, Any]], list[str]]:
-        accounts = list(self._org_pages("list_accounts_for_parent", "Accounts", ParentId=parent))
-        units = [unit["Id"] for unit in self._org_pages("list_organizational_units_for_parent",
-                                                         "OrganizationalUnits", ParentId=parent)]  # fmt: skip
-        return accounts, units
-
-    def _management_account(self) -> str | None:
-        # DescribeOrganization: MasterAccountId is the management account.
-        # https://docs.aws.amazon.com/organizations/latest/APIReference/API_DescribeOrganization.html
-        assert self._org is not None
-        master = self._org.describe_organization()["Organization"].get("MasterAccountId")
-        return str(master) if master else None
-
-    def _org_pages(self, method: str, key: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
-        """Every item of an Organizations listing. A page can be empty while more follow ("always check the
-        NextToken response parameter"): only a missing NextToken ends it.
-        https://docs.aws.amazon.com/organizations/latest/APIReference/API_ListAccounts.html"""
-        assert self._org is not None
-        token: str | None = None
-        while True:
-            call = dict(kwargs, MaxResults=ORGANIZATION_PAGE, **({"NextToken": token} if token else {}))
-            response = getattr(self._org, method)(**call)
-            yield from response.get(key, [])
-            token = response.get("NextToken")
-            if not token:
-                return
-
     def _outside_organization(
-        self,
-        accounts: Iterable[str],
-        *,
-        known: OrganizationView | None = None,
-        scope: OrganizationScope | None = None,
+        self, accounts: list[str], view: OrganizationView
     ) -> tuple[frozenset[str], tuple[str, ...]]:
-        """Which of ``accounts`` the organisation lacks. After a whole-organisation listing it is known; otherwise
-        describe each, or list the organisation, whichever costs fewer calls."""
-        wanted = sorted(set(accounts))
-        if not wanted or self._org is None:
-            return frozenset(), ()
-        if known is not None and (scope is None or scope.whole_organization):
-            return frozenset(wanted), ()
+        assert self._org is not None
         try:
-            if len(wanted) <= ORGANIZATION_PAGE:
-                missing = set()
-                for account in wanted:
-                    try:
-                        self._org.describe_account(AccountId=account)
-                    except Exception as error:
-                        if error_code(error) != "AccountNotFoundException":
-                            raise
-                        missing.add(account)
-                return frozenset(missing), ()
-            members = {account["Id"] for account in self._org_pages("list_accounts", "Accounts")}
-            return frozenset(set(wanted) - members), ()
+            return self._org.outside(accounts, known=view), ()
         except Exception as error:
-            if error_code(error) in ORGANIZATION_REFUSALS:
+            if refused(error):
                 return frozenset(), (f"could not check organisation membership ({error_code(error)}); continuing",)
             raise
-
-
-def _organization_account(account: Mapping[str, Any]) -> OrganizationAccount:
-    # State replaces Status, which Organizations retires on 9 September 2026; an older endpoint may send only Status.
-    # https://docs.aws.amazon.com/organizations/latest/APIReference/API_Account.html
-    state = account.get("State") or account.get("Status") or ""
-    return OrganizationAccount(account["Id"], account.get("Name", ""), str(state))
 
 
 def _with_defaults(

@@ -51,6 +51,7 @@ from typing import Any, assert_never
 
 from loginwatch_org.aws.errors import AwsProblem, error_code, error_message, explained
 from loginwatch_org.aws.executor import PollPolicy, ProgressCallback
+from loginwatch_org.aws.organization import OrganizationReader
 from loginwatch_org.aws.reader import canonical_template_digest
 from loginwatch_org.config import DEFAULT_ENABLED_REGIONS
 from loginwatch_org.errors import RolloutInterrupted
@@ -92,11 +93,10 @@ def caller_account(sts: Any) -> str:
         return str(sts.get_caller_identity()["Account"])
 
 
-def organization_id(organizations: Any) -> str:
-    """The organisation's id (o-...), which the mail stack admits; DescribeOrganization may be called from any
-    account of the organisation (https://docs.aws.amazon.com/organizations/latest/APIReference/API_DescribeOrganization.html)."""
+def organization_id(organization: OrganizationReader) -> str:
+    """The organisation's id (o-...), which the mail stack admits."""
     with explained():
-        return str(organizations.describe_organization()["Organization"]["Id"])
+        return str(organization.describe()["Id"])
 
 
 def stack_not_found(error: BaseException) -> bool:
