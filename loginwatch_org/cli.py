@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from loginwatch_org import DEFAULT_CONFIG_PATH, DEFAULT_MEMBER_ROLE, __version__
+from loginwatch_org import DEFAULT_CONFIG_PATH, DEFAULT_MEMBER_ROLE, VALIDATE_COMMAND, __version__
 from loginwatch_org.cli_boundary import Progress, boundary, error_document, note
 from loginwatch_org.cli_options import (
     AwsOptions,
@@ -166,52 +166,18 @@ def _print_status(rows: list[AccountStatus], wide: bool = False) -> None:
     typer.echo(render_status(rows, width=None if wide else terminal_width()))
 
 
-@app.command()
+@app.command(VALIDATE_COMMAND)
 @boundary
 def validate(config: ConfigOption = DEFAULT_CONFIG_PATH, as_json: JsonOption = False) -> None:
     """Check the accounts file; exit 2 with every problem (file, line, field) if it is invalid."""
-    loaded = load(config)
-    targets = loaded.targets()
-    groups = len({(t.recipients, t.alert_on) for t in targets})
-    disabled = len(loaded.disabled_account_ids())
-    forwarded = loaded.forward_regions()
-    notes = []
-    if loaded.delivery.mail_account is None and loaded.delivery.alarm_topic_arn is None:
-        notes.append(
-            "undeliverable alerts reach nobody: they wait in each account's dead-letter queue unless "
-            "delivery.alarm_topic_arn names a topic that pages someone, or delivery.mail_account is set (its "
-            "alarm topic emails delivery.alarm_recipients)."
-        )
-    from loginwatch_org.templates.mail import sending_setup
+    from loginwatch_org.validation import Validation
 
-    setup = sending_setup(loaded)
+    validation = Validation(config, load(config))
     if as_json:
-        _emit_json(
-            {
-                "file": str(config),
-                "valid": True,
-                "accounts_watched": len(targets),
-                "accounts_disabled": disabled,
-                "recipient_policy_groups": groups,
-                "stack_set": loaded.stack_set.name,
-                "permission_model": loaded.stack_set.permission_model,
-                "regions": list(loaded.stack_set.regions),
-                "forward_from": list(forwarded),
-                "notes": notes,
-                "sending_setup": setup,
-            }
-        )
+        _emit_json(validation.document())
         return
-    typer.echo(
-        f"{config}: valid. {len(targets)} account(s) watched"
-        + (f", {disabled} disabled" if disabled else "")
-        + f", {groups} distinct recipient/policy group(s); stack set '{loaded.stack_set.name}' "
-        f"({loaded.stack_set.permission_model}) in {', '.join(loaded.stack_set.regions)}, with sign-ins "
-        f"forwarded from {len(forwarded)} other region(s) ({', '.join(forwarded)})."
-    )
-    typer.echo(f"Sending: {setup}")
-    for text in notes:
-        typer.echo(f"Note: {text}")
+    for line in validation.lines():
+        typer.echo(line)
 
 
 _EXTENSIONS = {".json": TemplateFormat.json, ".yaml": TemplateFormat.yaml, ".yml": TemplateFormat.yaml}

@@ -4,7 +4,9 @@ Every command runs inside ``boundary``: a ``LoginwatchError`` becomes ``Error: .
 object on stdout with ``--json``) and its exit code; Ctrl-C stops the spinner, so the terminal gets its
 cursor back, and exits 130; anything else is a bug, still shown as one line without a traceback.
 
-Kept free of heavy imports: ``--help`` loads this module.
+Kept free of heavy imports, typer included: ``--help`` loads this module, and so does ``validate``'s path that
+bypasses typer (``loginwatch_org.entry``), which reports its failures through ``failure_exit_code`` like every
+other command.
 """
 
 from __future__ import annotations
@@ -16,8 +18,6 @@ import sys
 import threading
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
-
-import typer
 
 from loginwatch_org.errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, Interrupted, LoginwatchError
 
@@ -36,7 +36,7 @@ class Progress:
 
     def __call__(self, message: str) -> None:
         if not sys.stderr.isatty():
-            typer.echo(f"  ... {message}", err=True)
+            note(message)
             return
         # Units read at once may report at once: one spinner, whichever thread starts it.
         with Progress._lock:
@@ -64,7 +64,13 @@ class Progress:
 
 def note(message: str) -> None:
     """One line of progress on stderr, for steps too short for a spinner."""
-    typer.echo(f"  ... {message}", err=True)
+    _line(f"  ... {message}", err=True)
+
+
+def _line(text: str, *, err: bool = False) -> None:
+    stream = sys.stderr if err else sys.stdout
+    stream.write(text + "\n")
+    stream.flush()
 
 
 def error_document(error: BaseException, exit_code: int) -> dict[str, Any]:
@@ -85,22 +91,22 @@ def _message(error: BaseException) -> str:
     return str(error)
 
 
-def _report(error: BaseException, exit_code: int, as_json: bool) -> typer.Exit:
+def _report(error: BaseException, exit_code: int, as_json: bool) -> int:
     Progress.stop_all()
     if as_json:
-        typer.echo(json.dumps(error_document(error, exit_code), indent=2))
+        _line(json.dumps(error_document(error, exit_code), indent=2))
     else:
         problems = getattr(error, "problems", None)
         if problems:
-            typer.echo(f"Invalid configuration ({len(problems)} problem(s)):", err=True)
+            _line(f"Invalid configuration ({len(problems)} problem(s)):", err=True)
             for problem in problems:
-                typer.echo(f"  {problem}", err=True)
+                _line(f"  {problem}", err=True)
         elif exit_code == EXIT_INTERRUPTED:
             text = str(error) or "interrupted"
-            typer.echo(text[:1].upper() + text[1:], err=True)
+            _line(text[:1].upper() + text[1:], err=True)
         else:
-            typer.echo(f"Error: {error}", err=True)
-    return typer.Exit(exit_code)
+            _line(f"Error: {error}", err=True)
+    return exit_code
 
 
 class UnexpectedError(Exception):
@@ -109,6 +115,35 @@ class UnexpectedError(Exception):
 
 # 128 + SIGPIPE, what a shell reports for a writer whose reader closed the pipe.
 EXIT_BROKEN_PIPE = 141
+
+
+def failure_exit_code(error: BaseException, *, as_json: bool = False, detailed_exitcode: bool = False) -> int:
+    """Report ``error`` as the user should see it (one line, or a JSON object on stdout with ``as_json``) and
+    return the exit status. ``detailed_exitcode``: 2 means "changes pending", so a usage error must be 1. Anything
+    that is not an error (SystemExit) is raised again."""
+    if isinstance(error, KeyboardInterrupt):
+        return _report(Interrupted(), EXIT_INTERRUPTED, as_json)
+    if isinstance(error, BrokenPipeError):
+        # The reader went away (``| head``): not an error of ours. Later writes (the interpreter's own flush at
+        # exit) go nowhere instead of raising again; the status is the shell's for a closed pipe.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+    if isinstance(error, LoginwatchError):
+        code = error.exit_code
+        if detailed_exitcode and code == EXIT_USAGE:
+            code = EXIT_ERROR
+        return _report(error, code, as_json)
+    if not isinstance(error, Exception):
+        raise error
+    from loginwatch_org.aws.errors import explain, is_aws_error
+
+    if is_aws_error(error):
+        return _report(explain(error), EXIT_ERROR, as_json)
+    unexpected = UnexpectedError(
+        f"unexpected {type(error).__name__}: {error} (this is a bug in loginwatch-org; please report it with the "
+        "command you ran)"
+    )
+    return _report(unexpected, EXIT_ERROR, as_json)
 
 
 def boundary(command: Callable[P, R]) -> Callable[P, R]:
@@ -120,33 +155,17 @@ def boundary(command: Callable[P, R]) -> Callable[P, R]:
 
     @functools.wraps(command)
     def run(*args: P.args, **kwargs: P.kwargs) -> R:
-        as_json = bool(kwargs.get("as_json"))
+        import typer  # loaded already: typer is what calls a command
+
         try:
             return command(*args, **kwargs)
         except (typer.Exit, typer.Abort, typer.TyperException):
             raise
-        except KeyboardInterrupt:
-            raise _report(Interrupted(), EXIT_INTERRUPTED, as_json) from None
-        except BrokenPipeError:
-            # The reader went away (``| head``): not an error of ours. Later writes (the interpreter's own flush
-            # at exit) go nowhere instead of raising again; the status is the shell's for a closed pipe.
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            raise typer.Exit(EXIT_BROKEN_PIPE) from None
-        except LoginwatchError as error:
-            code = error.exit_code
-            if kwargs.get("detailed_exitcode") and code == EXIT_USAGE:
-                code = EXIT_ERROR
-            raise _report(error, code, as_json) from None
-        except Exception as error:
-            from loginwatch_org.aws.errors import explain, is_aws_error
-
-            if is_aws_error(error):
-                raise _report(explain(error), EXIT_ERROR, as_json) from None
-            unexpected = UnexpectedError(
-                f"unexpected {type(error).__name__}: {error} (this is a bug in loginwatch-org; please report it "
-                "with the command you ran)"
+        except BaseException as error:
+            code = failure_exit_code(
+                error, as_json=bool(kwargs.get("as_json")), detailed_exitcode=bool(kwargs.get("detailed_exitcode"))
             )
-            raise _report(unexpected, EXIT_ERROR, as_json) from None
+            raise typer.Exit(code) from None
         finally:
             Progress.stop_all()
 

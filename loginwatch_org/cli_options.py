@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
+from loginwatch_org import CONFIG_FLAGS, JSON_FLAG
 from loginwatch_org.errors import UsageError
 
 if TYPE_CHECKING:
@@ -61,7 +62,7 @@ OnlyOption = Annotated[
         "set), management (the management account's stacks), mail (the mail account's stack). Default: all.",
     ),
 ]
-ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="The accounts file.")]
+ConfigOption = Annotated[Path, typer.Option(*CONFIG_FLAGS, help="The accounts file.")]
 ProfileOption = Annotated[str | None, typer.Option(help="AWS profile (standard credential chain otherwise).")]
 RegionOption = Annotated[
     str | None, typer.Option(help=f"StackSets administrator region (default: {DEFAULT_ADMIN_REGION_HELP}).")
@@ -72,7 +73,7 @@ EndpointOption = Annotated[
 SandboxOption = Annotated[
     bool, typer.Option("--sandbox", help="Run against the local sandbox (an AWS emulator on 127.0.0.1).")
 ]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print the result (or the error) as JSON on stdout.")]
+JsonOption = Annotated[bool, typer.Option(JSON_FLAG, help="Print the result (or the error) as JSON on stdout.")]
 MemberRoleOption = Annotated[
     str,
     typer.Option(help="Role assumed in other accounts to read them (doctor: SES, Regions, roles; test-alert --wait)."),

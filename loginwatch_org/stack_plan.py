@@ -22,11 +22,12 @@ from loginwatch_org.config import (
     WATCH_STACK_SUFFIX,
     Config,
 )
+from loginwatch_org.mail_setup import mail_region
 from loginwatch_org.plan import account_overrides
 from loginwatch_org.stack_state import CONTINUE_ROLLBACK_STATUS, DeployedStack
 from loginwatch_org.state import OWNER_TAG_KEY, OWNER_TAG_VALUE, operation_id
 from loginwatch_org.templates import REGISTRY, TemplateSpec, shared_parameters, template_body, template_digest
-from loginwatch_org.templates.mail import mail_parameters, mail_region
+from loginwatch_org.templates.mail import mail_parameters
 
 WATCH_TEMPLATE = "watch"
 FORWARDER_TEMPLATE = "forwarder"

@@ -482,6 +482,12 @@ class StackSetDeployment:
         assert isinstance(state.plan, Plan)
         result = self.executor(config, clients, pacing).apply(state.plan)
         snapshot = read_snapshot(config, clients, self.unit)
+        organization = clients.organization()
+        if organization is not None and _suspended_meanwhile(snapshot):
+            # StackSets skipped an account that the organisation, as read before the operations ran, calls ACTIVE:
+            # it was suspended meanwhile. Only a fresh reading tells a suspension from a failure.
+            organization.forget()
+            snapshot = read_snapshot(config, clients, self.unit)
         problems: dict[str, str] = {}
         if not removing:
             if self.key == WATCH_UNIT:
@@ -491,6 +497,14 @@ class StackSetDeployment:
         for failed in result.failed_accounts:
             problems.setdefault(failed.account_id, failed.reason or failed.status)
         return UnitOutcome(self.key, result, snapshot=snapshot, problems=problems)
+
+
+def _suspended_meanwhile(snapshot: Snapshot) -> bool:
+    view = snapshot.organization
+    return view is not None and any(
+        instance.suspended and view.state_of(instance.account_id) != SUSPENDED_ACCOUNT_STATE
+        for instance in snapshot.instances
+    )
 
 
 def _with_unchanged(plan: Plan, count: int) -> Plan:
@@ -744,8 +758,8 @@ def management_status(config: Config, state: UnitState) -> AccountStatus | None:
     """The management (or mail) account as one more status row: CURRENT when its plan has nothing to do,
     NOT_COVERED when these credentials cannot reach it; None when the config names no such account."""
     from loginwatch_org.config import WATCH_REGION
+    from loginwatch_org.mail_setup import mail_region
     from loginwatch_org.stack_plan import mail_stack_keys, watch_stack_name
-    from loginwatch_org.templates.mail import mail_region
 
     plan = state.plan
     assert isinstance(plan, StackPlan)

@@ -358,6 +358,24 @@ def test_a_rollout_reads_the_organisation_once_for_every_unit_and_its_final_stat
     assert world.plan(config).snapshot.organization.accounts["200000009999"].state == "ACTIVE"  # type: ignore[union-attr]
 
 
+def test_an_account_suspended_while_the_rollout_runs_is_read_again_and_reported_as_suspended() -> None:
+    world = World()
+    config = listed_config("defaults")
+    victim = account_ids(COUNT)[2]
+    clients = world.clients
+    pacing = Pacing(sleep=lambda _s: None)
+    state = prepare_units(config, clients, only=["watch"], wait=True, pacing=pacing)
+    listing = world.organizations.count()
+    world.organizations.set_state(victim, "SUSPENDED")
+    world.stacksets.suspended_accounts.add(victim)
+    [outcome] = apply_units(config, clients, state, pacing)
+    assert world.instances()[victim]["detailed_status"] == "SKIPPED_SUSPENDED_ACCOUNT"
+    assert outcome.problems == {}  # skipped, not failed
+    assert outcome.snapshot is not None and outcome.snapshot.organization is not None
+    assert outcome.snapshot.organization.state_of(victim) == "SUSPENDED"
+    assert world.organizations.count() == 2 * listing  # read again, once
+
+
 def test_an_organisation_that_refuses_to_be_read_leaves_coverage_unknown_not_the_plan_broken() -> None:
     world = World()
 

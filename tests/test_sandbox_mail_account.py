@@ -18,10 +18,11 @@ from moto.sts.models import sts_backends
 
 from loginwatch_org import notifier
 from loginwatch_org.config import Config, load_config
+from loginwatch_org.mail_setup import WATCH_ROLE_PATH, mail_role_arn
 from loginwatch_org.sandbox.behaviour import mail_account
 from loginwatch_org.sandbox.behaviour.mail_account import Caller, assume_role_allowed
 from loginwatch_org.templates import template_body
-from loginwatch_org.templates.mail import WATCH_ROLE_PATH, build_mail_template, mail_parameters, mail_role_arn
+from loginwatch_org.templates.mail import build_mail_template, mail_parameters
 from tests.signin_events import eventbridge_envelope, load_sample
 
 REGION = "eu-west-1"

@@ -12,19 +12,17 @@ from moto.events.models import EventPattern
 from troposphere import Ref, Template, cloudwatch
 
 from loginwatch_org.config import Config, load_config
-from loginwatch_org.templates import REGISTRY, TEMPLATE_BODY_LIMIT, render, template_body
-from loginwatch_org.templates.mail import (
+from loginwatch_org.mail_setup import (
     MAIL_ROLE_ENVIRONMENT,
     WATCH_ROLE_PATH,
-    add_alarm_forwarding,
     alarm_bus_arn,
     alarm_recipients,
-    build_mail_template,
-    mail_parameters,
     mail_region,
     mail_role_arn,
     sending_setup,
 )
+from loginwatch_org.templates import REGISTRY, TEMPLATE_BODY_LIMIT, render, template_body
+from loginwatch_org.templates.mail import add_alarm_forwarding, build_mail_template, mail_parameters
 from tests.conftest import EXAMPLE_CONFIG, ROOT
 
 MAIL_ACCOUNT = "999988887777"

@@ -18,6 +18,13 @@ from typer.testing import CliRunner
 
 from loginwatch_org.cli import app
 from loginwatch_org.config import Config, load_config
+from loginwatch_org.mail_setup import (
+    MAIL_ROLE_ENVIRONMENT,
+    WATCH_ROLE_PATH,
+    alarm_bus_arn,
+    mail_role_arn,
+    sending_setup,
+)
 from loginwatch_org.stack_plan import management_stacks
 from loginwatch_org.templates import (
     TEMPLATE_BODY_LIMIT,
@@ -27,14 +34,7 @@ from loginwatch_org.templates import (
     shared_parameters,
     template_body,
 )
-from loginwatch_org.templates.mail import (
-    MAIL_ROLE_ENVIRONMENT,
-    WATCH_ROLE_PATH,
-    alarm_bus_arn,
-    build_mail_template,
-    mail_role_arn,
-    sending_setup,
-)
+from loginwatch_org.templates.mail import build_mail_template
 from tests.conftest import EXAMPLE_CONFIG
 
 MAIL_ACCOUNT = "999988887777"

@@ -96,6 +96,11 @@ class OrganizationReader:
             return frozenset(set(wanted) - set(self.accounts(WHOLE_ORGANIZATION).accounts))
         return frozenset(account for account in wanted if not self._is_member(account))
 
+    def forget(self) -> None:
+        """Read afresh from now on: the organisation changed while the command ran."""
+        with self._lock:
+            self._answers.clear()
+
     def _is_member(self, account: str) -> bool:
         def describe() -> bool:
             try:

@@ -35,7 +35,7 @@ from loginwatch_org.doctor import (
     watched_accounts,
     watched_regions,
 )
-from loginwatch_org.templates.mail import mail_region
+from loginwatch_org.mail_setup import mail_region
 
 MEMBER_READERS = 8
 # The Account Management API is global; its endpoint is in us-east-1.

@@ -20,8 +20,9 @@ from __future__ import annotations
 from troposphere import Equals, GetAtt, If, Not, Output, Ref, Sub, Template, iam
 
 from loginwatch_org.config import Config
+from loginwatch_org.mail_setup import alarm_bus_arn
 from loginwatch_org.templates import blocks, parameters
-from loginwatch_org.templates.mail import add_alarm_forwarding, alarm_bus_arn
+from loginwatch_org.templates.mail import add_alarm_forwarding
 from loginwatch_org.templates.parameters import HAS_ALARM_BUS, REGIONAL_ALARM_ACTION_PARAMETER
 from loginwatch_org.templates.patterns import forwarded_pattern
 

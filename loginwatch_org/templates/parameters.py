@@ -11,8 +11,9 @@ from collections.abc import Sequence
 from troposphere import Parameter, Template
 
 from loginwatch_org.config import ALERT_POLICIES, Config
+from loginwatch_org.mail_setup import alarm_bus_arn, mail_role_arn
 from loginwatch_org.templates.blocks import HAS_ALARM_ACTION
-from loginwatch_org.templates.mail import CONFIGURATION_SET_PARAMETER, alarm_bus_arn, mail_role_arn
+from loginwatch_org.templates.mail import CONFIGURATION_SET_PARAMETER
 
 # Per-account parameters: what a StackSet instance overrides. Everything else is shared by all accounts.
 RECIPIENTS_PARAMETER = "Recipients"

@@ -38,14 +38,9 @@ from troposphere import (
 )
 
 from loginwatch_org.config import ALERT_POLICIES, Config
+from loginwatch_org.mail_setup import MAIL_ROLE_ENVIRONMENT, WATCH_ROLE_PATH, alarm_bus_arn, mail_role_arn
 from loginwatch_org.templates import blocks, parameters
-from loginwatch_org.templates.mail import (
-    MAIL_ROLE_ENVIRONMENT,
-    WATCH_ROLE_PATH,
-    add_alarm_forwarding,
-    alarm_bus_arn,
-    mail_role_arn,
-)
+from loginwatch_org.templates.mail import add_alarm_forwarding
 from loginwatch_org.templates.parameters import (
     ADMIN_ACCOUNT_PARAMETER,
     ALERT_POLICY_PARAMETER,

@@ -11,15 +11,11 @@ import pytest
 from botocore.exceptions import ClientError
 
 from loginwatch_org.config import Config, load_config
+from loginwatch_org.mail_setup import WATCH_ROLE_PATH, mail_role_arn
 from loginwatch_org.sandbox.control import Sandbox as Running
 from loginwatch_org.sandbox.simulate import simulate_login
 from loginwatch_org.templates import build_template, template_body
-from loginwatch_org.templates.mail import (
-    WATCH_ROLE_PATH,
-    build_mail_template,
-    mail_parameters,
-    mail_role_arn,
-)
+from loginwatch_org.templates.mail import build_mail_template, mail_parameters
 from tests.sandbox.emulator import DEV, ORGANISATION, REGION, SENDER, SHARED, Sandbox
 
 MAIL = SHARED
