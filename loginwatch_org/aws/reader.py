@@ -104,7 +104,6 @@ class StackSetReader:
                     "or tag it if it really is this tool's."
                 )
             summaries = list(self._list_instances(name)) if stack_set is not None else []
-            view, warnings = self._organization_result(organization)
             instances: list[DeployedInstance] = []
             pending: tuple[PendingOperation, ...] = ()
             foreign: tuple[PendingOperation, ...] = ()
@@ -113,6 +112,8 @@ class StackSetReader:
                 wanted = _with_defaults(desired, scope, summaries)
                 instances = self._with_overrides(name, summaries, wanted, stack_set, verify=verify)
                 pending, foreign, latest = self._operations(name)
+            # Awaited last: every StackSets read above ran beside the organisation's listing.
+            view, warnings = self._organization_result(organization)
             have_instance = {instance.account_id for instance in instances}
             outside: frozenset[str] = frozenset()
             if check_organization:
