@@ -506,6 +506,7 @@ def status(
         management_status,
         prepare_units,
         read_snapshot,
+        stack_set_units,
         watched_accounts,
     )
 
@@ -515,11 +516,13 @@ def status(
     progress = Progress()
     with connect(loaded, options, progress) as clients:
         watched_unit = units is None or "watch" in units
-        detection = (
-            detect_drift(loaded, clients, make_executor(loaded, clients, progress=progress))
-            if drift and watched_unit
-            else None
-        )
+        # --drift: each stack set's detection first (one after the other, each an operation of its own), so that
+        # the instances read below carry its results.
+        detections = {
+            unit.key: detect_drift(loaded, clients, make_executor(loaded, clients, progress=progress, unit=unit), unit)
+            for unit in (stack_set_units(loaded, units) if drift else [])
+        }
+        detection = detections.get("watch")
         state = prepare_units(loaded, clients, only=units, pacing=Pacing(progress=progress))
         # --verify: the watch's instances described one by one, whatever their LastOperationId claims.
         verified = read_snapshot(loaded, clients, verify=True) if verify and watched_unit else None
@@ -537,7 +540,7 @@ def status(
     notes: list[str] = []
     forwarders = state.stack_set_plan("forwarders")
     if forwarders is not None:
-        wrong = state.unit_problems(loaded, "forwarders")
+        wrong = state.unit_problems(loaded, "forwarders", detections.get("forwarders"))
         names = loaded.account_names()
         for account_id, why in sorted(wrong.items()):
             rows.append(("forwarders", _forwarder_row(account_id, names.get(account_id, ""), why)))
@@ -566,8 +569,9 @@ def status(
         # A summary beside the table, like the warnings: stdout holds the table alone.
         for text in notes:
             typer.echo(text, err=True)
-    for problem in drift_problems(detection) if detection else []:
-        typer.echo(f"Warning: {problem}", err=True)
+    for key, result in detections.items():
+        for problem in drift_problems(result):
+            typer.echo(f"Warning: {key}: {problem}", err=True)
     # Non-zero when anything needs attention, so status can gate a pipeline or feed a monitor. Accounts the
     # organisation lacks are skipped by rollout, and so they are here; a unit these credentials cannot reach is
     # reported, not counted.
@@ -575,7 +579,7 @@ def status(
     if (
         any(unit == "watch" and row.account_id in watched and row.needs_attention for unit, row in rows)
         or attention
-        or (detection is not None and not detection.complete)
+        or any(result.status != "NOT_RUN" and not result.complete for result in detections.values())
     ):
         raise typer.Exit(EXIT_ERROR)
 

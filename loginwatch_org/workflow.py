@@ -347,13 +347,38 @@ def _drift_column(drift_status: str | None, failed: AccountResult | None) -> str
     return drift_status or ""
 
 
-def detect_drift(config: Config, clients: Clients, executor: StackSetExecutor) -> DriftResult:
-    """Run drift detection (it queues behind whatever is in progress on the stack set) and return its outcome."""
-    reader = StackSetReader(clients.cloudformation, call_as=config.stack_set.call_as)
-    newest = reader.newest_operation(config.stack_set.name)
-    if newest is None and read_snapshot(config, clients).stack_set is None:
+def detect_drift(
+    config: Config, clients: Clients, executor: StackSetExecutor, unit: StackSetUnit | None = None
+) -> DriftResult:
+    """Run drift detection on the unit's stack set (the member watch by default; it queues behind whatever is in
+    progress on the stack set) and return its outcome."""
+    unit = unit or watch_unit(config)
+    reader = StackSetReader(clients.cloudformation, call_as=unit.settings.call_as)
+    newest = reader.newest_operation(unit.name)
+    if newest is None and read_snapshot(config, clients, unit).stack_set is None:
         return DriftResult("", "NOT_RUN", "NOT_RUN")
     return executor.detect_drift(newest or "first")
+
+
+def stack_set_units(config: Config, only: Sequence[str] | None = None) -> list[StackSetUnit]:
+    """The stack sets a command covers (the member watches, the forwarders), in rollout order."""
+    return [unit.unit for unit in deployments(config, only) if isinstance(unit, StackSetDeployment)]
+
+
+def drifted_accounts(unit: StackSetUnit, snapshot: Snapshot, drift: DriftResult | None = None) -> dict[str, str]:
+    """Accounts of a stack set without rows of their own (the forwarders) whose instances drifted, with where: a
+    forwarder rule disabled or changed by hand leaves that Region's sign-ins unforwarded. With ``drift`` (a
+    detection just run), an account it failed for says so instead of trusting an older drift status."""
+    regions: dict[str, list[str]] = {}
+    for instance in snapshot.instances:
+        if instance.drift_status == "DRIFTED":
+            regions.setdefault(instance.account_id, []).append(instance.region)
+    problems = {account: f"{unit.key} drifted in {', '.join(sorted(where))}" for account, where in regions.items()}
+    for failed in drift.failed if drift is not None else ():
+        problems[failed.account_id] = f"drift detection of its {unit.key} failed in {failed.region}: " + (
+            failed.reason or failed.status
+        )
+    return problems
 
 
 def drift_problems(result: DriftResult) -> list[str]:
@@ -675,8 +700,9 @@ class DeploymentState:
         state = self.state(key)
         return state.plan if state is not None and isinstance(state.plan, StackPlan) else None
 
-    def unit_problems(self, config: Config, key: str) -> dict[str, str]:
-        """Accounts a stack set unit (other than the watch, whose rows say it all) has not as the config says."""
+    def unit_problems(self, config: Config, key: str, drift: DriftResult | None = None) -> dict[str, str]:
+        """Accounts a stack set unit (other than the watch, whose rows say it all) has not as the config says:
+        instances missing, stale or busy, and instances that drifted (``drift``: the detection just run)."""
         for unit, state in self.units:
             if (
                 state.key == key
@@ -684,7 +710,9 @@ class DeploymentState:
                 and isinstance(state.plan, Plan)
                 and state.snapshot is not None
             ):
-                return stack_set_problems(config, unit.unit, state.plan, state.snapshot)
+                problems = drifted_accounts(unit.unit, state.snapshot, drift)
+                problems.update(stack_set_problems(config, unit.unit, state.plan, state.snapshot))
+                return problems
         return {}
 
 

@@ -127,9 +127,29 @@ def test_status_drift_runs_detection(double: StackSetsDouble, config_file: Path)
     double.drifted_accounts.add(drifted)
     result = runner.invoke(app, ["status", "-c", str(config_file), "--drift", "--json"])
     assert result.exit_code == 1, "a drifted account needs attention"
-    rows = {row["account_id"]: row for row in json.loads(result.stdout)}
+    rows = {row["account_id"]: row for row in json.loads(result.stdout) if row["unit"] == "watch"}
     assert rows[drifted]["drift"] == "DRIFTED"
-    assert double.count("detect_stack_set_drift") == 2  # once per --drift run
+    # Once per stack set (the watches, the forwarders) per --drift run.
+    assert double.count("detect_stack_set_drift") == 4
+
+
+def test_status_drift_names_a_forwarder_changed_by_hand(double: StackSetsDouble, config_file: Path) -> None:
+    assert runner.invoke(app, ["rollout", "-c", str(config_file), "--yes"]).exit_code == 0
+    account = account_ids(COUNT)[2]
+    # Somebody disabled the forwarder rule in eu-west-1: sign-ins recorded there reach nobody.
+    double.drifted_instances.add((account, "eu-west-1"))
+    without = runner.invoke(app, ["status", "-c", str(config_file), "--json"])
+    assert without.exit_code == 0, "nothing has detected the drift yet"
+    result = runner.invoke(app, ["status", "-c", str(config_file), "--drift", "--json"])
+    assert result.exit_code == 1, result.output
+    forwarders = [row for row in json.loads(result.stdout) if row["unit"] == "forwarders"]
+    assert [(row["account_id"], row["reason"]) for row in forwarders] == [(account, "forwarders drifted in eu-west-1")]
+    watch = [row for row in json.loads(result.stdout) if row["unit"] == "watch" and row["account_id"] == account]
+    assert watch and watch[0]["drift"] == "IN_SYNC"
+    # Until the next detection the drift status stays, and so does the row.
+    assert runner.invoke(app, ["status", "-c", str(config_file)]).exit_code == 1
+    double.drifted_instances.clear()
+    assert runner.invoke(app, ["status", "-c", str(config_file), "--drift"]).exit_code == 0
 
 
 def test_missing_credentials_are_explained(monkeypatch: pytest.MonkeyPatch, config_file: Path) -> None:

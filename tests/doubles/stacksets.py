@@ -375,7 +375,8 @@ class StackSetsDouble:
 
     ``organization`` maps each OU id (or root id, ``r-...``) to the accounts placed directly in it; every
     account appears exactly once and a root id targets every account of the organisation.
-    ``failing_accounts`` (account -> reason) and ``drifted_accounts`` are kept by reference, so tests can
+    ``failing_accounts`` (account -> reason), ``drifted_accounts`` (every instance of the account drifts) and
+    ``drifted_instances`` ((account, region): one stack changed by hand) are kept by reference, so tests can
     change them between operations.  ``caller_account`` is the account the client signs in as; when left
     as ``None`` the caller is whichever account the ``CallAs`` value implies.
     """
@@ -390,6 +391,7 @@ class StackSetsDouble:
         page_size: int = 100,
         delegated_admin_registered: bool = True,
         drifted_accounts: set[str] | None = None,
+        drifted_instances: set[tuple[str, str]] | None = None,
         caller_account: str | None = None,
         region: str = "us-east-1",
         stale_reads: int = 0,
@@ -405,6 +407,7 @@ class StackSetsDouble:
         self.polls_per_state = polls_per_state
         self.failing_accounts: dict[str, str] = failing_accounts if failing_accounts is not None else {}
         self.drifted_accounts: set[str] = drifted_accounts if drifted_accounts is not None else set()
+        self.drifted_instances: set[tuple[str, str]] = drifted_instances if drifted_instances is not None else set()
         self.suspended_accounts: set[str] = suspended_accounts if suspended_accounts is not None else set()
         self.page_size = page_size
         self.delegated_admin_registered = delegated_admin_registered
@@ -1102,7 +1105,10 @@ class StackSetsDouble:
             if reason is not None:
                 target.status, target.reason = "FAILED", reason
                 return False
-            inst.drift_status = "DRIFTED" if target.account in self.drifted_accounts else "IN_SYNC"
+            drifted = (
+                target.account in self.drifted_accounts or (target.account, target.region) in self.drifted_instances
+            )
+            inst.drift_status = "DRIFTED" if drifted else "IN_SYNC"
             inst.last_drift_check = self._now
             target.status = "SUCCEEDED"
             return True
