@@ -50,11 +50,12 @@ class Progress:
 
     def pause(self) -> None:
         """Clear the spinner before printing results, so the two never interleave."""
-        if self._spinner is not None:
-            self._spinner.stop()
-            self._spinner = None
-            if self in Progress._active:
-                Progress._active.remove(self)
+        with Progress._lock:
+            if self._spinner is not None:
+                self._spinner.stop()
+                self._spinner = None
+                if self in Progress._active:
+                    Progress._active.remove(self)
 
     @classmethod
     def stop_all(cls) -> None:

@@ -42,10 +42,6 @@ def plain_validate(args: Sequence[str]) -> tuple[Path, bool] | None:
 
 def validate(config: Path, as_json: bool) -> int:
     """``loginwatch-org validate``: the summary, or every problem of the file with exit status 2."""
-    # Pydantic plugins are found through entry points (https://docs.pydantic.dev/api/plugin/), which reads the
-    # metadata of every installed package; none has any business with this file's validation. An explicit
-    # PYDANTIC_DISABLE_PLUGINS is respected.
-    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     try:
         from loginwatch_org.config import load_config
         from loginwatch_org.validation import Validation
@@ -62,6 +58,10 @@ def validate(config: Path, as_json: bool) -> int:
 
 
 def main(args: Sequence[str] | None = None) -> None:
+    # Pydantic plugins are found through entry points (https://docs.pydantic.dev/api/plugin/), which reads the
+    # metadata of every installed package; none has any business with this tool's config models, whichever
+    # command loads them. An explicit PYDANTIC_DISABLE_PLUGINS is respected.
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     plain = plain_validate(sys.argv[1:] if args is None else args)
     if plain is not None:
         sys.exit(validate(*plain))

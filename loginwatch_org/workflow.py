@@ -84,11 +84,15 @@ class Clients:
     _caller: str | None = field(default=None, init=False, repr=False)
     _organization: OrganizationReader | None = field(default=None, init=False, repr=False)
     # Units are read from several threads at once.
-    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    _caller_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.organizations is not None:
+            self._organization = OrganizationReader(self.organizations)
 
     def caller_account(self) -> str | None:
         """The account the credentials belong to (read once); None when there is no STS client to ask."""
-        with self._lock:
+        with self._caller_lock:
             if self._caller is None and self.sts is not None:
                 from loginwatch_org.aws.stacks import caller_account
 
@@ -98,10 +102,7 @@ class Clients:
     def organization(self) -> OrganizationReader | None:
         """The organisation, read at most once per command whichever units ask (None without an Organizations
         client): one Clients is one command."""
-        with self._lock:
-            if self._organization is None and self.organizations is not None:
-                self._organization = OrganizationReader(self.organizations)
-            return self._organization
+        return self._organization
 
 
 @dataclass
@@ -218,6 +219,10 @@ def prepare(
         finished = executor.wait_for([*ours, *theirs])
         resumed = [op for op in finished if op.operation_id in ours]
         waited_for = [op for op in finished if op.operation_id not in ours]
+        # Waiting can take long enough for the organisation to change: plan from a fresh reading.
+        organization = clients.organization()
+        if organization is not None:
+            organization.forget()
         snapshot = read_snapshot(config, clients, unit)
     plan = make_plan(config, body, parameters, snapshot, prune=prune, unit=unit)
     return Prepared(plan, snapshot, resumed, waited_for)
@@ -365,19 +370,32 @@ def stack_set_units(config: Config, only: Sequence[str] | None = None) -> list[S
     return [unit.unit for unit in deployments(config, only) if isinstance(unit, StackSetDeployment)]
 
 
-def drifted_accounts(unit: StackSetUnit, snapshot: Snapshot, drift: DriftResult | None = None) -> dict[str, str]:
-    """Accounts of a stack set without rows of their own (the forwarders) whose instances drifted, with where: a
-    forwarder rule disabled or changed by hand leaves that Region's sign-ins unforwarded. With ``drift`` (a
-    detection just run), an account it failed for says so instead of trusting an older drift status."""
-    regions: dict[str, list[str]] = {}
+def drifted_accounts(
+    config: Config, unit: StackSetUnit, plan: Plan, snapshot: Snapshot, drift: DriftResult | None = None
+) -> dict[str, str]:
+    """Watched accounts of a stack set without rows of their own (the forwarders) whose instances drifted, with
+    where: a forwarder rule disabled or changed by hand leaves that Region's sign-ins unforwarded. With ``drift``
+    (a detection just run), the Regions it failed in are named instead of trusting an older drift status. Accounts
+    the plan leaves out, and suspended ones (nobody can sign in to them), are left out."""
+    suspended = snapshot.organization.suspended() if snapshot.organization is not None else frozenset()
+    watched = {t.account_id for t in config.targets()} - set(plan.skipped_accounts) - suspended
+    failed: dict[str, list[str]] = {}
+    for result in drift.failed if drift is not None else ():
+        if result.account_id in watched:
+            failed.setdefault(result.account_id, []).append(result.region)
+    drifted: dict[str, list[str]] = {}
     for instance in snapshot.instances:
-        if instance.drift_status == "DRIFTED":
-            regions.setdefault(instance.account_id, []).append(instance.region)
-    problems = {account: f"{unit.key} drifted in {', '.join(sorted(where))}" for account, where in regions.items()}
-    for failed in drift.failed if drift is not None else ():
-        problems[failed.account_id] = f"drift detection of its {unit.key} failed in {failed.region}: " + (
-            failed.reason or failed.status
-        )
+        account = instance.account_id
+        if account in watched and instance.drift_status == "DRIFTED" and instance.region not in failed.get(account, ()):
+            drifted.setdefault(account, []).append(instance.region)
+    problems: dict[str, str] = {}
+    for account in sorted({*drifted, *failed}):
+        parts = []
+        if account in drifted:
+            parts.append(f"{unit.key} drifted in {', '.join(sorted(drifted[account]))}")
+        if account in failed:
+            parts.append(f"drift detection of its {unit.key} failed in {', '.join(sorted(failed[account]))}")
+        problems[account] = "; ".join(parts)
     return problems
 
 
@@ -508,9 +526,10 @@ class StackSetDeployment:
         result = self.executor(config, clients, pacing).apply(state.plan)
         snapshot = read_snapshot(config, clients, self.unit)
         organization = clients.organization()
-        if organization is not None and _suspended_meanwhile(snapshot):
-            # StackSets skipped an account that the organisation, as read before the operations ran, calls ACTIVE:
-            # it was suspended meanwhile. Only a fresh reading tells a suspension from a failure.
+        if organization is not None and (result.failed_accounts or _suspended_meanwhile(snapshot)):
+            # An account failed, or StackSets skipped one as suspended that the organisation, as read before the
+            # operations ran, calls ACTIVE: it may have been suspended or removed meanwhile. Only a fresh reading
+            # tells that from a failure of ours.
             organization.forget()
             snapshot = read_snapshot(config, clients, self.unit)
         problems: dict[str, str] = {}
@@ -710,7 +729,7 @@ class DeploymentState:
                 and isinstance(state.plan, Plan)
                 and state.snapshot is not None
             ):
-                problems = drifted_accounts(unit.unit, state.snapshot, drift)
+                problems = drifted_accounts(config, unit.unit, state.plan, state.snapshot, drift)
                 problems.update(stack_set_problems(config, unit.unit, state.plan, state.snapshot))
                 return problems
         return {}
@@ -737,7 +756,8 @@ def prepare_units(
         return DeploymentState([prepared(unit) for unit in units])
     # Without waiting, preparing is reading only: the units are read at once, so the organisation's one listing
     # (shared through ``clients``) runs beside every stack set's instance pages, not beside the first one's alone.
-    # On Ctrl-C the command ends at once; reads already sent finish in their threads.
+    # On Ctrl-C the command stops waiting and reports at once; reads already under way still finish (in their
+    # threads) before the process exits, as they do when units are read one after the other.
     pool = ThreadPoolExecutor(max_workers=len(units))
     try:
         return DeploymentState(list(pool.map(prepared, units)))

@@ -4,7 +4,7 @@ A command reads several deployment units (the member watches, the forwarders) an
 after applying; each needs the same accounts of the same organisation. At 5,000 accounts that listing is 250
 pages of 20, so one ``OrganizationReader`` per command remembers every answer (the accounts in a scope, the
 membership of a config account, the organisation itself) and every unit shares it. A refusal is remembered too:
-it would be refused again.
+it would be refused again. Any other failure is not.
 
 Accounts in scope are listed with ListAccounts for the whole organisation (self-managed, or a root target), else
 ListOrganizationalUnitsForParent and ListAccountsForParent down every targeted OU, concurrently. Every
@@ -112,12 +112,16 @@ class OrganizationReader:
             return True
 
         # An account the whole organisation was listed for needs no call of its own.
-        listed = self._answers.get(("accounts", None))
+        with self._lock:
+            listed = self._answers.get(("accounts", None))
         if listed is not None and listed.done() and listed.exception() is None:
             return account in cast(OrganizationView, listed.result()).accounts
         return self._once(("member", account), describe)
 
     def _once(self, key: Hashable, read: Callable[[], T]) -> T:
+        """``read()``'s answer, read by the first caller and shared by the others (those asking meanwhile wait for
+        it). A refusal is kept, as it would be refused again; any other failure is passed to whoever waited and
+        then forgotten, so that a later call tries again."""
         with self._lock:
             answer = self._answers.get(key)
             mine = answer is None
@@ -128,6 +132,10 @@ class OrganizationReader:
                 answer.set_result(read())
             except BaseException as error:
                 answer.set_exception(error)
+                if not refused(error):
+                    with self._lock:
+                        if self._answers.get(key) is answer:
+                            del self._answers[key]
         return cast(T, answer.result())
 
     def _read_accounts(self, units: tuple[str, ...] | None) -> OrganizationView:
