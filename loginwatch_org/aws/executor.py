@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, assert_never
 
+from loginwatch_org.aws import paging
 from loginwatch_org.aws.errors import AwsProblem, error_code, explained
 from loginwatch_org.aws.reader import auto_deployment, call_as_args, call_as_value
 from loginwatch_org.config import StackSetSettings
@@ -407,30 +408,23 @@ class StackSetExecutor:
                 yield account
 
     def _results(self, operation_id: str) -> list[AccountResult]:
-        results: list[AccountResult] = []
-        token: str | None = None
-        while True:
-            kwargs: dict[str, Any] = {
-                "StackSetName": self._settings.name,
-                "OperationId": operation_id,
-                **self._call_as_args,
-                "MaxResults": 100,
-            }
-            if token:
-                kwargs["NextToken"] = token
-            response = self._cfn.list_stack_set_operation_results(**kwargs)
-            for summary in response.get("Summaries", []):
-                results.append(
-                    AccountResult(
-                        summary.get("Account", ""),
-                        summary.get("Region", ""),
-                        summary.get("Status", ""),
-                        summary.get("StatusReason", ""),
-                    )
-                )
-            token = response.get("NextToken")
-            if not token:
-                return results
+        summaries = paging.items(
+            self._cfn.list_stack_set_operation_results,
+            "Summaries",
+            StackSetName=self._settings.name,
+            OperationId=operation_id,
+            MaxResults=100,
+            **self._call_as_args,
+        )
+        return [
+            AccountResult(
+                summary.get("Account", ""),
+                summary.get("Region", ""),
+                summary.get("Status", ""),
+                summary.get("StatusReason", ""),
+            )
+            for summary in summaries
+        ]
 
 
 def _parameters(values: Any) -> list[dict[str, str]]:

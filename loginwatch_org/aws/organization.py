@@ -19,6 +19,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
+from loginwatch_org.aws import paging
 from loginwatch_org.aws.errors import error_code
 from loginwatch_org.state import OrganizationAccount, OrganizationView
 
@@ -168,17 +169,7 @@ class OrganizationReader:
         return accounts, units
 
     def _pages(self, method: str, key: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
-        """Every item of an Organizations listing. A page can be empty while more follow ("always check the
-        NextToken response parameter"): only a missing NextToken ends it.
-        https://docs.aws.amazon.com/organizations/latest/APIReference/API_ListAccounts.html"""
-        token: str | None = None
-        while True:
-            call = dict(kwargs, MaxResults=ORGANIZATION_PAGE, **({"NextToken": token} if token else {}))
-            response = getattr(self._org, method)(**call)
-            yield from response.get(key, [])
-            token = response.get("NextToken")
-            if not token:
-                return
+        return paging.items(getattr(self._org, method), key, MaxResults=ORGANIZATION_PAGE, **kwargs)
 
 
 def refused(error: BaseException) -> bool:

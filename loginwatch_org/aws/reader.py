@@ -16,6 +16,7 @@ from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+from loginwatch_org.aws import paging
 from loginwatch_org.aws.errors import AwsProblem, error_code, explained
 from loginwatch_org.aws.organization import OrganizationReader, OrganizationScope, refused
 from loginwatch_org.config import StackSetSettings
@@ -156,16 +157,7 @@ class StackSetReader:
         )
 
     def _pages(self, method: str, key: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
-        token: str | None = None
-        while True:
-            call = dict(kwargs, **self._call_as_args)
-            if token:
-                call["NextToken"] = token
-            response = getattr(self._cfn, method)(**call)
-            yield from response.get(key, [])
-            token = response.get("NextToken")
-            if not token:
-                return
+        return paging.items(getattr(self._cfn, method), key, **kwargs, **self._call_as_args)
 
     def _list_instances(self, name: str) -> Iterator[dict[str, Any]]:
         return self._pages("list_stack_instances", "Summaries", StackSetName=name, MaxResults=100)

@@ -49,6 +49,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, assert_never
 
+from loginwatch_org.aws import paging
 from loginwatch_org.aws.errors import AwsProblem, error_code, error_message, explained
 from loginwatch_org.aws.executor import PollPolicy, ProgressCallback
 from loginwatch_org.aws.organization import OrganizationReader
@@ -444,16 +445,10 @@ class StackExecutor:
         return str((current or {}).get("StackStatusReason") or "no failed resource event found; see the stack's events")
 
     def _events(self, region: str, stack: str) -> Iterator[dict[str, Any]]:
-        token: str | None = None
-        for _ in range(EVENT_PAGES):
-            kwargs: dict[str, Any] = {"StackName": stack}
-            if token:
-                kwargs["NextToken"] = token
-            response = self._call(region, "describe_stack_events", **kwargs)
-            yield from response.get("StackEvents", [])
-            token = response.get("NextToken")
-            if not token:
-                return
+        def describe(**kwargs: Any) -> Any:
+            return self._call(region, "describe_stack_events", **kwargs)
+
+        return paging.items(describe, "StackEvents", EVENT_PAGES, StackName=stack)
 
     # -- calls --------------------------------------------------------------------------------------------
 
