@@ -872,7 +872,9 @@ def demo(
 
 
 def main() -> None:
-    app()
+    from loginwatch_org.entry import main as run
+
+    run()
 
 
 if __name__ == "__main__":

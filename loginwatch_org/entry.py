@@ -10,6 +10,7 @@ same ``failure_exit_code`` as every other command.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -17,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from loginwatch_org import CONFIG_FLAGS, DEFAULT_CONFIG_PATH, JSON_FLAG, VALIDATE_COMMAND
+from loginwatch_org.errors import EXIT_INTERRUPTED
 
 
 def plain_validate(args: Sequence[str]) -> tuple[Path, bool] | None:
@@ -67,4 +69,21 @@ def main(args: Sequence[str] | None = None) -> None:
         sys.exit(validate(*plain))
     from loginwatch_org.cli import app
 
-    app(args=None if args is None else list(args))
+    try:
+        app(args=None if args is None else list(args))
+    except SystemExit as exit_:
+        if exit_.code == EXIT_INTERRUPTED:
+            _leave_now(EXIT_INTERRUPTED)
+        raise
+
+
+def _leave_now(code: int) -> None:
+    """End the process now, its report already printed. After Ctrl-C, AWS calls may still be in flight in
+    worker threads (each ends only at its read timeout), and the interpreter's normal exit joins every one of
+    them: the user who pressed Ctrl-C would wait for calls whose answers nobody reads. What AWS already accepted
+    runs on without us and was named in the report; nothing of ours is left half-written (nothing buffers
+    writes to files), so skipping the joins loses nothing."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(code)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +21,7 @@ from loginwatch_org.aws.executor import (
 )
 from loginwatch_org.aws.organization import OrganizationReader, OrganizationScope
 from loginwatch_org.aws.reader import StackSetReader
+from loginwatch_org.aws.workers import worker_pool
 from loginwatch_org.config import AccountWatch, Config
 from loginwatch_org.plan import (
     FORWARDERS_UNIT,
@@ -756,13 +756,9 @@ def prepare_units(
         return DeploymentState([prepared(unit) for unit in units])
     # Without waiting, preparing is reading only: the units are read at once, so the organisation's one listing
     # (shared through ``clients``) runs beside every stack set's instance pages, not beside the first one's alone.
-    # On Ctrl-C the command stops waiting and reports at once; reads already under way still finish (in their
-    # threads) before the process exits, as they do when units are read one after the other.
-    pool = ThreadPoolExecutor(max_workers=len(units))
-    try:
+    # On Ctrl-C the command stops waiting and reports at once (``worker_pool``).
+    with worker_pool(len(units)) as pool:
         return DeploymentState(list(pool.map(prepared, units)))
-    finally:
-        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def prepare_removal(

@@ -193,3 +193,64 @@ def test_a_reader_that_closes_the_pipe_is_not_reported_as_a_bug() -> None:
     errors = process.stderr.read().decode()
     assert process.wait() == 141
     assert "Error" not in errors and "Traceback" not in errors
+
+
+def test_an_endpoint_that_never_answers_fails_with_one_line(monkeypatch: pytest.MonkeyPatch, config_file: Path) -> None:
+    from dataclasses import replace
+
+    from tests.silent_server import silent_server
+
+    real_client = session.client
+
+    def impatient(target: session.AwsTarget, service: str, progress: Any = None, **kwargs: Any) -> Any:
+        return real_client(replace(target, read_timeout=1), service, progress, **kwargs)
+
+    monkeypatch.setattr(session, "client", impatient)
+    with silent_server() as server:
+        result = runner.invoke(app, ["plan", "-c", str(config_file), "--endpoint-url", server.url])
+    assert result.exit_code == 1
+    assert f"no answer from {server.url} within 1 s; trying again (attempt 2 of 2)" in result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and errors[0].startswith("Error: AWS did not answer") and server.url in errors[0]
+    assert no_traceback(result.output)
+
+
+def test_ctrl_c_while_aws_does_not_answer_exits_at_once(tmp_path: Path) -> None:
+    # Reads run on worker threads; Ctrl-C must not wait for the ones still blocked on a silent endpoint.
+    import os
+    import signal
+    import time
+
+    from tests.silent_server import silent_server
+
+    config_file = write(tmp_path / "accounts.yaml")
+    environment = {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_CONFIG_FILE": os.devnull,
+        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+    }
+    with silent_server() as server:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "loginwatch_org.cli", "plan", "-c", str(config_file), "--endpoint-url", server.url],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=ROOT,
+            env=environment,
+        )
+        try:
+            assert server.wait_for_connections(1, within=30)
+            time.sleep(0.3)
+            process.send_signal(signal.SIGINT)
+            started = time.monotonic()
+            code = process.wait(timeout=10)
+            waited = time.monotonic() - started
+        finally:
+            if process.poll() is None:
+                process.kill()
+        _, errors = process.communicate()
+    assert code == 130
+    assert waited < 5
+    assert "Interrupted" in errors.decode() and no_traceback(errors.decode())

@@ -8,7 +8,14 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
-from loginwatch_org.aws.session import CONNECT_ATTEMPTS, THROTTLE_ATTEMPTS, AwsTarget, client
+from loginwatch_org.aws.session import (
+    CONNECT_ATTEMPTS,
+    CONNECT_TIMEOUT,
+    READ_TIMEOUT,
+    THROTTLE_ATTEMPTS,
+    AwsTarget,
+    client,
+)
 
 
 def test_throttling_is_retried_adaptively() -> None:
@@ -84,3 +91,28 @@ def test_server_errors_keep_the_full_retry_budget(monkeypatch: pytest.MonkeyPatc
     with pytest.raises(ClientError):
         cloudformation.describe_stack_set(StackSetName="loginwatch")
     assert len(sends) == THROTTLE_ATTEMPTS
+
+
+def test_a_server_that_never_answers_fails_after_two_reads_saying_so() -> None:
+    from botocore.exceptions import ReadTimeoutError
+
+    from tests.silent_server import silent_server
+
+    said: list[str] = []
+    with silent_server() as server:
+        cloudformation = client(
+            AwsTarget(endpoint_url=server.url, read_timeout=1), "cloudformation", progress=said.append
+        )
+        sends = _count_sends(cloudformation)
+        with pytest.raises(ReadTimeoutError):
+            cloudformation.describe_stack_set(StackSetName="loginwatch")
+    assert len(sends) == CONNECT_ATTEMPTS == 2
+    assert said[-1] == f"no answer from {server.url} within 1 s; trying again (attempt 2 of 2)"
+
+
+def test_every_client_waits_a_bounded_time_for_an_answer() -> None:
+    # Two attempts at the default read timeout, plus botocore's backoff (at most 1 s before the second), must end
+    # a command under half a minute: botocore's own default would wait 60 s a try, ten tries.
+    cloudformation = client(AwsTarget(), "cloudformation")
+    assert cloudformation.meta.config.read_timeout == READ_TIMEOUT
+    assert CONNECT_ATTEMPTS * READ_TIMEOUT + CONNECT_TIMEOUT + 1 < 30

@@ -39,6 +39,12 @@ def explain(error: BaseException, call_as: str = "SELF") -> AwsProblem:
         return AwsProblem(f"{error}. List your profiles with 'aws configure list-profiles'.")
     if name in ("EndpointConnectionError", "ConnectTimeoutError", "ConnectionClosedError"):
         return AwsProblem(f"Cannot reach AWS: {error}. Check --endpoint-url/AWS_ENDPOINT_URL and the network.")
+    if name == "ReadTimeoutError":
+        # botocore's text names the URL it waited on: "Read timeout on endpoint URL: ...".
+        return AwsProblem(
+            f"AWS did not answer: {error} (twice). The endpoint accepted the connection but sent no response; "
+            "check --endpoint-url/AWS_ENDPOINT_URL, a proxy in between, or the service's health, and run again."
+        )
     code = error_code(error)
     message = error_message(error)
     if call_as == "DELEGATED_ADMIN" and "delegated administrator" in message.lower():

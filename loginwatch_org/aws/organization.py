@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 from loginwatch_org.aws import paging
 from loginwatch_org.aws.errors import error_code
+from loginwatch_org.aws.workers import worker_pool
 from loginwatch_org.state import OrganizationAccount, OrganizationView
 
 # ListAccounts returns at most 20 accounts a page (MaxResults 1-20), while DescribeAccount costs one call per
@@ -140,7 +141,7 @@ class OrganizationReader:
         return cast(T, answer.result())
 
     def _read_accounts(self, units: tuple[str, ...] | None) -> OrganizationView:
-        with ThreadPoolExecutor(max_workers=ORGANIZATION_WORKERS) as pool:
+        with worker_pool(ORGANIZATION_WORKERS) as pool:
             organization = pool.submit(self.describe)
             if units is None:
                 accounts = list(self._pages("list_accounts", "Accounts"))

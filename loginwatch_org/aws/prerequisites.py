@@ -15,13 +15,13 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from loginwatch_org import DEFAULT_MEMBER_ROLE
 from loginwatch_org.aws.errors import error_code, error_message, explain
 from loginwatch_org.aws.session import AwsTarget, client
+from loginwatch_org.aws.workers import worker_pool
 from loginwatch_org.config import Config
 from loginwatch_org.doctor import (
     STACKSETS_SERVICE_PRINCIPAL,
@@ -100,9 +100,8 @@ class Reader:
             credentials = sts.assume_role(RoleArn=role_arn, RoleSessionName="loginwatch-org-doctor")["Credentials"]
         except Exception as error:  # any failure leaves this account unreadable, with the reason
             return _NoAccess(f"cannot assume role {self._member_role} ({_why(error)})")
-        return AwsTarget(
-            region=self._target.region,
-            endpoint_url=self._target.endpoint_url,
+        return replace(
+            self._target,
             access_key_id=credentials["AccessKeyId"],
             secret_access_key=credentials["SecretAccessKey"],
             session_token=credentials["SessionToken"],
@@ -140,7 +139,7 @@ def gather(config: Config, target: AwsTarget, member_role: str = DEFAULT_MEMBER_
     accounts = watched_accounts(config)
     service_managed = settings.permission_model == "service-managed"
 
-    with ThreadPoolExecutor(MEMBER_READERS) as pool:
+    with worker_pool(MEMBER_READERS) as pool:
         per_account = dict(zip(accounts, pool.map(lambda a: _account_facts(reader, config, a), accounts), strict=True))
     return Facts(
         caller_account=caller,

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from typing import Any
 
 from loginwatch_org.aws import paging
 from loginwatch_org.aws.errors import AwsProblem, error_code, explained
 from loginwatch_org.aws.organization import OrganizationReader, OrganizationScope, refused
+from loginwatch_org.aws.workers import worker_pool
 from loginwatch_org.config import StackSetSettings
 from loginwatch_org.state import (
     OWNER_TAG_KEY,
@@ -93,7 +94,7 @@ class StackSetReader:
         carries is a claim, not a proof. ``scope`` (default: the whole organisation) is read concurrently."""
         desired = desired_overrides or {}
         scope = scope or OrganizationScope()
-        with ThreadPoolExecutor(max_workers=1) as background, explained(self._call_as):
+        with worker_pool(1) as background, explained(self._call_as):
             organization: Future[OrganizationView | None] | None = None
             if check_organization and self._org is not None:
                 organization = background.submit(self._org.accounts, scope)
@@ -193,7 +194,7 @@ class StackSetReader:
             if verify or (wanted is not None and digest != overrides_digest(wanted)):
                 to_describe.append(len(instances) - 1)
         if to_describe:
-            with ThreadPoolExecutor(max_workers=DESCRIBE_WORKERS) as pool:
+            with worker_pool(DESCRIBE_WORKERS) as pool:
                 described = list(pool.map(lambda i: self._describe_overrides(name, instances[i]), to_describe))
             inherited = dict(stack_set.parameters) if stack_set is not None else {}
             for index, overrides in zip(to_describe, described, strict=True):

@@ -45,7 +45,6 @@ import json
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, assert_never
 
@@ -54,6 +53,7 @@ from loginwatch_org.aws.errors import AwsProblem, error_code, error_message, exp
 from loginwatch_org.aws.executor import PollPolicy, ProgressCallback
 from loginwatch_org.aws.organization import OrganizationReader
 from loginwatch_org.aws.reader import canonical_template_digest
+from loginwatch_org.aws.workers import worker_pool
 from loginwatch_org.config import DEFAULT_ENABLED_REGIONS
 from loginwatch_org.errors import RolloutInterrupted
 from loginwatch_org.stack_plan import (
@@ -118,7 +118,7 @@ class StackReader:
         wanted = list(keys)
         # Clients are made here, one per region, before the threads share them (making one is not thread-safe).
         clients = {region: self._client_for(region) for region in dict.fromkeys(region for region, _ in wanted)}
-        with explained(), ThreadPoolExecutor(max_workers=self._workers) as pool:
+        with explained(), worker_pool(self._workers) as pool:
             found = list(pool.map(lambda key: self._read_one(clients[key[0]], *key), wanted))
         return tuple(stack for stack in found if stack is not None)
 

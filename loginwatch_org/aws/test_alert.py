@@ -26,7 +26,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -36,6 +35,7 @@ from loginwatch_org.alert_check import Evidence, TestAlert, delivered_ids, error
 from loginwatch_org.aws.errors import explain
 from loginwatch_org.aws.prerequisites import Reader, _why
 from loginwatch_org.aws.session import AwsTarget, client
+from loginwatch_org.aws.workers import worker_pool
 from loginwatch_org.config import Config
 from loginwatch_org.notifier import TEST_ALERT_KEY
 from loginwatch_org.templates.watch import alert_topic_name
@@ -92,7 +92,7 @@ def send_test_alerts(
                 progress(f"test-alert: {done[0]}/{len(jobs)} {account} {region}: {alert.outcome}")
         return alert
 
-    with ThreadPoolExecutor(max_workers=CONCURRENCY) as pool:
+    with worker_pool(CONCURRENCY) as pool:
         return list(pool.map(one, jobs))
 
 

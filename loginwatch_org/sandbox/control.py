@@ -32,6 +32,11 @@ from loginwatch_org.aws.session import AwsTarget
 from loginwatch_org.config import Config
 from loginwatch_org.errors import LoginwatchError
 
+# Seconds the sandbox may take to answer one call: the emulator deploys every stack instance of an operation,
+# and runs the functions a simulated sign-in reaches, before it answers (AWS answers at once and works behind an
+# operation id, which ``session.READ_TIMEOUT`` relies on).
+SANDBOX_READ_TIMEOUT = 300
+
 STATE_DIR_ENV = "LOGINWATCH_SANDBOX_DIR"
 STATE_FILE = "sandbox.json"
 LOG_FILE = "sandbox.log"
@@ -86,6 +91,7 @@ class Sandbox:
             endpoint_url=self.endpoint_url,
             access_key_id=self.access_key_id,
             secret_access_key=self.secret_access_key,
+            read_timeout=SANDBOX_READ_TIMEOUT,
         )
 
     def alive(self) -> bool:

@@ -114,9 +114,9 @@ def member_target(sandbox: Sandbox, account: str, region: str = WATCH_REGION) ->
     credentials = sts.assume_role(
         RoleArn=f"arn:aws:iam::{account}:role/{sandbox.member_role_name}", RoleSessionName="loginwatch-simulate"
     )["Credentials"]
-    return AwsTarget(
+    return replace(
+        sandbox.target(),
         region=region,
-        endpoint_url=sandbox.endpoint_url,
         access_key_id=credentials["AccessKeyId"],
         secret_access_key=credentials["SecretAccessKey"],
         session_token=credentials["SessionToken"],
