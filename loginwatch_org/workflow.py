@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from concurrent.futures import wait
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from loginwatch_org.aws.executor import (
@@ -23,6 +24,7 @@ from loginwatch_org.aws.organization import OrganizationReader, OrganizationScop
 from loginwatch_org.aws.reader import StackSetReader
 from loginwatch_org.aws.workers import worker_pool
 from loginwatch_org.config import AccountWatch, Config
+from loginwatch_org.errors import RolloutInterrupted
 from loginwatch_org.plan import (
     FORWARDERS_UNIT,
     MAIL_UNIT_KEY,
@@ -236,9 +238,19 @@ def make_executor(
     sleep: Callable[[float], None] | None = None,
     poll: PollPolicy | None = None,
     unit: StackSetUnit | None = None,
+    pacing: Pacing | None = None,
 ) -> StackSetExecutor:
     settings = (unit or watch_unit(config)).settings
-    return StackSetExecutor(clients.cloudformation, settings, progress=progress, sleep=sleep, poll=poll)
+    pacing = pacing or Pacing(progress=progress, sleep=sleep, poll=poll)
+    return StackSetExecutor(
+        clients.cloudformation,
+        settings,
+        progress=pacing.progress,
+        sleep=pacing.sleep,
+        clock=pacing.clock,
+        poll=pacing.poll,
+        accepted=pacing.accepted,
+    )
 
 
 # The drift column of an account whose drift detection failed or was stopped before reaching it.
@@ -482,6 +494,9 @@ class Pacing:
     progress: Callable[[str], None] | None = None
     sleep: Callable[[float], None] | None = None
     poll: PollPolicy | None = None
+    clock: Callable[[], float] | None = None
+    # Told each operation id (or plain-stack request) the moment AWS accepts it, from whichever thread.
+    accepted: Callable[[str], None] | None = None
 
 
 class StackSetDeployment:
@@ -493,9 +508,7 @@ class StackSetDeployment:
         self._registry = registry
 
     def executor(self, config: Config, clients: Clients, pacing: Pacing) -> StackSetExecutor:
-        return make_executor(
-            config, clients, progress=pacing.progress, sleep=pacing.sleep, poll=pacing.poll, unit=self.unit
-        )
+        return make_executor(config, clients, pacing=pacing, unit=self.unit)
 
     def prepare(self, config: Config, clients: Clients, *, prune: bool, wait: bool, pacing: Pacing) -> UnitState:
         executor = self.executor(config, clients, pacing) if wait else None
@@ -633,7 +646,14 @@ class StackDeployment:
         from loginwatch_org.aws.stacks import StackExecutor
 
         assert clients.cloudformation_for is not None
-        return StackExecutor(clients.cloudformation_for, sleep=pacing.sleep, poll=pacing.poll, progress=pacing.progress)
+        return StackExecutor(
+            clients.cloudformation_for,
+            sleep=pacing.sleep,
+            clock=pacing.clock,
+            poll=pacing.poll,
+            progress=pacing.progress,
+            accepted=pacing.accepted,
+        )
 
     def prepare(self, config: Config, clients: Clients, *, prune: bool, wait: bool, pacing: Pacing) -> UnitState:
         _caller, problem = self._reach(config, clients)
@@ -789,13 +809,56 @@ def apply_units(
     *,
     removing: bool = False,
 ) -> list[UnitOutcome]:
-    """Apply each unit's plan in order; a unit without changes costs nothing."""
+    """Apply every unit's plan; a unit without changes costs nothing.
+
+    The mail account goes first (every watch sends through its identity) and, when removing, last. The other units
+    depend on nothing one another creates (the forwarders target each account's own us-east-1 default bus, not a
+    resource of the watch stack set; the management account's stacks are its own), so they run side by side: a
+    rollout takes as long as its slowest unit, not as long as all of them."""
     pacing = pacing or Pacing()
-    return [
-        unit.apply(config, clients, unit_state, pacing, removing=removing)
-        for unit, unit_state in state.units
-        if unit_state.plan.steps
-    ]
+    changing = [(unit, unit_state) for unit, unit_state in state.units if unit_state.plan.steps]
+    mail = [pair for pair in changing if pair[0].key == MAIL_UNIT_KEY]
+    others = [pair for pair in changing if pair[0].key != MAIL_UNIT_KEY]
+
+    def one_by_one(pairs: Sequence[tuple[Deployment, UnitState]]) -> list[UnitOutcome]:
+        return [unit.apply(config, clients, unit_state, pacing, removing=removing) for unit, unit_state in pairs]
+
+    if removing:
+        return _side_by_side(config, clients, others, pacing, removing=removing) + one_by_one(mail)
+    return one_by_one(mail) + _side_by_side(config, clients, others, pacing, removing=removing)
+
+
+def _side_by_side(
+    config: Config,
+    clients: Clients,
+    pairs: Sequence[tuple[Deployment, UnitState]],
+    pacing: Pacing,
+    *,
+    removing: bool,
+) -> list[UnitOutcome]:
+    """Apply independent units at once. A unit that fails does not stop the others, which are each one account's
+    watch: every unit runs to its end, then the first failure is raised. Ctrl-C (which only the main thread sees)
+    names what AWS accepted for every unit still running, as one unit's executor does on its own."""
+    if len(pairs) < 2:
+        return [unit.apply(config, clients, unit_state, pacing, removing=removing) for unit, unit_state in pairs]
+    accepted: dict[str, list[str]] = {unit.key: [] for unit, _ in pairs}
+
+    def apply(unit: Deployment, unit_state: UnitState) -> UnitOutcome:
+        def note(operation: str) -> None:
+            accepted[unit.key].append(operation)
+            if pacing.accepted is not None:
+                pacing.accepted(operation)
+
+        return unit.apply(config, clients, unit_state, replace(pacing, accepted=note), removing=removing)
+
+    with worker_pool(len(pairs)) as pool:
+        futures = {unit.key: pool.submit(apply, unit, unit_state) for unit, unit_state in pairs}
+        try:
+            wait(futures.values())
+        except KeyboardInterrupt:
+            running = [op for key, future in futures.items() if not future.done() for op in accepted[key]]
+            raise RolloutInterrupted(submitted=tuple(running)) from None
+    return [future.result() for future in futures.values()]
 
 
 def management_status(config: Config, state: UnitState) -> AccountStatus | None:

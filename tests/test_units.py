@@ -304,3 +304,31 @@ def test_create_stack_steps_for_the_management_account_name_their_templates(org:
         ("loginwatch-forwarder", "eu-west-1", "forwarder"),
         ("loginwatch-forwarder", "us-east-2", "forwarder"),
     ]
+
+
+def test_ctrl_c_while_units_run_side_by_side_names_what_each_submitted(org: Org) -> None:
+    import os
+    import signal
+    import threading
+
+    from loginwatch_org.errors import RolloutInterrupted
+
+    config = org_config(24, groups=2)
+    waiting = threading.Barrier(2, timeout=10)
+    interrupted = threading.Event()
+
+    def sleep(_seconds: float) -> None:
+        # Both units have submitted their operations and wait for them: now the user presses Ctrl-C.
+        if not interrupted.is_set() and waiting.wait() == 0:
+            interrupted.set()
+            os.kill(os.getpid(), signal.SIGINT)
+        threading.Event().wait(0.01)
+
+    pacing = Pacing(sleep=sleep)
+    state = prepare_units(config, org.clients, only=["watch", "forwarders"], registry=TEMPLATES, pacing=pacing)
+    with pytest.raises(RolloutInterrupted) as stopped:
+        apply_units(config, org.clients, state, pacing)
+    watch_ops = [op["operation_id"] for op in org.double.operations("loginwatch")]
+    forwarder_ops = [op["operation_id"] for op in org.double.operations(FORWARDERS)]
+    assert len(watch_ops) == 2 and len(forwarder_ops) == 1
+    assert set(stopped.value.submitted) == set(watch_ops + forwarder_ops)

@@ -120,8 +120,10 @@ class StackSetExecutor:
         clock: Callable[[], float] | None = None,
         poll: PollPolicy | None = None,
         progress: ProgressCallback | None = None,
+        accepted: Callable[[str], None] | None = None,
     ) -> None:
         self._cfn = cloudformation
+        self._accepted = accepted or (lambda _operation_id: None)
         self._settings = settings
         self._sleep = sleep or time.sleep
         self._clock = clock or time.monotonic
@@ -157,6 +159,7 @@ class StackSetExecutor:
                         case UpdateStackSet() | CreateInstances() | UpdateInstances() | DeleteInstances():
                             operation_id, resumed = self._submit(step)
                             accepted.append(operation_id)
+                            self._accepted(operation_id)
                             submitted.append((operation_id, action_name(step)))
                             if resumed:
                                 result.resumed.append(operation_id)

@@ -215,8 +215,10 @@ class StackExecutor:
         clock: Callable[[], float] | None = None,
         poll: PollPolicy | None = None,
         progress: ProgressCallback | None = None,
+        accepted: Callable[[str], None] | None = None,
     ) -> None:
         self._client_for = cloudformation_for
+        self._accepted = accepted or (lambda _request: None)
         self._clients: dict[str, Any] = {}
         self._sleep = sleep or time.sleep
         self._clock = clock or time.monotonic
@@ -299,6 +301,7 @@ class StackExecutor:
         else:
             pending.stack = str(response.get("StackId") or step.name)
         run.submitted.append(pending.label)
+        self._accepted(pending.label)
         return pending
 
     def _update(self, step: UpdateStack, body: str, run: _Run) -> _Pending | None:
@@ -339,6 +342,7 @@ class StackExecutor:
                 )
                 self._settle(step.region, step.stack_id)
         run.submitted.append(pending.label)
+        self._accepted(pending.label)
         return pending
 
     def _delete(self, name: str, region: str, stack_id: str, token: str, run: _Run) -> _Pending | None:
@@ -348,6 +352,7 @@ class StackExecutor:
         self._call(region, "delete_stack", StackName=stack_id, ClientRequestToken=token)
         pending = _Pending(name, region, "delete-stack", stack_id, token)
         run.submitted.append(pending.label)
+        self._accepted(pending.label)
         return pending
 
     def _owned_or_refuse(self, name: str, region: str, stack_id: str, action: str, run: _Run) -> dict[str, Any] | None:

@@ -10,14 +10,30 @@ what has not started and lets the exception go at once. Calls already in flight 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+import contextvars
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
+from typing import ParamSpec, TypeVar
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class _ContextPool(ThreadPoolExecutor):
+    """Runs each task in a copy of its submitter's context (``contextvars``), as asyncio does for its tasks, so
+    what the caller set there (a simulated clock's time, for one) follows the work onto the worker thread."""
+
+    def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
+        context = contextvars.copy_context()
+        run: Callable[..., T] = context.run
+        future: Future[T] = super().submit(run, fn, *args, **kwargs)
+        return future
 
 
 @contextmanager
 def worker_pool(max_workers: int) -> Iterator[ThreadPoolExecutor]:
-    pool = ThreadPoolExecutor(max_workers=max_workers)
+    pool: ThreadPoolExecutor = _ContextPool(max_workers=max_workers)
     try:
         yield pool
     except BaseException:

@@ -71,6 +71,7 @@ import base64
 import functools
 import math
 import re
+import threading
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -81,6 +82,8 @@ from typing import Any, Literal
 import botocore.session
 from botocore.exceptions import ClientError, ParamValidationError
 from botocore.validate import ParamValidator
+
+from tests.doubles.timing import SlotPool, Timing
 
 __all__ = ["API_METHODS", "StackSetsClient", "StackSetsDouble"]
 
@@ -152,6 +155,14 @@ _NOT_MANAGEMENT = (
 )
 _EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
 _UUID_NAMESPACE = uuid.UUID("6f1c1d0e-5a5e-4c39-9d0e-2b8f3c2a9e11")
+
+
+def _conflicting(a: _Operation, b: _Operation) -> bool:
+    """Operations that cannot run at once under managed execution: a change of the stack set itself (its template
+    or parameters) or a drift detection, against anything; otherwise two that target the same stack instance."""
+    if a.template_change or b.template_change or "DETECT_DRIFT" in (a.action, b.action):
+        return True
+    return bool({(t.account, t.region) for t in a.targets} & {(t.account, t.region) for t in b.targets})
 
 
 @functools.cache
@@ -259,6 +270,9 @@ class _Operation:
     stale_results: list[tuple[str, str | None]] | None = None
     stale_result_reads: int = 0
     stale_list_reads: int = 0
+    # With ``Timing``: the simulated seconds at which the operation starts and ends.
+    start_at: float | None = None
+    end_at: float | None = None
 
 
 @dataclass(slots=True)
@@ -396,6 +410,7 @@ class StackSetsDouble:
         region: str = "us-east-1",
         stale_reads: int = 0,
         suspended_accounts: set[str] | None = None,
+        timing: Timing | None = None,
     ) -> None:
         if polls_per_state < 0:
             raise ValueError("polls_per_state must be >= 0")
@@ -437,6 +452,11 @@ class StackSetsDouble:
         self._faults: dict[str, deque[_Fault]] = {}
         self._interrupt_countdown: int | None = None
         self._interrupt_applied = False
+        self.timing = timing
+        self._pools: dict[str, SlotPool] = {}
+        # Units applied side by side call from several threads; AWS serialises nothing, but the double's
+        # bookkeeping must stay whole.
+        self._lock = threading.RLock()
 
     # ------------------------------------------------------------------ test-facing helpers
 
@@ -522,6 +542,8 @@ class StackSetsDouble:
                 "status_reason": op.status_reason,
                 "preferences": dict(op.preferences),
                 "retain_stacks": op.retain_stacks,
+                "created": op.created,
+                "ended": op.ended,
                 "results": [
                     {"account": t.account, "region": t.region, "status": t.status, "reason": t.reason}
                     for t in op.targets
@@ -572,6 +594,10 @@ class StackSetsDouble:
     # ------------------------------------------------------------------ call plumbing
 
     def _call(self, method: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            return self._locked_call(method, kwargs)
+
+    def _locked_call(self, method: str, kwargs: dict[str, Any]) -> dict[str, Any]:
         operation_name = _operation_name(method)
         # Client-side validation, as botocore does before a request is sent (not an API call).
         input_shape = _service_model().operation_model(operation_name).input_shape
@@ -580,7 +606,13 @@ class StackSetsDouble:
             raise ParamValidationError(report=report.generate_report())
 
         self.calls.append((method, dict(kwargs)))
-        self._now += timedelta(seconds=1)
+        if self.timing is None:
+            self._now += timedelta(seconds=1)
+        else:
+            now = self.timing.clock.now()
+            # The caller's time: tasks side by side each stamp what they do at their own time.
+            self._now = _EPOCH + timedelta(seconds=now)
+            self._catch_up(now)
         request_id = self._new_uuid()
 
         interrupt = False
@@ -797,7 +829,7 @@ class StackSetsDouble:
     def _busy(self, stack_set: _StackSet) -> _ApiError:
         """OperationInProgressException for a refused write; the refused caller is waiting, so time passes."""
         head = self._head(stack_set)
-        if head is not None:
+        if head is not None and self.timing is None:
             self._advance(stack_set, head)
         return _ApiError(
             "OperationInProgressException", f"Another Operation on StackSet {stack_set.arn} is in progress"
@@ -938,7 +970,19 @@ class StackSetsDouble:
         return None
 
     def _submit(self, stack_set: _StackSet, op: _Operation) -> dict[str, Any]:
+        if op.action == "CREATE" and self.timing is not None:
+            new = {(t.account, t.region) for t in op.targets} - set(stack_set.instances)
+            quota = self.timing.instances_per_stack_set
+            if len(stack_set.instances) + len(new) > quota:
+                # Stack instances per stack set (Service Quotas: AWS CloudFormation).
+                raise _ApiError(
+                    "LimitExceededException",
+                    f"The number of stack instances in StackSet {stack_set.stack_set_id} would exceed the "
+                    f"limit of {quota}",
+                )
         stack_set.operations[op.operation_id] = op
+        if self.timing is not None:
+            self._schedule(stack_set, op, self.timing)
         if op.action == "CREATE":
             # New stack instances are listed (OUTDATED, PENDING) as soon as the request is accepted.
             for target in op.targets:
@@ -951,9 +995,51 @@ class StackSetsDouble:
                         last_operation_id=op.operation_id,
                         overrides=self._merge_overrides({}, op.overrides or []),
                     )
-        if self._head(stack_set) is op:
+        if self._head(stack_set) is op and self.timing is None:
             self._start(stack_set, op)
         return {"OperationId": op.operation_id}
+
+    # ------------------------------------------------------------------ simulated time (``Timing``)
+
+    def _schedule(self, stack_set: _StackSet, op: _Operation, timing: Timing) -> None:
+        """When the operation will start and end: after the operations it must wait for, in waves of its
+        per-Region concurrency, each wave when the concurrent-instance quota has room for it."""
+        now = timing.clock.now()
+        earlier = [o for o in stack_set.operations.values() if o is not op and o.status in _ACTIVE]
+        if timing.managed_execution == "concurrent":
+            earlier = [o for o in earlier if _conflicting(o, op)]
+        start = max([now] + [o.end_at for o in earlier if o.end_at is not None])
+        sequential = op.preferences.get("RegionConcurrencyType", "SEQUENTIAL") != "PARALLEL"
+        end = region_start = start
+        for region, targets, _tolerance, batch in self._plan(op):
+            pool_key = region if timing.per_region else "*"
+            pool = self._pools.setdefault(pool_key, SlotPool(timing.concurrent_instances, timing.instance_seconds))
+            at, left = region_start, len(targets)
+            while left > 0:
+                at, wave = pool.take(at, min(batch, left))
+                pool.reserve(at, wave)
+                at += timing.instance_seconds
+                left -= wave
+            end = max(end, at)
+            if sequential:
+                region_start = at
+        op.start_at, op.end_at = start, end
+
+    def _catch_up(self, now: float) -> None:
+        """Everything that has happened by ``now``: operations started, and finished in the order they end."""
+        for stack_set in list(self._sets.values()):
+            active = [o for o in stack_set.operations.values() if o.status in _ACTIVE and o.end_at is not None]
+            for op in sorted(active, key=lambda o: (o.end_at, o.created)):
+                assert op.start_at is not None and op.end_at is not None
+                if op.start_at > now:
+                    continue
+                if not op.started:
+                    self._start(stack_set, op)
+                if op.status == "QUEUED":
+                    op.status = "RUNNING"
+                if op.end_at <= now:
+                    self._finish(stack_set, op)
+                    op.ended = _EPOCH + timedelta(seconds=op.end_at)
 
     def _start(self, stack_set: _StackSet, op: _Operation) -> None:
         op.started = True
@@ -1072,7 +1158,7 @@ class StackSetsDouble:
         if op.action == "DETECT_DRIFT":
             self._record_drift(stack_set, op)
         nxt = self._head(stack_set)
-        if nxt is not None and not nxt.started:
+        if nxt is not None and not nxt.started and self.timing is None:
             self._start(stack_set, nxt)
 
     def _apply(self, stack_set: _StackSet, op: _Operation, target: _Target) -> bool:
@@ -1573,7 +1659,7 @@ class StackSetsDouble:
             # Queue-advance rule: polling an unfinished operation advances the oldest unfinished
             # operation of the stack set (the operation itself when it is first in line).
             head = self._head(stack_set)
-            if head is not None:
+            if head is not None and self.timing is None:
                 self._advance(stack_set, head)
         return {"StackSetOperation": self._operation_summary(stack_set, op, full=True)}
 
