@@ -143,9 +143,15 @@ class _Model(BaseModel):
 
 
 class OperationPreferences(_Model):
-    """How fast StackSets may go, and how many failures it tolerates before stopping an operation."""
+    """How fast StackSets may go, and how many failures it tolerates before stopping an operation.
 
-    max_concurrent_percentage: int = Field(default=25, ge=1, le=100)
+    Two speeds: an operation that changes running watches (a template or recipient change, a deletion) goes in
+    halves, so a broken change that fails in more than the tolerance is stopped in each Region before the second
+    half is touched; an operation that creates watches goes all at once, since a failed creation leaves an account
+    no worse off than before (it had no watch) and is reported like any failure."""
+
+    max_concurrent_percentage: int = Field(default=50, ge=1, le=100)
+    create_concurrent_percentage: int = Field(default=100, ge=1, le=100)
     failure_tolerance_percentage: int = Field(default=10, ge=0, le=100)
     concurrency_mode: Literal["strict-failure-tolerance", "soft-failure-tolerance"] = "soft-failure-tolerance"
     region_concurrency: Literal["sequential", "parallel"] = "parallel"

@@ -28,7 +28,7 @@ from loginwatch_org.workflow import (
     prepare,
 )
 from tests.doubles.stacksets import StackSetsDouble
-from tests.orgs import MANAGEMENT_ACCOUNT, account_ids, config_for, organization, without_accounts
+from tests.orgs import MANAGEMENT_ACCOUNT, account_ids, config_for, organization, with_recipients, without_accounts
 
 COUNT = 12
 ACCOUNTS = account_ids(COUNT)
@@ -293,7 +293,7 @@ def test_drift_detection_uses_the_configs_preferences_and_reports_failed_account
     result = detect_drift(config, h.clients, h.executor(config))
     (drift_op,) = [op for op in h.double.operations("loginwatch") if op["action"] == "DETECT_DRIFT"]
     assert drift_op["preferences"]["FailureTolerancePercentage"] == 50
-    assert drift_op["preferences"]["MaxConcurrentPercentage"] == 25
+    assert drift_op["preferences"]["MaxConcurrentPercentage"] == 50
     assert (result.status, result.detection_status) == ("SUCCEEDED", "PARTIAL_SUCCESS")
     assert [(a.account_id, a.status) for a in result.failed] == [(unreachable, "FAILED")]
     assert not result.complete
@@ -454,3 +454,14 @@ def test_ctrl_c_while_waiting_for_somebody_elses_operation_claims_nothing_as_our
     with pytest.raises(RolloutInterrupted) as interrupted:
         executor.wait_for(["console-edit-1"])
     assert interrupted.value.submitted == ()
+
+
+def test_new_watches_go_all_at_once_and_changes_to_running_ones_in_halves() -> None:
+    h = harness()
+    config = config_for(COUNT, groups=1)
+    h.rollout(config)
+    h.rollout(with_recipients(config, {ACCOUNTS[0]: ["moved@example.com"]}))
+    concurrency = {
+        op["action"]: op["preferences"]["MaxConcurrentPercentage"] for op in h.double.operations("loginwatch")
+    }
+    assert concurrency == {"CREATE": 100, "UPDATE": 50}

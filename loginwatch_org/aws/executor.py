@@ -257,7 +257,7 @@ class StackSetExecutor:
         kwargs: dict[str, Any] = {
             **self._common(),
             "OperationId": step.operation_id,
-            "OperationPreferences": self._preferences(),
+            "OperationPreferences": self._preferences(creating=isinstance(step, CreateInstances)),
         }
         match step:
             case UpdateStackSet():
@@ -323,11 +323,15 @@ class StackSetExecutor:
             }
         return {"Accounts": list(accounts), "Regions": list(regions)}
 
-    def _preferences(self) -> dict[str, Any]:
+    def _preferences(self, *, creating: bool = False) -> dict[str, Any]:
         preferences = self._settings.operation_preferences
+        concurrency = preferences.create_concurrent_percentage if creating else preferences.max_concurrent_percentage
+        # MaxConcurrentPercentage and FailureTolerancePercentage apply per Region, rounded down (at least one
+        # account at a time); SOFT_FAILURE_TOLERANCE keeps that concurrency whatever the failures.
+        # https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_StackSetOperationPreferences.html
         return {
             "RegionConcurrencyType": preferences.region_concurrency.upper(),
-            "MaxConcurrentPercentage": preferences.max_concurrent_percentage,
+            "MaxConcurrentPercentage": concurrency,
             "FailureTolerancePercentage": preferences.failure_tolerance_percentage,
             "ConcurrencyMode": preferences.concurrency_mode.upper().replace("-", "_"),
         }

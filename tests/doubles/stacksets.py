@@ -57,12 +57,27 @@ Also modelled, because the engine must cope with them:
   instances ... in the specified Regions" through an operation of its own (a UUID OperationId, no parameter
   overrides: the stack set's values)
   (https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_AutoDeployment.html).
+* simulated time (``timing=Timing(...)``, ``tests/doubles/timing.py``): operations then move on by a simulated
+  clock instead of by polls. Each operation is scheduled when it is submitted: it starts when the operations it
+  must wait for have ended, visits its Regions in parallel or in sequence, and deploys each Region in waves of
+  its concurrency (MaxConcurrentCount or MaxConcurrentPercentage per Region, rounded down, at least one; with
+  STRICT_FAILURE_TOLERANCE at most the tolerance plus one), each stack instance taking
+  ``Timing.instance_seconds``, each wave started when the concurrent-instance quota has room
+  (https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_StackSetOperationPreferences.html).
+  Under managed execution, "If there are already running or queued operations, StackSets queues all incoming
+  operations even if they are non-conflicting"
+  (https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_ManagedExecution.html): the default
+  reading, ``queued``, runs a stack set's operations one after another; ``concurrent`` (what the same page's
+  first sentence would suggest alone) runs those on different stack instances side by side. A template change
+  conflicts with everything. A Region's waves follow one another, each taking what the quota has free when the
+  previous ends (StackSets starts an instance whenever a slot frees: with equal instance times, nearly the same).
 
 Deliberately not modelled: template parsing and capabilities checks, ``TemplateURL``/``AccountsUrl``
 contents, nested OUs, removal on an account leaving an OU, account gates
 (always reported ``SKIPPED``), quotas other than the 50 OUs per operation (``DeploymentTargets.Accounts``
 documents no maximum: https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_DeploymentTargets.html),
-and concurrent execution of non-conflicting operations under managed execution (they are queued).
+and, without ``timing``, concurrent execution of non-conflicting operations under managed execution (they are
+queued, which is also what the reference says once one is running).
 """
 
 from __future__ import annotations

@@ -19,10 +19,12 @@ from bisect import bisect_left, bisect_right, insort
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-# Managed execution, read two ways (the documentation is ambiguous, the slower reading is modelled beside the
-# faster one): "concurrent", StackSets runs operations of one stack set that touch different stack instances
-# side by side and queues only those that conflict; "queued", it runs the operations of one stack set one after
-# another, as without managed execution, only queuing them instead of refusing them.
+# Managed execution, read two ways. "When true, StackSets performs non-conflicting operations concurrently and
+# queues conflicting operations", then the note: "If there are already running or queued operations, StackSets
+# queues all incoming operations even if they are non-conflicting"
+# (https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_ManagedExecution.html). "queued", the
+# note's reading and the slower one: the operations of one stack set run one after another (queued instead of
+# refused). "concurrent", the first sentence's: those on different stack instances run side by side.
 ManagedExecutionReading = Literal["concurrent", "queued"]
 
 
@@ -56,12 +58,15 @@ class Timing:
     # How long one stack instance takes to deploy, update or delete, StackSets' own overhead included.
     instance_seconds: float = 120.0
     managed_execution: ManagedExecutionReading = "queued"
-    # StackSets instance operations: stack instances one administrator account runs operations on at the same
-    # time, per Region. Which Region counts (the administrator's or each target's) is not said; ``per_region``
-    # False is the slower reading: one pool for every Region.
+    # StackSets instance operations, 10,000: "the maximum number of stack instances, across all stack sets, that
+    # you can run operations on in each Region at the same time, per administrator account"
+    # (https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/cloudformation-limits.html). Which Region
+    # counts (the administrator's or each target's) is not said; ``per_region`` False is the slower reading, one
+    # pool for every Region.
     concurrent_instances: int = 10_000
     per_region: bool = False
-    # Stack instances per stack set; a CreateStackInstances beyond it is refused with LimitExceededException.
+    # Stack instances per stack set, 100,000 (same page); a CreateStackInstances beyond it is refused with
+    # LimitExceededException.
     instances_per_stack_set: int = 100_000
 
 
