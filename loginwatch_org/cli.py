@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from loginwatch_org import DEFAULT_CONFIG_PATH, DEFAULT_MEMBER_ROLE, VALIDATE_COMMAND, __version__
+from loginwatch_org import DEFAULT_CONFIG_PATH, DEFAULT_MEMBER_ROLE, VALIDATE_COMMAND, __version__, suggest
 from loginwatch_org.cli_boundary import Progress, boundary, error_document, note
 from loginwatch_org.cli_options import (
     AwsOptions,
@@ -529,7 +529,9 @@ def status(
     progress.pause()
     watch = state.state("watch")
     if watch is not None and watch.snapshot is not None and watch.snapshot.stack_set is None:
-        raise LoginwatchError(f"stack set '{loaded.stack_set.name}' does not exist yet; run: loginwatch-org rollout")
+        raise LoginwatchError(
+            f"stack set '{loaded.stack_set.name}' does not exist yet; run: {suggest.command('rollout')}"
+        )
     rows: list[tuple[str, AccountStatus]] = []
     outside: frozenset[str] = frozenset()
     watch_snapshot = verified or (watch.snapshot if watch is not None else None)
@@ -799,8 +801,11 @@ def simulate_login(
     identity: IdentityOption = Identity.root,
     config: ConfigOption = DEFAULT_CONFIG_PATH,
     sandbox: SandboxOption = False,
-    region: Annotated[
-        str, typer.Option(help="The region CloudTrail records the sign-in in (others reach the watch by forwarder).")
+    signin_region: Annotated[
+        str,
+        typer.Option(
+            "--region", help="The region CloudTrail records the sign-in in (others reach the watch by forwarder)."
+        ),
     ] = "us-east-1",
 ) -> None:
     """Sign in to ACCOUNT's console in the sandbox and print the email SES accepted."""
@@ -809,10 +814,10 @@ def simulate_login(
     from loginwatch_org.config import AWS_REGIONS
 
     loaded = load(config)
-    if region not in AWS_REGIONS:
-        raise UsageError(f"--region {region} is not an AWS region")
+    if signin_region not in AWS_REGIONS:
+        raise UsageError(f"--region {signin_region} is not an AWS region")
     with _sandbox_session(loaded) as running:
-        _simulate(loaded, running, account, identity, region)
+        _simulate(loaded, running, account, identity, signin_region)
 
 
 def _simulate(loaded: Config, running: Any, account: str, identity: Identity, region: str = "us-east-1") -> None:
@@ -822,7 +827,9 @@ def _simulate(loaded: Config, running: Any, account: str, identity: Identity, re
         raise UsageError(f"account {account} is not in the sandbox's organisation")
     names = loaded.account_names()
     label = f"{account} ({names[account]})" if account in names else account
-    outcome = simulate_login(running, account, identity.value, region=region)
+    from loginwatch_org.templates.watch import alert_topic_name
+
+    outcome = simulate_login(running, account, identity.value, region=region, watch_topic=alert_topic_name(loaded))
     typer.echo(f"Simulated {identity.value} console sign-in to {label}, recorded in {region}.")
     if not outcome.emails:
         typer.echo(f"No email was sent: {outcome.why_no_email(loaded, account)}.")

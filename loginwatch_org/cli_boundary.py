@@ -158,8 +158,11 @@ def boundary(command: Callable[P, R]) -> Callable[P, R]:
     def run(*args: P.args, **kwargs: P.kwargs) -> R:
         import typer  # loaded already: typer is what calls a command
 
+        from loginwatch_org.suggest import invocation
+
         try:
-            return command(*args, **kwargs)
+            with invocation(kwargs):
+                return command(*args, **kwargs)
         except (typer.Exit, typer.Abort, typer.TyperException):
             raise
         except BaseException as error:

@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
@@ -96,6 +96,15 @@ class AwsOptions:
         for url, origin in ((self.endpoint_url, "--endpoint-url"), (os.environ.get("AWS_ENDPOINT_URL"), None)):
             if url:
                 check_endpoint_url(url, origin or "AWS_ENDPOINT_URL")
+        if self.region is not None:
+            from loginwatch_org.config import AWS_REGIONS
+
+            if self.region not in AWS_REGIONS:
+                # botocore would build an endpoint for any name and fail much later with "Cannot reach AWS".
+                raise UsageError(
+                    f"--region {self.region} is not an AWS Region (the StackSets administrator Region, for "
+                    "example us-east-1)"
+                )
 
 
 def check_endpoint_url(url: str, origin: str) -> None:
@@ -129,7 +138,8 @@ def aws_target(
         from loginwatch_org.sandbox.control import sandbox_target
 
         with sandbox_target(config, progress=progress) as target:
-            yield target
+            # The sandbox emulates every Region: --region picks the administrator Region there as in AWS.
+            yield replace(target, region=options.region or config.stack_set.admin_region)
         return
     # The stack set lives in one administrator region: a caller's default region must not pick another.
     yield AwsTarget(

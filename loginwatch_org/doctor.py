@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
+from loginwatch_org import suggest
 from loginwatch_org.config import Config
 
 Status = Literal["pass", "fail", "cannot-check"]
@@ -442,9 +443,9 @@ def check_ses_configuration_set(config: Config, facts: Facts) -> CheckResult | N
         wants = f"delivery.configuration_set is {expected}" if expected else "delivery.configuration_set is not set"
         fix = (
             f"set delivery.configuration_set: {found} (or remove the identity's default configuration set), then run "
-            "loginwatch-org rollout"
+            f"{suggest.command('rollout')}"
             if found
-            else "remove delivery.configuration_set, then run loginwatch-org rollout"
+            else f"remove delivery.configuration_set, then run {suggest.command('rollout')}"
         )
         consequence = (
             ": the sending role may not use it and SES refuses every send (AccessDenied)"
@@ -464,7 +465,7 @@ def check_alarm_action(config: Config, facts: Facts) -> CheckResult:
     name = "Dead-letter alarm action"
     fix = (
         "set delivery.alarm_topic_arn to an SNS topic whose subscribers are paged (its policy must let CloudWatch "
-        "of the watched accounts publish), then run: loginwatch-org rollout"
+        f"of the watched accounts publish), then run: {suggest.command('rollout')}"
     )
     topic = facts.alarm_topic
     if config.delivery.alarm_topic_arn is None and config.delivery.mail_account is not None:

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from typing import Any, assert_never
 
+from loginwatch_org import suggest
 from loginwatch_org.config import AccountWatch, Config, StackSetSettings
 from loginwatch_org.errors import LoginwatchError
 from loginwatch_org.state import (
@@ -265,7 +266,7 @@ def check_permission_model(settings: StackSetSettings, stack_set: DeployedStackS
         raise PlanError(
             f"stack set '{settings.name}' is {stack_set.permission_model} but the config says "
             f"{settings.permission_model}; StackSets cannot change the permission model of a stack set. Remove it "
-            "(loginwatch-org remove) and roll out again, or give the new one another stack_set.name."
+            f"({suggest.command('remove')}) and roll out again, or give the new one another stack_set.name."
         )
 
 
@@ -497,7 +498,7 @@ def plan_coverage(config: Config, snapshot: Snapshot, settings: StackSetSettings
         if len(unlisted) > UNLISTED_NAMED:
             warnings.append(
                 f"{len(unlisted) - UNLISTED_NAMED} more account(s) of the organisation are not in the config "
-                "(loginwatch-org status lists each, with its line)"
+                f"({suggest.command('status')} lists each, with its line)"
             )
     names = config.account_names()
     disabled = config.disabled_account_ids()

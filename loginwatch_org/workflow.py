@@ -12,6 +12,7 @@ from concurrent.futures import wait
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from loginwatch_org import suggest
 from loginwatch_org.aws.executor import (
     AccountResult,
     ApplyResult,
@@ -896,7 +897,7 @@ def management_status(config: Config, state: UnitState) -> AccountStatus | None:
     status = "MISSING" if stack is None else ("OUTDATED" if busy else "CURRENT")
     reasons = [item.problem for item in plan.blocked] + list(plan.waiting)
     if plan.steps:
-        reasons.append(f"{len(plan.steps)} stack change(s) planned: run loginwatch-org rollout")
+        reasons.append(f"{len(plan.steps)} stack change(s) planned: run {suggest.command('rollout')}")
     if state.key == MANAGEMENT_UNIT_KEY and not busy:
         reasons.append(f"{len(plan.unchanged)} stack(s) current (watch and forwarders)")
     return AccountStatus(

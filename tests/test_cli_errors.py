@@ -254,3 +254,32 @@ def test_ctrl_c_while_aws_does_not_answer_exits_at_once(tmp_path: Path) -> None:
     assert code == 130
     assert waited < 5
     assert "Interrupted" in errors.decode() and no_traceback(errors.decode())
+
+
+@pytest.mark.parametrize("command", ["plan", "rollout", "status", "remove", "doctor"])
+def test_a_region_that_does_not_exist_is_bad_input(double: StackSetsDouble, config_file: Path, command: str) -> None:
+    result = runner.invoke(app, [command, "-c", str(config_file), "--region", "us-east-9"])
+    assert result.exit_code == 2, result.output
+    assert "--region us-east-9 is not an AWS Region" in result.output
+    assert double.calls == []
+
+
+def test_with_the_sandbox_region_still_picks_the_administrator_region(
+    monkeypatch: pytest.MonkeyPatch, config_file: Path
+) -> None:
+    from collections.abc import Iterator
+    from contextlib import contextmanager
+
+    from loginwatch_org.cli_options import AwsOptions, aws_target, load
+    from loginwatch_org.sandbox import control
+
+    @contextmanager
+    def sandbox_target(_config: Any, progress: Any = None) -> Iterator[session.AwsTarget]:
+        yield session.AwsTarget(region="us-east-1", endpoint_url="http://127.0.0.1:9")
+
+    monkeypatch.setattr(control, "sandbox_target", sandbox_target)
+    config = load(config_file)
+    with aws_target(config, AwsOptions(region="eu-west-1", sandbox=True)) as target:
+        assert target.region == "eu-west-1"
+    with aws_target(config, AwsOptions(sandbox=True)) as target:
+        assert target.region == config.stack_set.admin_region

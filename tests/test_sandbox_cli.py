@@ -601,6 +601,21 @@ def test_sandbox_flag_starts_a_private_sandbox_for_one_command(workspace: Worksp
     assert "No sandbox is running" in status.stdout
 
 
+def test_before_any_rollout_simulate_login_says_there_is_no_watch_and_what_to_run(workspace: Workspace) -> None:
+    config = workspace.config()
+    workspace.up(config)
+    signed_in = workspace.run("simulate-login", "111122223333", "--identity", "root", "--sandbox", "-c", str(config))
+    assert signed_in.returncode == 0, signed_in.stderr
+    assert (
+        "No email was sent: account 111122223333 has no watch deployed yet; run "
+        f"loginwatch-org rollout -c {config} --sandbox first." in signed_in.stdout
+    )
+    # Every next step a message suggests keeps the options that chose this sandbox and this file.
+    status = workspace.run("status", "--sandbox", "-c", str(config))
+    assert f"loginwatch-org rollout -c {config} --sandbox" in status.stdout + status.stderr
+    assert "run: loginwatch-org rollout\n" not in status.stdout + status.stderr
+
+
 def test_every_folder_sees_the_sandbox_that_sandbox_up_started(workspace: Workspace) -> None:
     config = workspace.config()
     up = workspace.run_from("project", "sandbox", "up", "-c", str(config))

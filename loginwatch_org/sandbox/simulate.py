@@ -18,6 +18,8 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from loginwatch_org import suggest
+from loginwatch_org.aws.errors import error_code
 from loginwatch_org.aws.session import AwsTarget, client
 from loginwatch_org.config import Config
 from loginwatch_org.sandbox.control import Sandbox
@@ -132,6 +134,8 @@ class SignInOutcome:
     function_log: list[str]
     # Where CloudTrail recorded the sign-in.
     region: str = WATCH_REGION
+    # Whether the account had a watch (its alert topic) in us-east-1 when the sign-in happened.
+    watch_deployed: bool = True
 
     @property
     def function_error(self) -> str | None:
@@ -152,6 +156,8 @@ class SignInOutcome:
         watch = next((t for t in watches if t.account_id == account), None)
         if watch is None:
             return "no watch is deployed there (disabled, not in the config, or no rollout yet)"
+        if not self.watch_deployed:
+            return f"account {account} has no watch deployed yet; run {suggest.command('rollout')} first"
         # The function never ran: the rule's pattern (the account's policy) did not take the event.
         policy = f"its alert policy is '{watch.alert_on}'"
         if self.region != WATCH_REGION and self.region not in config.forward_regions():
@@ -164,12 +170,21 @@ class SignInOutcome:
         return policy
 
 
-def simulate_login(sandbox: Sandbox, account: str, identity: Identity, *, region: str = WATCH_REGION) -> SignInOutcome:
+def simulate_login(
+    sandbox: Sandbox,
+    account: str,
+    identity: Identity,
+    *,
+    region: str = WATCH_REGION,
+    watch_topic: str | None = None,
+) -> SignInOutcome:
     """Record a sign-in to ``account`` in ``region`` (put it on that Region's default bus); return the emails SES
     accepted because of it, in any account (a mail account may send them), and what the watch's functions
-    logged."""
+    logged. ``watch_topic``: the watch's alert topic name, to tell an account without a watch from one whose
+    watch let the sign-in pass."""
     before = {message["message_id"] for message in read_mailbox(sandbox.endpoint_url)}
     target = member_target(sandbox, account, region)
+    deployed = watch_topic is None or _topic_exists(replace(target, region=WATCH_REGION), account, watch_topic)
     # The sandbox's own clock stamps the log lines: same host, so nothing logged before this is read.
     started_ms = int(time.time() * 1000)
     record = signin_record(account, identity, region=region)
@@ -189,7 +204,18 @@ def simulate_login(sandbox: Sandbox, account: str, identity: Identity, *, region
         raise RuntimeError(f"the sandbox rejected the event: {response['Entries']}")
     # The sandbox delivers synchronously (forwarders included): the function has run when PutEvents returns.
     emails = [m for m in read_mailbox(sandbox.endpoint_url) if m["message_id"] not in before]
-    return SignInOutcome(emails, _logged_since(replace(target, region=WATCH_REGION), started_ms), region)
+    return SignInOutcome(emails, _logged_since(replace(target, region=WATCH_REGION), started_ms), region, deployed)
+
+
+def _topic_exists(target: AwsTarget, account: str, name: str) -> bool:
+    sns = client(target, "sns")
+    try:
+        sns.get_topic_attributes(TopicArn=f"arn:aws:sns:{target.region}:{account}:{name}")
+    except Exception as error:
+        if error_code(error) == "NotFound":
+            return False
+        raise
+    return True
 
 
 def _logged_since(target: AwsTarget, started_ms: int) -> list[str]:
