@@ -16,6 +16,7 @@ import hashlib
 import os
 import subprocess
 import sys
+import time
 import venv
 from pathlib import Path
 
@@ -35,6 +36,22 @@ def _run(*args: str | Path, env: dict[str, str] | None = None) -> int:
     return subprocess.call([str(a) for a in args], cwd=ROOT, env={**os.environ, **env} if env else None)
 
 
+def _install(what: str, *args: str | Path, expected: str) -> int:
+    """Run a quiet pip install, saying every 15 s that it is still going: a first install takes minutes, and a
+    silent terminal looks like a hang."""
+    print(f"installing {what} (first run only, {expected}) ...", file=sys.stderr, flush=True)
+    started = time.monotonic()
+    process = subprocess.Popen([str(a) for a in args], cwd=ROOT)
+    while True:
+        try:
+            code = process.wait(timeout=15)
+            break
+        except subprocess.TimeoutExpired:
+            print(f"  still installing {what}: {time.monotonic() - started:.0f} s so far", file=sys.stderr, flush=True)
+    print(f"  installed {what} in {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
+    return code
+
+
 def ensure_environment() -> None:
     wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
     if STAMP.exists() and STAMP.read_text() == wanted and (BIN / "loginwatch-org").exists():
@@ -42,9 +59,9 @@ def ensure_environment() -> None:
     if not (BIN / "python").exists():
         print("creating .venv ...", file=sys.stderr)
         venv.EnvBuilder(with_pip=True).create(VENV)
-    print("installing loginwatch-org with its test and sandbox extras ...", file=sys.stderr)
     pip = [BIN / "python", "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    if _run(*pip, "--editable", ".[test,sandbox]") != 0:
+    if _install("loginwatch-org with its test and sandbox extras", *pip, "--editable", ".[test,sandbox]",
+                expected="about 1-2 minutes") != 0:  # fmt: skip
         sys.exit("installation failed; see the pip output above")
     STAMP.write_text(wanted)
 
@@ -56,9 +73,8 @@ def ensure_checkov() -> None:
     if not (CHECKOV_BIN / "python").exists():
         print("creating .venv-checkov ...", file=sys.stderr)
         venv.EnvBuilder(with_pip=True).create(CHECKOV_VENV)
-    print(f"installing {CHECKOV} ...", file=sys.stderr)
     pip = [CHECKOV_BIN / "python", "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    if _run(*pip, CHECKOV) != 0:
+    if _install(CHECKOV, *pip, CHECKOV, expected="about 1-2 minutes") != 0:
         sys.exit("installing checkov failed; see the pip output above")
     stamp.write_text(CHECKOV)
 

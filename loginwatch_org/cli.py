@@ -268,10 +268,16 @@ def export(
         raise LoginwatchError(
             f"--output {output} is a directory; name the file, e.g. {output / f'{template}.{chosen_format.value}'}"
         )
-    output.parent.mkdir(parents=True, exist_ok=True)
+    if not output.parent.is_dir():
+        # As a shell redirection would: a mistyped directory must not quietly become a new one.
+        raise UsageError(f"--output {output}: the directory {output.parent} does not exist; create it first")
     output.write_text(text, encoding="utf-8")
-    size = len(template_body(built[template]).encode("utf-8"))
-    typer.echo(f"wrote {output} ({chosen_format.value}, {size} bytes as a StackSet template body)", err=True)
+    body = len(template_body(built[template]).encode("utf-8"))
+    typer.echo(
+        f"wrote {output}: {len(text.encode('utf-8')):,} bytes of {chosen_format.value}, for review; StackSets "
+        f"receive it as minified JSON, {body:,} of the {TEMPLATE_BODY_LIMIT:,} bytes a template body may have",
+        err=True,
+    )
 
 
 def _committed_files(fmt: TemplateFormat | None) -> list[tuple[str, Path, TemplateFormat]]:

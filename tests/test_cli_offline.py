@@ -166,3 +166,26 @@ def test_validate_names_a_misspelled_section(write_config: Callable[[str], Path]
     assert result.exit_code == 2
     first = result.output.splitlines()[1].strip()
     assert first.endswith(": stackset: unknown key 'stackset'; did you mean stack_set?")
+
+
+def test_export_says_what_it_wrote_and_what_stacksets_receive(tmp_path: Path) -> None:
+    out = tmp_path / "watch.yaml"
+    result = runner.invoke(app, ["export", "--config", str(EXAMPLE_CONFIG), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    from loginwatch_org.templates import TEMPLATE_BODY_LIMIT
+
+    written = len(out.read_bytes())
+    assert f"wrote {out}: {written:,} bytes of yaml, for review" in result.output
+    # The body StackSets receive: the same template as JSON, minified.
+    as_json = runner.invoke(app, ["export", "--config", str(EXAMPLE_CONFIG), "--format", "json"]).output
+    body = json.dumps(json.loads(as_json), separators=(",", ":")).encode()
+    assert f"StackSets receive it as minified JSON, {len(body):,} of the {TEMPLATE_BODY_LIMIT:,}" in result.output
+    assert len(body) < written
+
+
+def test_export_refuses_a_directory_that_does_not_exist(tmp_path: Path) -> None:
+    out = tmp_path / "tempaltes" / "watch.yaml"
+    result = runner.invoke(app, ["export", "--config", str(EXAMPLE_CONFIG), "-o", str(out)])
+    assert result.exit_code == 2
+    assert f"the directory {out.parent} does not exist; create it first" in result.output
+    assert not out.parent.exists()
