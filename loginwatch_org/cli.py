@@ -813,6 +813,7 @@ def simulate_login(
             "--region", help="The region CloudTrail records the sign-in in (others reach the watch by forwarder)."
         ),
     ] = "us-east-1",
+    as_json: JsonOption = False,
 ) -> None:
     """Sign in to ACCOUNT's console in the sandbox and print the email SES accepted."""
     if not sandbox:
@@ -823,19 +824,48 @@ def simulate_login(
     if signin_region not in AWS_REGIONS:
         raise UsageError(f"--region {signin_region} is not an AWS region")
     with _sandbox_session(loaded) as running:
-        _simulate(loaded, running, account, identity, signin_region)
+        _simulate(loaded, running, account, identity, signin_region, as_json=as_json)
 
 
-def _simulate(loaded: Config, running: Any, account: str, identity: Identity, region: str = "us-east-1") -> None:
+def _simulate(
+    loaded: Config,
+    running: Any,
+    account: str,
+    identity: Identity,
+    region: str = "us-east-1",
+    *,
+    as_json: bool = False,
+) -> None:
     from loginwatch_org.sandbox.simulate import simulate_login
+    from loginwatch_org.templates.watch import alert_topic_name
 
     if account not in running.accounts:
         raise UsageError(f"account {account} is not in the sandbox's organisation")
     names = loaded.account_names()
     label = f"{account} ({names[account]})" if account in names else account
-    from loginwatch_org.templates.watch import alert_topic_name
-
     outcome = simulate_login(running, account, identity.value, region=region, watch_topic=alert_topic_name(loaded))
+    if as_json:
+        _emit_json(
+            {
+                "account": account,
+                "name": names.get(account, ""),
+                "identity": identity.value,
+                "region": region,
+                "emailed": bool(outcome.emails),
+                "why_no_email": None if outcome.emails else outcome.why_no_email(loaded, account),
+                "emails": [
+                    {
+                        "message_id": sent["message_id"],
+                        "from": sent["source"],
+                        "to": list(sent["to"]),
+                        "subject": sent["subject"],
+                        "text": sent["text"] or "",
+                    }
+                    for sent in outcome.emails
+                ],
+            }
+        )
+        return
     typer.echo(f"Simulated {identity.value} console sign-in to {label}, recorded in {region}.")
     if not outcome.emails:
         typer.echo(f"No email was sent: {outcome.why_no_email(loaded, account)}.")

@@ -258,6 +258,27 @@ def test_rollout_then_sign_ins_email_the_configured_recipients(example: Example)
     assert "333344445555" in sso.body
 
 
+def test_simulate_login_as_json_gives_the_emails_or_why_none_came(example: Example) -> None:
+    def simulate(account: str) -> dict[str, Any]:
+        result = example.workspace.run(
+            "simulate-login", account, "--identity", "root", "--sandbox", "-c", str(example.config), "--json"
+        )
+        assert result.returncode == 0, result.stderr
+        document: dict[str, Any] = json.loads(result.stdout)
+        return document
+
+    mailed = simulate("111122223333")
+    assert (mailed["account"], mailed["identity"], mailed["region"]) == ("111122223333", "root", "us-east-1")
+    assert mailed["emailed"] is True and mailed["why_no_email"] is None
+    (email,) = mailed["emails"]
+    assert email["to"] == _recipients(example.config, "111122223333")
+    assert email["subject"].startswith("[ROOT]") and "111122223333" in email["text"]
+
+    disabled = simulate("444455556666")
+    assert disabled["emailed"] is False and disabled["emails"] == []
+    assert disabled["why_no_email"].startswith("no watch is deployed there")
+
+
 def test_recipient_change_is_planned_rolled_out_and_used(example: Example, tmp_path: Path) -> None:
     account = "121212121212"
     new = ["platform-oncall@example.com", "security-leads@example.com"]
