@@ -133,6 +133,10 @@ class UpdateStackSet:
     parameter_changes: Mapping[str, tuple[str | None, str]] = field(default_factory=dict)
     # UpdateStackSet replaces the tag list: the stack set's own tags are kept, the owner tag added.
     tags: Mapping[str, str] = field(default_factory=dict)
+    # Whether to turn managed execution on: sent only then, since "you can't modify your stack set's execution
+    # configuration while there are running or queued operations for that stack set"
+    # (https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_ManagedExecution.html).
+    enable_managed_execution: bool = False
 
 
 @dataclass(frozen=True)
@@ -681,6 +685,7 @@ def instance_steps(
             parameters=dict(shared_parameters),
             parameter_changes=dict(delta.parameter_changes),
             tags={**stack_set.tags, OWNER_TAG_KEY: OWNER_TAG_VALUE},
+            enable_managed_execution=delta.managed_execution_off,
         )
         if target.after_creates:
             # A template change marks every instance OUTDATED: whatever is refreshed comes after it.

@@ -13,6 +13,11 @@ from typing import Any
 from loginwatch_org.config import Config
 from loginwatch_org.mail_setup import sending_setup
 
+# Where CloudTrail records a console sign-in of an IAM user through the global endpoint when the browser holds
+# an account-alias cookie, besides us-east-1
+# (https://docs.aws.amazon.com/awscloudtrail/latest/userguide/cloudtrail-event-reference-aws-console-sign-in-events.html).
+ALIAS_COOKIE_REGIONS = ("us-east-2", "eu-north-1", "ap-southeast-2")
+
 
 @dataclass(frozen=True)
 class Validation:
@@ -23,14 +28,24 @@ class Validation:
 
     @property
     def notes(self) -> list[str]:
+        notes: list[str] = []
         delivery = self.config.delivery
         if delivery.mail_account is None and delivery.alarm_topic_arn is None:
-            return [
+            notes.append(
                 "undeliverable alerts reach nobody: they wait in each account's dead-letter queue unless "
                 "delivery.alarm_topic_arn names a topic that pages someone, or delivery.mail_account is set (its "
                 "alarm topic emails delivery.alarm_recipients)."
-            ]
-        return []
+            )
+        covered = {*self.config.forward_regions(), *self.config.stack_set.regions}
+        left_out = [region for region in ALIAS_COOKIE_REGIONS if region not in covered]
+        if left_out:
+            notes.append(
+                f"stack_set.forward_from leaves out {', '.join(left_out)}: an IAM user who signs in through the "
+                "global endpoint with an account-alias cookie in the browser is recorded in one of "
+                f"{', '.join(ALIAS_COOKIE_REGIONS)}, so such sign-ins in {', '.join(left_out)} would reach nobody. "
+                "Add them, or use forward_from: all."
+            )
+        return notes
 
     def document(self) -> dict[str, Any]:
         config = self.config

@@ -189,3 +189,32 @@ def test_export_refuses_a_directory_that_does_not_exist(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert f"the directory {out.parent} does not exist; create it first" in result.output
     assert not out.parent.exists()
+
+
+def test_validate_warns_when_forward_from_misses_where_alias_cookie_sign_ins_land(
+    write_config: Callable[[str], Path],
+) -> None:
+    path = write_config(
+        """
+        delivery:
+          sender: alerts@example.com
+          alarm_topic_arn: arn:aws:sns:us-east-1:999988887777:security-paging
+        defaults:
+          recipients: [security@example.com]
+        stack_set:
+          organizational_units: [r-ab12]
+          forward_from: [eu-west-1, us-east-2]
+        accounts:
+          - id: "111122223333"
+            name: a
+        """
+    )
+    result = runner.invoke(app, ["validate", "--config", str(path)])
+    assert result.exit_code == 0, result.output
+    (note,) = [line for line in result.output.splitlines() if line.startswith("Note:")]
+    assert note.startswith("Note: stack_set.forward_from leaves out eu-north-1, ap-southeast-2: an IAM user")
+    as_json = json.loads(runner.invoke(app, ["validate", "--config", str(path), "--json"]).output)
+    assert as_json["notes"] == [note.removeprefix("Note: ")]
+
+    everywhere = runner.invoke(app, ["validate", "--config", str(EXAMPLE_CONFIG)])
+    assert "leaves out" not in everywhere.output

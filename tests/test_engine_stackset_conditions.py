@@ -18,6 +18,7 @@ from loginwatch_org.cli import app
 from loginwatch_org.config import Config
 from loginwatch_org.errors import RolloutInterrupted
 from loginwatch_org.plan import DeleteInstances, Plan, PlanError, UpdateInstances, UpdateStackSet
+from loginwatch_org.templates import shared_parameters
 from loginwatch_org.workflow import (
     Clients,
     Prepared,
@@ -465,3 +466,28 @@ def test_new_watches_go_all_at_once_and_changes_to_running_ones_in_halves() -> N
         op["action"]: op["preferences"]["MaxConcurrentPercentage"] for op in h.double.operations("loginwatch")
     }
     assert concurrency == {"CREATE": 100, "UPDATE": 50}
+
+
+def test_managed_execution_is_sent_only_to_turn_it_on() -> None:
+    h = harness()
+    config = config_for(COUNT, groups=1)
+    h.rollout(config)
+    h.double.calls.clear()
+    h.rollout(with_sender(config, "security-alerts@example.com"))  # a shared parameter: an UpdateStackSet
+    (update,) = [kwargs for method, kwargs in h.double.calls if method == "update_stack_set"]
+    assert "ManagedExecution" not in update
+
+    # A stack set whose managed execution was turned off by hand gets it back, with the reason in the plan.
+    h.double.client().update_stack_set(
+        StackSetName="loginwatch", UsePreviousTemplate=True, ManagedExecution={"Active": False},
+        Parameters=[{"ParameterKey": key, "UsePreviousValue": True} for key in shared_parameters(config)],
+        Capabilities=["CAPABILITY_IAM"],
+    )  # fmt: skip
+    h.double.finish_all()
+    updates = [step for step in h.prepare(config).plan.steps if isinstance(step, UpdateStackSet)]
+    assert [step.enable_managed_execution for step in updates] == [True]
+    assert any("managed execution is off" in reason for reason in updates[0].reasons)
+    h.double.calls.clear()
+    h.rollout(config)
+    (update,) = [kwargs for method, kwargs in h.double.calls if method == "update_stack_set"]
+    assert update["ManagedExecution"] == {"Active": True}

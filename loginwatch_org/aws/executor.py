@@ -269,12 +269,13 @@ class StackSetExecutor:
                     TemplateBody=self._template_body,
                     Parameters=_parameters(step.parameters),
                     Capabilities=["CAPABILITY_IAM"],
-                    ManagedExecution={"Active": True},
                     Tags=[{"Key": key, "Value": value} for key, value in step.tags.items()],
                     Description=self._settings.description,
                     **self._roles(),
                     **self._targets(step.accounts, step.regions),
                 )
+                if step.enable_managed_execution:
+                    kwargs["ManagedExecution"] = {"Active": True}
                 call = self._cfn.update_stack_set
             case CreateInstances():
                 kwargs.update(self._targets(step.accounts, step.regions))
