@@ -187,48 +187,53 @@ class StackSetSettings(_Model):
 
     @model_validator(mode="after")
     def _check(self) -> StackSetSettings:
+        found = _Problems()
+        here = ("stack_set",)
         if not _STACK_SET_NAME.match(self.name):
-            raise ValueError(
+            found.add(
+                here,
                 f"name '{self.name}': a stack set name starts with a letter and holds only letters, digits "
-                "and hyphens (at most 128)"
+                "and hyphens (at most 128)",
             )
         if len(set(self.regions)) != len(self.regions):
-            raise ValueError("regions: a region is listed twice")
+            found.add(here, "regions: a region is listed twice")
         if self.permission_model == "service-managed" and not self.organizational_units:
-            raise ValueError(
+            found.add(
+                here,
                 "organizational_units: a service-managed stack set deploys to organisational units; list the "
-                "root id (r-...) or the OUs (ou-...) that hold the accounts"
+                "root id (r-...) or the OUs (ou-...) that hold the accounts",
             )
         if self.permission_model == "self-managed" and self.call_as == "delegated-admin":
-            raise ValueError("call_as: delegated-admin applies only to service-managed stack sets")
+            found.add(here, "call_as: delegated-admin applies only to service-managed stack sets")
         if len(self.organizational_units) > MAX_ORGANIZATIONAL_UNITS:
-            raise ValueError(
+            found.add(
+                here,
                 f"organizational_units: {len(self.organizational_units)} listed; a StackSets operation takes at most "
-                f"{MAX_ORGANIZATIONAL_UNITS}. List a parent OU (or the root id r-...) that holds them instead"
+                f"{MAX_ORGANIZATIONAL_UNITS}. List a parent OU (or the root id r-...) that holds them instead",
             )
+        found.raise_any()
         return self
 
     @model_validator(mode="after")
     def _check_forward_from(self) -> StackSetSettings:
+        found = _Problems()
         seen: set[str] = set()
         for index, value in enumerate(self.forward_from):
             path = ("stack_set", "forward_from", index)
             if value in seen:
-                raise _LocatedValueError(path, f"'{value}' is listed twice")
+                found.add(path, f"'{value}' is listed twice")
             seen.add(value)
             if value in self.regions or value == WATCH_REGION:
-                raise _LocatedValueError(
-                    path,
-                    f"{value} holds the watch itself; sign-ins recorded there reach it without a forwarder",
-                )
+                found.add(path, f"{value} holds the watch itself; sign-ins recorded there reach it without a forwarder")
         if ALL_DEFAULT_REGIONS in seen:
             for index, value in enumerate(self.forward_from):
                 if value in DEFAULT_ENABLED_REGIONS:
-                    raise _LocatedValueError(
+                    found.add(
                         ("stack_set", "forward_from", index),
                         f"{value} is enabled by default in every account, so '{ALL_DEFAULT_REGIONS}' already "
                         "includes it; list only opt-in regions beside it",
                     )
+        found.raise_any()
         return self
 
 
@@ -343,24 +348,26 @@ class Config(_Model):
 
     @model_validator(mode="after")
     def _check_accounts(self) -> Config:
+        found = _Problems()
         seen: dict[str, int] = {}
         for index, account in enumerate(self.accounts):
             if account.id in seen:
-                raise _LocatedValueError(
+                found.add(
                     ("accounts", index, "id"),
                     f"account {account.id} is listed twice (also as accounts[{seen[account.id]}])",
                 )
-            seen[account.id] = index
+            seen.setdefault(account.id, index)
             if (
                 self.management_account is not None
                 and account.id == self.management_account.id
                 and self.stack_set.permission_model == "service-managed"
             ):
-                raise _LocatedValueError(
+                found.add(
                     ("accounts", index, "id"),
                     f"account {account.id} is the management account; service-managed stack sets never "
                     "deploy there, so it cannot be a member account here",
                 )
+        found.raise_any()
         return self
 
     @model_validator(mode="after")
@@ -434,6 +441,23 @@ class _LocatedValueError(ValueError):
         self.message = message
 
 
+class _Problems(ValueError):
+    """Every cross-field problem a validator found, each with the field it is about: one run of ``validate``
+    names them all, where stopping at the first would take a run per mistake."""
+
+    def __init__(self) -> None:
+        super().__init__("")
+        self.found: list[tuple[tuple[str | int, ...], str]] = []
+
+    def add(self, path: tuple[str | int, ...], message: str) -> None:
+        self.found.append((path, message))
+
+    def raise_any(self) -> None:
+        if self.found:
+            self.args = (self.found[0][1],)
+            raise self
+
+
 class ConfigError(UsageError):
     """Invalid configuration: ``problems`` are ready-to-print lines naming file, line and field."""
 
@@ -464,10 +488,64 @@ def parse_config(data: Any, source: SourceMap) -> Config:
     try:
         config = Config.model_validate({**data, **{key: {} for key in absent}})
     except ValidationError as error:
-        raise ConfigError(problems + _describe(error, data, source, absent)) from None
+        described = problems + _describe(error, data, source, absent)
+        described += [problem for problem in _skipped_checks(data, source, absent) if problem not in described]
+        raise ConfigError(sorted(described, key=_line_number)) from None
     if problems:
         raise ConfigError(problems)
     return config
+
+
+def _skipped_checks(data: dict[str, Any], source: SourceMap, absent: Iterable[str]) -> list[str]:
+    """The cross-field checks pydantic skips when a field beside them is invalid (an after-validator runs only on
+    a model whose fields all validated), run on the file as written, so the first run lists every mistake.
+    A check that trips over a value of the wrong type is left out: that value has its own problem already."""
+
+    def built(model: type[_Model], raw: Any) -> Any:
+        if not isinstance(raw, dict):
+            return None
+        return model.model_construct(**{key: value for key, value in raw.items() if key in model.model_fields})
+
+    # A missing section is reported as missing; what its defaults would fail adds nothing.
+    stack_set = None if "stack_set" in absent else built(StackSetSettings, data.get("stack_set"))
+    raw_accounts = data.get("accounts")
+    accounts = [built(Account, item) for item in raw_accounts] if isinstance(raw_accounts, list) else None
+    config = None
+    if stack_set is not None and accounts is not None and all(a is not None for a in accounts):
+        config = Config.model_construct(
+            stack_set=stack_set,
+            accounts=accounts,
+            management_account=built(ManagementAccount, data.get("management_account")),
+        )
+    # The validators as plain functions (pydantic's decorator keeps them callable on the class).
+    checks: list[tuple[Any, Any]] = [
+        (StackSetSettings._check, stack_set),
+        (StackSetSettings._check_forward_from, stack_set),
+        (Delivery._check, built(Delivery, data.get("delivery"))),
+        (Config._check_accounts, config),
+        (Config._check_management_stack_names, config),
+    ]
+    found: list[str] = []
+    for check, model in checks:
+        if model is None:
+            continue
+        try:
+            check(model)
+        except _Problems as problems:
+            found += [_located(source, path, message) for path, message in problems.found]
+        except _LocatedValueError as problem:
+            found.append(_located(source, problem.path, problem.message))
+        except (TypeError, AttributeError, KeyError, IndexError, ValueError):
+            continue
+    return found
+
+
+def _line_number(problem: str) -> float:
+    """The line a problem names, to list problems top to bottom; one with no line (a missing section) comes after
+    the lines that explain it, such as a misspelled key."""
+    _, _, rest = problem.partition(":")
+    number, _, _ = rest.partition(":")
+    return int(number) if number.isdigit() else float("inf")
 
 
 # Sections whose default is a model: a config that omits them still gets them checked.
@@ -527,20 +605,25 @@ def _field_name(path: Iterable[str | int]) -> str:
 def _describe(error: ValidationError, data: Any, source: SourceMap, absent: Iterable[str] = ()) -> list[str]:
     missing_sections = set(absent)
     problems: list[str] = []
+
+    def add(path: tuple[str | int, ...], message: str) -> None:
+        if path and path[0] in missing_sections:
+            message = f"the section is missing ({message})"
+            path = path[:1]
+        problems.append(_located(source, path, message))
+
     for item in error.errors(include_url=False):
         if item["type"] == "extra_forbidden":
             continue  # reported, with a suggestion, by _unknown_keys
         path = tuple(part for part in item["loc"] if not _is_pydantic_marker(part))
         context_error = (item.get("ctx") or {}).get("error")
-        if isinstance(context_error, _LocatedValueError):
-            path = context_error.path
-            message = context_error.message
+        if isinstance(context_error, _Problems):
+            for found_path, found in context_error.found:
+                add(found_path, found)
+        elif isinstance(context_error, _LocatedValueError):
+            add(context_error.path, context_error.message)
         else:
-            message = _message(item, path, source)
-        if path and path[0] in missing_sections:
-            message = f"the section is missing ({message})"
-            path = path[:1]
-        problems.append(_located(source, path, message))
+            add(path, _message(item, path, source))
     return problems
 
 

@@ -218,3 +218,41 @@ def test_validate_warns_when_forward_from_misses_where_alias_cookie_sign_ins_lan
 
     everywhere = runner.invoke(app, ["validate", "--config", str(EXAMPLE_CONFIG)])
     assert "leaves out" not in everywhere.output
+
+
+def test_validate_names_every_mistake_in_one_run_top_to_bottom(write_config: Callable[[str], Path]) -> None:
+    # Field errors, a section's cross-field checks and the whole file's: pydantic alone would report only the
+    # first kind, then the others on later runs.
+    path = write_config(
+        """
+        stack_set:
+          organizational_units: [r-ab12]
+          forward_from: [eu-west-1, eu-west-1]
+          operation_preferences:
+            max_concurrent_percentage: 500
+        delivery:
+          sender: not-an-email
+        defaults:
+          recipients: [security@example.com]
+        accounts:
+          - id: "111122223333"
+            name: a
+          - id: "111122223333"
+            name: b
+          - id: "222233334444"
+            name: c
+          - id: "222233334444"
+            name: d
+        """
+    )
+    result = runner.invoke(app, ["validate", "--config", str(path)])
+    assert result.exit_code == 2
+    found = [line.strip() for line in result.output.splitlines() if line.strip().startswith(str(path))]
+    assert [line.removeprefix(f"{path}:").split(":", 2)[:2] for line in found] == [
+        ["3", " stack_set.forward_from[1]"],
+        ["5", " stack_set.operation_preferences.max_concurrent_percentage"],
+        ["7", " delivery.sender"],
+        ["13", " accounts[1].id"],
+        ["17", " accounts[3].id"],
+    ]
+    assert "account 222233334444 is listed twice (also as accounts[2])" in found[-1]
