@@ -160,10 +160,10 @@ def _plan_document(plan: DeploymentPlan) -> dict[str, Any]:
     return {**(watch.plan.to_dict() if watch else {}), **plan.to_dict()}
 
 
-def _print_status(rows: list[AccountStatus], wide: bool = False) -> None:
+def _print_status(rows: list[AccountStatus], wide: bool = False, drift: bool = False) -> None:
     from loginwatch_org.render import render_status
 
-    typer.echo(render_status(rows, width=None if wide else terminal_width()))
+    typer.echo(render_status(rows, width=None if wide else terminal_width(), drift=drift))
 
 
 @app.command(VALIDATE_COMMAND)
@@ -573,7 +573,7 @@ def status(
     else:
         for account_id in sorted(outside):
             typer.echo(f"! {_outside_reason(account_id)}", err=True)
-        _print_status([row for _, row in rows], wide=wide)
+        _print_status([row for _, row in rows], wide=wide, drift=drift)
         # A summary beside the table, like the warnings: stdout holds the table alone.
         for text in notes:
             typer.echo(text, err=True)
@@ -584,11 +584,20 @@ def status(
     # organisation lacks are skipped by rollout, and so they are here; a unit these credentials cannot reach is
     # reported, not counted.
     watched = watched_accounts(loaded, watch_snapshot) if watch_snapshot is not None else set()
-    if (
-        any(unit == "watch" and row.account_id in watched and row.needs_attention for unit, row in rows)
-        or attention
-        or any(result.status != "NOT_RUN" and not result.complete for result in detections.values())
-    ):
+    needing = sorted({row.account_id for unit, row in rows if unit == "watch" and row.account_id in watched
+                      and row.needs_attention} | {key for key in attention})  # fmt: skip
+    incomplete = [key for key, result in detections.items() if result.status != "NOT_RUN" and not result.complete]
+    if needing or incomplete:
+        if not as_json:
+            # Say why the exit status is 1: a pipeline's log shows this line, not the table's meaning.
+            reasons: list[str] = []
+            if needing:
+                shown = ", ".join(needing[:5]) + (f" and {len(needing) - 5} more" if len(needing) > 5 else "")
+                reasons.append(f"{len(needing)} need attention ({shown})")
+            if incomplete:
+                reasons.append(f"drift detection did not complete for {', '.join(incomplete)}")
+            typer.echo(f"Exit 1: {'; '.join(reasons)}. {suggest.command('plan')} shows what a rollout would change.",
+                       err=True)  # fmt: skip
         raise typer.Exit(EXIT_ERROR)
 
 

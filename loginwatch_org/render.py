@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -39,12 +40,15 @@ def table(
     *,
     width: int | None = None,
     optional: Sequence[str] = (),
-    detail: str | None = None,
+    details: Sequence[str] = (),
     wrap: Sequence[str] = (),
+    labels: Mapping[str, str] | None = None,
 ) -> str:
     """Columns padded to their widest cell. Given a ``width`` the table is made to fit it, in this order:
-    ``optional`` columns are dropped (a note says which), the ``detail`` column moves to an indented line under
-    its row, and ``wrap`` columns are wrapped at spaces."""
+    ``optional`` columns are dropped (a note says which), ``details`` columns move, one after the other, to
+    indented lines under their row (labelled by ``labels``, else the header), and ``wrap`` columns are wrapped.
+    Wrapping breaks at spaces and after commas, never inside an address or id: a column is never narrower than
+    its longest word."""
     cells = [[str(cell) for cell in row] for row in rows]
     columns = list(range(len(headers)))
     widths = {i: max([len(headers[i]), *(len(row[i]) for row in cells)]) for i in columns}
@@ -53,21 +57,24 @@ def table(
         return sum(widths[i] for i in columns) + 2 * (len(columns) - 1)
 
     dropped: list[str] = []
-    detail_index: int | None = None
+    moved: list[int] = []
     if width is not None:
         for name in optional:
             if total() <= width:
                 break
             columns.remove(headers.index(name))
             dropped.append(name)
-        if detail is not None and total() > width:
-            detail_index = headers.index(detail)
-            columns.remove(detail_index)
+        for name in details:
+            if total() <= width:
+                break
+            moved.append(headers.index(name))
+            columns.remove(moved[-1])
         for name in wrap:
             index = headers.index(name)
             if total() <= width or index not in columns:
                 continue
-            floor = min(widths[index], MIN_WRAPPED_WIDTH)
+            longest_word = max(len(word) for row in [headers, *cells] for word in _words(row[index]) or [""])
+            floor = max(min(widths[index], MIN_WRAPPED_WIDTH), longest_word)
             widths[index] = max(floor, widths[index] - (total() - width))
 
     def lines_of(row: Sequence[str]) -> list[str]:
@@ -84,21 +91,44 @@ def table(
     out.append("  ".join("-" * widths[i] for i in columns))
     for row in cells:
         out.extend(lines_of(row))
-        if detail_index is not None and row[detail_index] and width is not None:
-            label = f"{headers[detail_index].lower()}: "
-            out.extend(f"    {line}" for line in _wrap(label + row[detail_index], max(width - 4, 20)))
+        for index in moved:
+            if row[index] not in ("", "-") and width is not None:
+                label = f"{(labels or {}).get(headers[index], headers[index].lower())}: "
+                wrapped = _wrap(label + row[index], max(width - 4, 20))
+                out.extend(f"    {line}" for line in wrapped)
     if dropped:
         note = f"({', '.join(dropped)} not shown, to fit {width} columns: --wide shows every column)"
         out.extend(_wrap(note, width or len(note)))
     return "\n".join(out)
 
 
+# A place a line may break: after a run of spaces, or after a comma (a recipient list has no spaces).
+_BREAKS = re.compile(r"[^\s,]*,|[^\s,]+|\s+")
+
+
+def _words(text: str) -> list[str]:
+    return [piece for piece in _BREAKS.findall(text) if not piece.isspace()]
+
+
 def _wrap(text: str, width: int) -> list[str]:
+    """``text`` in lines of at most ``width``, broken only between words (a word longer than the width keeps its
+    own line whole: an address cut in two is worse than a long line)."""
     if len(text) <= width:
         return [text]
-    import textwrap
-
-    return textwrap.wrap(text, width, break_on_hyphens=False) or [""]
+    lines: list[str] = []
+    line = ""
+    for piece in _BREAKS.findall(text):
+        if piece.isspace():
+            if line:
+                line += piece
+            continue
+        if line and len(line) + len(piece) > width:
+            lines.append(line.rstrip())
+            line = ""
+        line += piece
+    if line.strip():
+        lines.append(line.rstrip())
+    return lines or [""]
 
 
 def _overrides(values: Mapping[str, str] | None) -> str:
@@ -260,16 +290,22 @@ STATUS_HEADERS = (
     "LAST OPERATION",
     "REASON",
 )
-# Dropped first when the terminal is narrow: the operation id is for debugging, drift is often unknown.
-STATUS_OPTIONAL = ("LAST OPERATION", "DRIFT", "REGION")
-STATUS_DETAIL = "REASON"
-STATUS_WRAPPED = ("RECIPIENTS [ALERT ON] (deployed -> config)", "NAME", "STATUS")
+# Dropped first when the terminal is narrow: the operation id is for debugging, drift is often unknown. REGION
+# stays: without it an account's watch and forwarder rows look like duplicates.
+STATUS_OPTIONAL = ("LAST OPERATION", "DRIFT")
+# Then moved under the row, whole: the reason first, then the recipients, which a column would wrap line by line.
+STATUS_DETAILS = ("REASON", "RECIPIENTS [ALERT ON] (deployed -> config)")
+STATUS_LABELS = {"RECIPIENTS [ALERT ON] (deployed -> config)": "recipients"}
+STATUS_WRAPPED = ("NAME", "STATUS")
 
 
-def render_status(rows: Sequence[AccountStatus], *, width: int | None = None) -> str:
-    """The status table; with a ``width`` it fits (columns dropped, then wrapped; --wide passes None)."""
+def render_status(rows: Sequence[AccountStatus], *, width: int | None = None, drift: bool = False) -> str:
+    """The status table; with a ``width`` it fits (columns dropped, moved under their row, then wrapped; --wide
+    passes None). With ``drift`` (status --drift) the DRIFT column is what was asked for: it is never dropped."""
 
     def recipients(row: AccountStatus) -> str:
+        if row.recipients_config is None and row.recipients_deployed is None:
+            return "-"  # no per-account recipients there: a forwarder row, or a stack that is not a watch
         if row.recipients_config is None:
             return f"{row.recipients_deployed or '-'} (not in config)"
         if row.recipients_deployed == row.recipients_config and row.alert_on_deployed == row.alert_on_config:
@@ -293,7 +329,16 @@ def render_status(rows: Sequence[AccountStatus], *, width: int | None = None) ->
         )
         for row in rows
     ]
-    return table(STATUS_HEADERS, body, width=width, optional=STATUS_OPTIONAL, detail=STATUS_DETAIL, wrap=STATUS_WRAPPED)
+    optional = tuple(name for name in STATUS_OPTIONAL if not (drift and name == "DRIFT"))
+    return table(
+        STATUS_HEADERS,
+        body,
+        width=width,
+        optional=optional,
+        details=STATUS_DETAILS,
+        wrap=STATUS_WRAPPED,
+        labels=STATUS_LABELS,
+    )
 
 
 def render_result(result: ApplyResult) -> str:

@@ -42,7 +42,7 @@ class Validation:
             notes.append(
                 f"stack_set.forward_from leaves out {', '.join(left_out)}: an IAM user who signs in through the "
                 "global endpoint with an account-alias cookie in the browser is recorded in one of "
-                f"{', '.join(ALIAS_COOKIE_REGIONS)}, so such sign-ins in {', '.join(left_out)} would reach nobody. "
+                f"{', '.join(ALIAS_COOKIE_REGIONS)}, so such sign-ins in {', '.join(left_out)} would go unseen. "
                 "Add them, or use forward_from: all."
             )
         return notes

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from loginwatch_org import cli, cli_options
 from loginwatch_org.aws import session
 from loginwatch_org.cli import app
+from loginwatch_org.config import load_config
 from tests.doubles.organizations import OrganizationsDouble
 from tests.doubles.stacksets import StackSetsDouble
 from tests.orgs import MANAGEMENT_ACCOUNT, account_ids, config_for, organization
@@ -151,13 +152,22 @@ def test_the_status_table_fits_the_terminal_and_wide_shows_everything(
     assert narrow.exit_code == 0, narrow.output
     lines = narrow.stdout.splitlines()
     assert max(len(line) for line in lines) <= 80, narrow.stdout
-    assert lines[0].split() == ["ACCOUNT", "NAME", "STATUS", "IN", "SYNC", "RECIPIENTS", "[ALERT", "ON]"]
+    # REGION stays, so an account's watch and forwarder rows never look like duplicates.
+    assert lines[0].split() == ["ACCOUNT", "NAME", "REGION", "STATUS", "IN", "SYNC"]
     assert " ".join(narrow.stdout.split()).endswith(
-        "(LAST OPERATION, DRIFT, REGION not shown, to fit 80 columns: --wide shows every column)"
+        "(LAST OPERATION, DRIFT not shown, to fit 80 columns: --wide shows every column)"
     )
-    # The reason moves under its row, whole.
+    # The reason and the recipients move under their row, whole; no address is cut at a line's end.
     reason = f"reason: account {GHOST} is in the config but not in the organisation; it is skipped"
     assert reason in " ".join(narrow.stdout.split())
+    words = set(narrow.stdout.replace(",", " ").split())
+    for account in load_config(config_file).accounts:
+        assert set(account.recipients or []) <= words, account
+    # One line a row, then its detail lines: nothing else wraps at 80 columns.
+    assert all(re.match(r"\d{12}  ", line) or line.startswith(("    ", "(")) for line in lines[2:]), narrow.stdout
+    drift = runner.invoke(app, ["status", "-c", str(config_file), "--drift"], env={"COLUMNS": "80"})
+    assert drift.stdout.splitlines()[0].split()[-1] == "DRIFT", drift.stdout
+    assert max(len(line) for line in drift.stdout.splitlines()) <= 80
     wide = runner.invoke(app, ["status", "-c", str(config_file), "--wide"], env={"COLUMNS": "80"})
     assert wide.stdout.splitlines()[0].split()[-3:] == ["LAST", "OPERATION", "REASON"]
     piped = runner.invoke(app, ["status", "-c", str(config_file)])

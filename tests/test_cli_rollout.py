@@ -183,6 +183,12 @@ def test_status_is_non_zero_when_an_account_is_out_of_sync(double: StackSetsDoub
     result = runner.invoke(app, ["status", "-c", str(config_file)])
     assert result.exit_code == 1
     assert "team-0@example.com [all] -> someone-else@example.com [all]" in result.output
+    # The exit status is explained, for a pipeline's log.
+    assert (
+        f"Exit 1: 1 need attention ({account_ids(COUNT)[0]}). loginwatch-org plan -c {config_file} shows what a "
+        "rollout would change." in result.output
+    )
+    assert "Exit 1" not in runner.invoke(app, ["status", "-c", str(config_file), "--json"]).output
 
 
 def test_the_admin_region_comes_from_the_config_not_the_environment(
