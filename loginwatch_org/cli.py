@@ -43,6 +43,7 @@ from loginwatch_org.cli_options import (
     use_colour,
 )
 from loginwatch_org.errors import EXIT_ERROR, LoginwatchError, UsageError
+from loginwatch_org.text import fit
 
 if TYPE_CHECKING:
     from loginwatch_org.aws.executor import DriftResult
@@ -140,17 +141,15 @@ def _row_document(row: AccountStatus, unit: str = "watch") -> dict[str, Any]:
 
 
 def _print_plan(plan: Plan | DeploymentPlan) -> None:
-    from loginwatch_org.render import render_deployment_plan, render_plan
+    from loginwatch_org.render import colour_plan_lines, render_deployment_plan, render_plan
     from loginwatch_org.units import DeploymentPlan
 
     colour = use_colour()
+    text = render_deployment_plan(plan) if isinstance(plan, DeploymentPlan) else render_plan(plan)
+    # Fitted before it is coloured: escape codes take no room on the screen.
+    text = fit(text, terminal_width())
     # click strips escape codes from what is not a terminal; the decision was made here, NO_COLOR included.
-    text = (
-        render_deployment_plan(plan, colour=colour)
-        if isinstance(plan, DeploymentPlan)
-        else render_plan(plan, colour=colour)
-    )
-    typer.echo(text, color=colour or None)
+    typer.echo(colour_plan_lines(text) if colour else text, color=colour or None)
 
 
 def _plan_document(plan: DeploymentPlan) -> dict[str, Any]:
@@ -177,7 +176,7 @@ def validate(config: ConfigOption = DEFAULT_CONFIG_PATH, as_json: JsonOption = F
         _emit_json(validation.document())
         return
     for line in validation.lines():
-        typer.echo(line)
+        typer.echo(fit(line, terminal_width()))
 
 
 _EXTENSIONS = {".json": TemplateFormat.json, ".yaml": TemplateFormat.yaml, ".yml": TemplateFormat.yaml}
@@ -481,7 +480,7 @@ def _print_outcomes(outcomes: list[UnitOutcome]) -> None:
     for outcome in outcomes:
         text = render_result(outcome.result) if outcome.result is not None else render_stack_results(outcome.stacks)
         if text:
-            typer.echo(text)
+            typer.echo(fit(text, terminal_width()))
 
 
 @app.command()
@@ -576,7 +575,7 @@ def status(
         _print_status([row for _, row in rows], wide=wide, drift=drift)
         # A summary beside the table, like the warnings: stdout holds the table alone.
         for text in notes:
-            typer.echo(text, err=True)
+            typer.echo(fit(text, terminal_width()), err=True)
     for key, result in detections.items():
         for problem in drift_problems(result):
             typer.echo(f"Warning: {key}: {problem}", err=True)
@@ -706,7 +705,7 @@ def doctor(
     with aws_target(loaded, options, note) as target:
         facts = gather(loaded, target, member_role)
     results = evaluate(loaded, facts)
-    typer.echo(render_json(results) if as_json else render_text(results))
+    typer.echo(render_json(results) if as_json else fit(render_text(results), terminal_width()))
     if not all_passed(results):
         raise typer.Exit(EXIT_ERROR)
 
@@ -745,7 +744,7 @@ def test_alert(
     with aws_target(loaded, options, note) as target:
         alerts = send_test_alerts(loaded, target, chosen, wait=waiting, member_role=member_role, progress=note)
         emails = _test_emails(target.endpoint_url, alerts) if sandbox else []
-    typer.echo(render_json(alerts) if as_json else render_text(alerts, loaded.account_names()))
+    typer.echo(render_json(alerts) if as_json else fit(render_text(alerts, loaded.account_names()), terminal_width()))
     for sent in [] if as_json else emails:
         typer.echo(f"\nEmail accepted by SES (message {sent['message_id']}):\n  Subject: {sent['subject']}")
         typer.echo("\n".join(f"  | {line}" for line in (sent["text"] or "").splitlines()))

@@ -64,8 +64,11 @@ class Progress:
 
 
 def note(message: str) -> None:
-    """One line of progress on stderr, for steps too short for a spinner."""
-    _line(f"  ... {message}", err=True)
+    """One line of progress on stderr, for steps too short for a spinner (wrapped to the terminal's width)."""
+    from loginwatch_org.cli_options import terminal_width
+    from loginwatch_org.text import fit
+
+    _line(fit(f"  ... {message}", terminal_width()), err=True)
 
 
 def _line(text: str, *, err: bool = False) -> None:

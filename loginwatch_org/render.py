@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -26,6 +25,8 @@ from loginwatch_org.stack_plan import (
     stack_label,
 )
 from loginwatch_org.templates import ALERT_POLICY_PARAMETER, RECIPIENTS_PARAMETER
+from loginwatch_org.text import words
+from loginwatch_org.text import wrap as wrap_text
 from loginwatch_org.units import UNIT_TITLES, DeploymentPlan
 from loginwatch_org.workflow import AccountStatus
 
@@ -73,12 +74,12 @@ def table(
             index = headers.index(name)
             if total() <= width or index not in columns:
                 continue
-            longest_word = max(len(word) for row in [headers, *cells] for word in _words(row[index]) or [""])
+            longest_word = max(len(word) for row in [headers, *cells] for word in words(row[index]) or [""])
             floor = max(min(widths[index], MIN_WRAPPED_WIDTH), longest_word)
             widths[index] = max(floor, widths[index] - (total() - width))
 
     def lines_of(row: Sequence[str]) -> list[str]:
-        parts = [_wrap(row[i], widths[i]) for i in columns]
+        parts = [wrap_text(row[i], widths[i]) for i in columns]
         return [
             "  ".join(
                 (part[line] if line < len(part) else "").ljust(widths[i])
@@ -94,41 +95,12 @@ def table(
         for index in moved:
             if row[index] not in ("", "-") and width is not None:
                 label = f"{(labels or {}).get(headers[index], headers[index].lower())}: "
-                wrapped = _wrap(label + row[index], max(width - 4, 20))
+                wrapped = wrap_text(label + row[index], max(width - 4, 20))
                 out.extend(f"    {line}" for line in wrapped)
     if dropped:
         note = f"({', '.join(dropped)} not shown, to fit {width} columns: --wide shows every column)"
-        out.extend(_wrap(note, width or len(note)))
+        out.extend(wrap_text(note, width or len(note)))
     return "\n".join(out)
-
-
-# A place a line may break: after a run of spaces, or after a comma (a recipient list has no spaces).
-_BREAKS = re.compile(r"[^\s,]*,|[^\s,]+|\s+")
-
-
-def _words(text: str) -> list[str]:
-    return [piece for piece in _BREAKS.findall(text) if not piece.isspace()]
-
-
-def _wrap(text: str, width: int) -> list[str]:
-    """``text`` in lines of at most ``width``, broken only between words (a word longer than the width keeps its
-    own line whole: an address cut in two is worse than a long line)."""
-    if len(text) <= width:
-        return [text]
-    lines: list[str] = []
-    line = ""
-    for piece in _BREAKS.findall(text):
-        if piece.isspace():
-            if line:
-                line += piece
-            continue
-        if line and len(line) + len(piece) > width:
-            lines.append(line.rstrip())
-            line = ""
-        line += piece
-    if line.strip():
-        lines.append(line.rstrip())
-    return lines or [""]
 
 
 def _overrides(values: Mapping[str, str] | None) -> str:

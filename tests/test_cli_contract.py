@@ -236,3 +236,21 @@ def test_a_failed_rollout_in_json_carries_the_error(double: StackSetsDouble, con
     document = json.loads(result.stdout)
     assert "quota exceeded" in document["not_converged"][bad]
     assert "account(s) are not as the config says" in document["error"]["message"]
+
+
+@pytest.mark.parametrize("command", ["validate", "plan", "rollout"])
+def test_every_line_fits_80_columns_and_a_pipe_gets_whole_lines(
+    double: StackSetsDouble, config_file: Path, command: str
+) -> None:
+    from loginwatch_org.text import words
+
+    arguments = [command, "-c", str(config_file), *(["--yes"] if command == "rollout" else [])]
+    narrow = runner.invoke(app, arguments, env={"COLUMNS": "80"})
+    assert narrow.exit_code == 0, narrow.output
+    # A line may pass 80 only when one word (an address, an ARN) is longer than the room left for it.
+    too_long = [line for line in narrow.output.splitlines() if len(line) > 80 and max(map(len, words(line))) < 60]
+    assert too_long == [], too_long
+    if command != "rollout":  # a rollout's second run has nothing left to do
+        piped = runner.invoke(app, arguments)
+        assert " ".join(piped.output.split()) == " ".join(narrow.output.split())
+        assert max(len(line) for line in piped.output.splitlines()) > 80, "nothing here needed fitting"
