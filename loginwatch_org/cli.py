@@ -552,7 +552,16 @@ def status(
         for account_id, why in sorted(wrong.items()):
             rows.append(("forwarders", _forwarder_row(account_id, names.get(account_id, ""), why)))
         attention.extend(wrong)
-        current = len([t for t in loaded.targets() if t.account_id not in outside]) - len(wrong)
+        covered = [t.account_id for t in loaded.targets() if t.account_id not in outside and t.account_id not in wrong]
+        current = len(covered)
+        if as_json:
+            # A script asks about every account's forwarders; the table names only those that need attention.
+            regions = len(loaded.forward_regions())
+            rows.extend(
+                ("forwarders", _forwarder_row(account_id, names.get(account_id, ""), f"current in {regions} region(s)",
+                                              status="CURRENT"))
+                for account_id in covered
+            )  # fmt: skip
         notes.append(
             f"Forwarders (stack set {forwarders.stack_set}, {len(loaded.forward_regions())} region(s)): "
             f"{current} account(s) current" + (f", {len(wrong)} not" if wrong else "") + "."
@@ -600,10 +609,10 @@ def status(
         raise typer.Exit(EXIT_ERROR)
 
 
-def _forwarder_row(account_id: str, name: str, why: str) -> AccountStatus:
+def _forwarder_row(account_id: str, name: str, why: str, *, status: str = "NOT_CURRENT") -> AccountStatus:
     from loginwatch_org.workflow import AccountStatus
 
-    return AccountStatus(account_id, name, "forward regions", "NOT_CURRENT", "", why, None, None, None, None, "", "")
+    return AccountStatus(account_id, name, "forward regions", status, "", why, None, None, None, None, "", "")
 
 
 @app.command()
