@@ -754,9 +754,15 @@ def test_alert(
         alerts = send_test_alerts(loaded, target, chosen, wait=waiting, member_role=member_role, progress=note)
         emails = _test_emails(target.endpoint_url, alerts) if sandbox else []
     typer.echo(render_json(alerts) if as_json else fit(render_text(alerts, loaded.account_names()), terminal_width()))
-    for sent in [] if as_json else emails:
-        typer.echo(f"\nEmail accepted by SES (message {sent['message_id']}):\n  Subject: {sent['subject']}")
-        typer.echo("\n".join(f"  | {line}" for line in (sent["text"] or "").splitlines()))
+    # One email in full is the sample a reader wants; the rest differ only in the account, so a line each.
+    for index, sent in enumerate([] if as_json else emails):
+        if index == 0:
+            typer.echo(f"\nEmail accepted by SES (message {sent['message_id']}):\n  Subject: {sent['subject']}")
+            typer.echo("\n".join(f"  | {line}" for line in (sent["text"] or "").splitlines()))
+        else:
+            if index == 1:
+                typer.echo("\nThe other emails accepted by SES:")
+            typer.echo(fit(f"  {sent['message_id']}  {sent['subject']}", terminal_width()))
     if not all_succeeded(alerts):
         raise typer.Exit(EXIT_ERROR)
 

@@ -69,6 +69,18 @@ def test_all_watched_accounts_get_one_each_with_progress(example: Example) -> No
     assert f"test-alert: {len(rows)}/{len(rows)} " in result.stderr
 
 
+def test_all_as_text_is_a_line_per_account_and_one_sample_email(example: Example) -> None:
+    result = example.workspace.run("test-alert", "--all", "--sandbox", "-c", str(example.config))
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert sum(1 for line in lines if line.startswith("delivered ")) == 8
+    assert "8 of 8 test alert(s) delivered." in result.stdout
+    assert result.stdout.count("Email accepted by SES") == 1  # one sample in full
+    others = lines[lines.index("The other emails accepted by SES:") + 1 :]
+    assert len(others) == 7 and all("[TEST] Test alert for" in line for line in others)
+    assert len(lines) < 60
+
+
 def test_an_unverified_sender_is_reported_with_the_notifiers_error(example: Example, tmp_path: Path) -> None:
     # The sandbox verifies the config's sender only; the deployed function still sends as the old one.
     config = _variant(example, tmp_path, SENDER, "new-alerts@example.com")
