@@ -744,9 +744,14 @@ def test_alert(
     if (account is None) == (not all_accounts):
         raise UsageError("name one watched ACCOUNT or pass --all")
     loaded = load(config)
-    watched = [target.account_id for target in loaded.targets()]
+    # The management account's own watch (a plain stack) is tested like the members' watches.
+    management = loaded.management_watch()
+    watched = [target.account_id for target in loaded.targets()] + ([management.account_id] if management else [])
     if account is not None and account not in watched:
-        raise UsageError(f"account '{account}' is not watched by {config}: list it under accounts (enabled)")
+        raise UsageError(
+            f"account '{account}' is not watched by {config}: list it under accounts (enabled), or name it as "
+            "management_account"
+        )
     chosen = watched if all_accounts else [account or ""]
     # The sandbox delivers synchronously: one look after the publish is final.
     waiting = Waiting(timeout=0.0) if sandbox else Waiting(timeout=timeout) if wait else None

@@ -61,6 +61,7 @@ def test_all_watched_accounts_get_one_each_with_progress(example: Example) -> No
             "777788889999",
             "888899990000",
             "121212121212",
+            "999988887777",  # the management account's own watch
         ]
     )
     assert {row["outcome"] for row in rows} == {"delivered"}
@@ -69,15 +70,22 @@ def test_all_watched_accounts_get_one_each_with_progress(example: Example) -> No
     assert f"test-alert: {len(rows)}/{len(rows)} " in result.stderr
 
 
+def test_the_management_accounts_own_watch_takes_a_test_alert(example: Example) -> None:
+    result = example.workspace.run("test-alert", "999988887777", "--sandbox", "-c", str(example.config))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.search(r"^delivered +999988887777 \(org-management\) us-east-1: SES accepted", result.stdout, re.M)
+    assert "Subject: [TEST] Test alert for 999988887777 (org-management)" in result.stdout
+
+
 def test_all_as_text_is_a_line_per_account_and_one_sample_email(example: Example) -> None:
     result = example.workspace.run("test-alert", "--all", "--sandbox", "-c", str(example.config))
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
-    assert sum(1 for line in lines if line.startswith("delivered ")) == 8
-    assert "8 of 8 test alert(s) delivered." in result.stdout
+    assert sum(1 for line in lines if line.startswith("delivered ")) == 9
+    assert "9 of 9 test alert(s) delivered." in result.stdout
     assert result.stdout.count("Email accepted by SES") == 1  # one sample in full
     others = lines[lines.index("The other emails accepted by SES:") + 1 :]
-    assert len(others) == 7 and all("[TEST] Test alert for" in line for line in others)
+    assert len(others) == 8 and all("[TEST] Test alert for" in line for line in others)
     assert len(lines) < 60
 
 

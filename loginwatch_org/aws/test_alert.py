@@ -36,7 +36,7 @@ from loginwatch_org.aws.errors import explain
 from loginwatch_org.aws.prerequisites import Reader, _why
 from loginwatch_org.aws.session import AwsTarget, client
 from loginwatch_org.aws.workers import worker_pool
-from loginwatch_org.config import Config
+from loginwatch_org.config import WATCH_REGION, Config
 from loginwatch_org.notifier import TEST_ALERT_KEY
 from loginwatch_org.templates.watch import alert_topic_name
 
@@ -76,7 +76,13 @@ def send_test_alerts(
         raise explain(error) from error
     partition = str(identity["Arn"]).split(":")[1]
     reader = Reader(replace(target, region=admin_region), str(identity["Account"]), partition, member_role)
-    jobs = [(account, region) for account in accounts for region in config.stack_set.regions]
+    management = config.management_watch()
+    # The management account's watch is one plain stack in the watch Region; members have one per watch Region.
+    jobs = [
+        (account, region)
+        for account in accounts
+        for region in ((WATCH_REGION,) if management and account == management.account_id else config.stack_set.regions)
+    ]
     done = [0]
     lock = threading.Lock()
 
