@@ -310,6 +310,12 @@ class Delivery(_Model):
         return match.group("region") if match else None
 
     @property
+    def identity_name(self) -> str | None:
+        """The identity ``ses_identity_arn`` names: an address, or a domain that covers the sender."""
+        match = _SES_IDENTITY_ARN.match(self.ses_identity_arn or "")
+        return match.group("identity") if match else None
+
+    @property
     def identity_partition(self) -> str:
         match = _SES_IDENTITY_ARN.match(self.ses_identity_arn or "")
         return match.group("partition") if match else "aws"

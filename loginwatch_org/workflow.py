@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import wait
+from concurrent.futures import Future, wait
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -852,12 +852,17 @@ def _side_by_side(
 
         return unit.apply(config, clients, unit_state, replace(pacing, accepted=note), removing=removing)
 
+    futures: dict[str, Future[UnitOutcome]] = {}
     with worker_pool(len(pairs)) as pool:
-        futures = {unit.key: pool.submit(apply, unit, unit_state) for unit, unit_state in pairs}
         try:
+            # Submitting is inside the guard too: Ctrl-C may come while the last unit is being handed over.
+            for unit, unit_state in pairs:
+                futures[unit.key] = pool.submit(apply, unit, unit_state)
             wait(futures.values())
         except KeyboardInterrupt:
-            running = [op for key, future in futures.items() if not future.done() for op in accepted[key]]
+            # A unit whose future is not recorded yet was still being handed over: it counts as running.
+            finished = {key for key, future in futures.items() if future.done()}
+            running = [op for key, ops in accepted.items() if key not in finished for op in ops]
             raise RolloutInterrupted(submitted=tuple(running)) from None
     return [future.result() for future in futures.values()]
 

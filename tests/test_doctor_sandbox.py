@@ -159,3 +159,20 @@ def test_doctor_self_managed_with_sending_authorization(sandbox: Workspace) -> N
     execution = after["StackSets execution roles"]
     assert execution["status"] == "fail"
     assert execution["detail"] == f"role AWSCloudFormationStackSetExecutionRole is missing in 1 account(s): {MEMBER}"
+
+
+def test_with_the_mail_account_on_the_sandbox_has_what_the_config_names_and_doctor_is_green(
+    sandbox: Workspace,
+) -> None:
+    # The example config's recommended set-up: one mail account sending for all through a domain identity.
+    text = Path(sandbox.config("example.yaml")).read_text(encoding="utf-8")
+    for commented in ("mail_account:", "ses_identity_arn:", "alarm_recipients:"):
+        assert f"  # {commented}" in text
+        text = text.replace(f"  # {commented}", f"  {commented}", 1)
+    config = sandbox.config(text=text)
+    sandbox.up(config)
+    result = sandbox.run("doctor", "--sandbox", "--json", "-c", str(config))
+    assert result.returncode == 0, result.stdout + result.stderr
+    checks = _checks(result.stdout)
+    assert set(checks.values()) == {"pass"}, checks
+    assert "SES sender identity verified" in checks

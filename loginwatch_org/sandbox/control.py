@@ -157,6 +157,7 @@ def organization_spec(config: Config) -> dict[str, Any]:
         "accounts_in_root": in_root,
         "account_names": config.account_names(),
         "sender": config.delivery.sender,
+        "ses_identity": config.delivery.identity_name or "",
         "regions": regions,
         "mail_account": mail_account,
     }

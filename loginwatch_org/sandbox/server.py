@@ -84,6 +84,9 @@ class OrganizationSpec:
     regions: Sequence[str] = (DEFAULT_REGION,)
     stacksets_trusted_access: bool = True
     mail_account: str | None = None
+    # The identity delivery.ses_identity_arn names (an address or a domain), verified where the sender is: an
+    # organisation prepared for the product has verified what its config names.
+    ses_identity: str = ""
 
     @property
     def member_accounts(self) -> list[str]:
@@ -151,6 +154,7 @@ class OrganizationSpec:
             regions=tuple(data.get("regions") or (DEFAULT_REGION,)),
             stacksets_trusted_access=bool(data.get("stacksets_trusted_access", True)),
             mail_account=mail_account,
+            ses_identity=str(data.get("ses_identity") or ""),
         )
 
 
@@ -241,6 +245,10 @@ def seed_organization(spec: OrganizationSpec) -> None:
         for account in spec.sending_accounts:
             for region in spec.regions:
                 ses_backends[account][region].verify_email_identity(spec.sender)
+                if spec.ses_identity and "@" not in spec.ses_identity:
+                    ses_backends[account][region].verify_domain(spec.ses_identity)
+                elif spec.ses_identity:
+                    ses_backends[account][region].verify_email_identity(spec.ses_identity)
     prerequisites.seed(spec)
 
 
