@@ -820,13 +820,24 @@ def apply_units(
     changing = [(unit, unit_state) for unit, unit_state in state.units if unit_state.plan.steps]
     mail = [pair for pair in changing if pair[0].key == MAIL_UNIT_KEY]
     others = [pair for pair in changing if pair[0].key != MAIL_UNIT_KEY]
-
-    def one_by_one(pairs: Sequence[tuple[Deployment, UnitState]]) -> list[UnitOutcome]:
-        return [unit.apply(config, clients, unit_state, pacing, removing=removing) for unit, unit_state in pairs]
-
     if removing:
-        return _side_by_side(config, clients, others, pacing, removing=removing) + one_by_one(mail)
-    return one_by_one(mail) + _side_by_side(config, clients, others, pacing, removing=removing)
+        return _side_by_side(config, clients, others, pacing, removing=removing) + _one_by_one(
+            config, clients, mail, pacing, removing=removing
+        )
+    return _one_by_one(config, clients, mail, pacing, removing=removing) + _side_by_side(
+        config, clients, others, pacing, removing=removing
+    )
+
+
+def _one_by_one(
+    config: Config,
+    clients: Clients,
+    pairs: Sequence[tuple[Deployment, UnitState]],
+    pacing: Pacing,
+    *,
+    removing: bool,
+) -> list[UnitOutcome]:
+    return [unit.apply(config, clients, unit_state, pacing, removing=removing) for unit, unit_state in pairs]
 
 
 def _side_by_side(
@@ -837,11 +848,11 @@ def _side_by_side(
     *,
     removing: bool,
 ) -> list[UnitOutcome]:
-    """Apply independent units at once. A unit that fails does not stop the others, which are each one account's
-    watch: every unit runs to its end, then the first failure is raised. Ctrl-C (which only the main thread sees)
+    """Apply independent units at once. An error in one does not stop the others (each holds watches accounts
+    need): every unit runs to its end, then the first error is raised. Ctrl-C (which only the main thread sees)
     names what AWS accepted for every unit still running, as one unit's executor does on its own."""
     if len(pairs) < 2:
-        return [unit.apply(config, clients, unit_state, pacing, removing=removing) for unit, unit_state in pairs]
+        return _one_by_one(config, clients, pairs, pacing, removing=removing)
     accepted: dict[str, list[str]] = {unit.key: [] for unit, _ in pairs}
 
     def apply(unit: Deployment, unit_state: UnitState) -> UnitOutcome:
