@@ -164,6 +164,8 @@ def render_deployment_plan(plan: DeploymentPlan, *, colour: bool = False) -> str
         if uncovered:
             summary += f" Not covered by these credentials: {', '.join(uncovered)}."
         blocks.append(summary)
+    if plan.cost is not None:
+        blocks.append(plan.cost.summary())
     text = "\n".join(blocks)
     return colour_plan_lines(text) if colour else text
 

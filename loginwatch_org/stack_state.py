@@ -8,7 +8,7 @@ Plain data, no AWS calls, like ``state.py``: the reader (``aws/stacks.py``) fill
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from loginwatch_org.state import OWNER_TAG_KEY, OWNER_TAG_VALUE
 
@@ -50,6 +50,8 @@ class DeployedStack:
     # LastUpdatedTime (or CreationTime) as AWS reports it: part of every request token, so that a change
     # after any other change never reuses a token that an earlier, finished request had.
     last_changed: str = ""
+    # How many resources of each type the deployed template holds: what the stack costs (``cost.py``).
+    resource_types: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def key(self) -> tuple[str, str]:

@@ -82,6 +82,8 @@ class DeployedStackSet:
     managed_execution: bool
     # AutoDeployment.Enabled of a service-managed stack set (None: self-managed, or not reported).
     auto_deployment: bool | None = None
+    # How many resources of each type the deployed template holds: what each instance costs (``cost.py``).
+    resource_types: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def owned(self) -> bool:

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from loginwatch_org.cost import CostChange
 from loginwatch_org.errors import UsageError
 from loginwatch_org.plan import (
     FORWARDERS_UNIT,
@@ -65,6 +66,8 @@ class DeploymentPlan:
     """Every selected unit's plan, in the order a rollout applies them."""
 
     units: tuple[UnitPlan, ...]
+    # The fixed monthly cost before and after (None: not priced, e.g. a plan built by hand in a test).
+    cost: CostChange | None = None
 
     @property
     def has_changes(self) -> bool:
@@ -83,6 +86,7 @@ class DeploymentPlan:
             "has_changes": self.has_changes,
             "operation_count": self.operation_count,
             "units": [unit.to_dict() for unit in self.units],
+            **({"cost": self.cost.to_dict()} if self.cost is not None else {}),
         }
 
 

@@ -25,6 +25,7 @@ from loginwatch_org.aws.organization import OrganizationReader, OrganizationScop
 from loginwatch_org.aws.reader import StackSetReader
 from loginwatch_org.aws.workers import worker_pool
 from loginwatch_org.config import AccountWatch, Config
+from loginwatch_org.cost import UnitCost
 from loginwatch_org.errors import RolloutInterrupted
 from loginwatch_org.plan import (
     FORWARDERS_UNIT,
@@ -475,6 +476,14 @@ class UnitState:
     resumed: list[OperationResult] = field(default_factory=list)
     waited_for: list[OperationResult] = field(default_factory=list)
 
+    def cost(self) -> tuple[UnitCost, UnitCost]:
+        """What the unit costs a month by existing, as deployed now and once its plan is applied."""
+        from loginwatch_org.plan_cost import stack_set_cost, stacks_cost
+
+        if isinstance(self.plan, Plan):
+            return stack_set_cost(self.key, self.plan, self.snapshot)
+        return stacks_cost(self.key, self.plan, self.stacks)
+
 
 @dataclass
 class UnitOutcome:
@@ -725,7 +734,12 @@ class DeploymentState:
 
     @property
     def plan(self) -> DeploymentPlan:
-        return DeploymentPlan(tuple(UnitPlan(state.key, state.plan) for _, state in self.units))
+        from loginwatch_org.plan_cost import deployment_cost
+
+        return DeploymentPlan(
+            tuple(UnitPlan(state.key, state.plan) for _, state in self.units),
+            cost=deployment_cost(state.cost() for _, state in self.units),
+        )
 
     def state(self, key: str) -> UnitState | None:
         return next((state for _, state in self.units if state.key == key), None)

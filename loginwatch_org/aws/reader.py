@@ -21,6 +21,7 @@ from loginwatch_org.aws.errors import AwsProblem, error_code, explained
 from loginwatch_org.aws.organization import OrganizationReader, OrganizationScope, refused
 from loginwatch_org.aws.workers import worker_pool
 from loginwatch_org.config import StackSetSettings
+from loginwatch_org.cost import body_resource_types
 from loginwatch_org.state import (
     OWNER_TAG_KEY,
     OWNER_TAG_VALUE,
@@ -155,6 +156,7 @@ class StackSetReader:
             permission_model=data.get("PermissionModel", "SELF_MANAGED"),
             managed_execution=bool(data.get("ManagedExecution", {}).get("Active", False)),
             auto_deployment=bool(data["AutoDeployment"].get("Enabled", False)) if "AutoDeployment" in data else None,
+            resource_types=body_resource_types(data.get("TemplateBody", "")),
         )
 
     def _pages(self, method: str, key: str, **kwargs: Any) -> Iterator[dict[str, Any]]:

@@ -55,6 +55,7 @@ from loginwatch_org.aws.organization import OrganizationReader
 from loginwatch_org.aws.reader import canonical_template_digest
 from loginwatch_org.aws.workers import worker_pool
 from loginwatch_org.config import DEFAULT_ENABLED_REGIONS
+from loginwatch_org.cost import body_resource_types
 from loginwatch_org.errors import RolloutInterrupted
 from loginwatch_org.stack_plan import (
     CreateStack,
@@ -155,6 +156,7 @@ def deployed_stack(region: str, data: Mapping[str, Any], template: Any) -> Deplo
         stack_id=data.get("StackId", ""),
         status_reason=data.get("StackStatusReason") or None,
         last_changed=changed.isoformat() if hasattr(changed, "isoformat") else str(changed),
+        resource_types=body_resource_types(body),
     )
 
 
