@@ -745,14 +745,7 @@ def test_alert(
         raise UsageError("name one watched ACCOUNT or pass --all")
     loaded = load(config)
     # The management account's own watch (a plain stack) is tested like the members' watches.
-    management = loaded.management_watch()
-    watched = [target.account_id for target in loaded.targets()] + ([management.account_id] if management else [])
-    if account is not None and account not in watched:
-        raise UsageError(
-            f"account '{account}' is not watched by {config}: list it under accounts (enabled), or name it as "
-            "management_account"
-        )
-    chosen = watched if all_accounts else [account or ""]
+    chosen = _watched_accounts(loaded, config, [account] if account is not None else None)
     # The sandbox delivers synchronously: one look after the publish is final.
     waiting = Waiting(timeout=0.0) if sandbox else Waiting(timeout=timeout) if wait else None
     with aws_target(loaded, options, note) as target:
@@ -770,6 +763,64 @@ def test_alert(
             typer.echo(fit(f"  {sent['message_id']}  {sent['subject']}", terminal_width()))
     if not all_succeeded(alerts):
         raise typer.Exit(EXIT_ERROR)
+
+
+@app.command("dead-letters")
+@boundary
+def dead_letters(
+    accounts: Annotated[list[str] | None, typer.Argument(help="Watched accounts to read (or --all).")] = None,
+    all_accounts: Annotated[bool, typer.Option("--all", help="Read every watched account.")] = False,
+    replay: Annotated[
+        bool, typer.Option("--replay", help="Send each alert through its notifier again; delete it once sent.")
+    ] = False,
+    member_role: MemberRoleOption = DEFAULT_MEMBER_ROLE,
+    as_json: JsonOption = False,
+    config: ConfigOption = DEFAULT_CONFIG_PATH,
+    profile: ProfileOption = None,
+    region: RegionOption = None,
+    endpoint_url: EndpointOption = None,
+    sandbox: SandboxOption = False,
+) -> None:
+    """List the alerts waiting in the watches' and forwarders' dead-letter queues; exit 1 if any wait."""
+    from loginwatch_org.aws.dead_letters import read_dead_letters
+    from loginwatch_org.config import WATCH_REGION
+    from loginwatch_org.dead_letters import document, render_text, waiting_total
+
+    options = _aws_options(profile, region, endpoint_url, sandbox)
+    if bool(accounts) == all_accounts:
+        raise UsageError("name the watched ACCOUNT(s) to read, or pass --all")
+    loaded = load(config)
+    chosen = _watched_accounts(loaded, config, accounts or None)
+    regions = (WATCH_REGION, *loaded.forward_regions())
+    with aws_target(loaded, options, note) as target:
+        readings = read_dead_letters(loaded, target, chosen, replay=replay, member_role=member_role, progress=note)
+    if as_json:
+        _emit_json(document(readings, len(chosen), regions))
+    else:
+        text = render_text(readings, loaded.account_names(), len(chosen), len(regions), replayed=replay)
+        typer.echo(fit(text, terminal_width()))
+    unreadable = [r for r in readings if r.unreadable]
+    if waiting_total(readings) or unreadable:
+        if not as_json:
+            reasons = [f"{waiting_total(readings)} alert(s) still wait"] if waiting_total(readings) else []
+            reasons += [f"{len(unreadable)} queue(s) or Region(s) could not be read"] if unreadable else []
+            named = " ".join(accounts or ["--all"])
+            hint = "" if replay else f" {suggest.command(f'dead-letters {named} --replay')} sends them again."
+            typer.echo(f"Exit 1: {'; '.join(reasons)}.{hint}", err=True)
+        raise typer.Exit(EXIT_ERROR)
+
+
+def _watched_accounts(loaded: Config, config: Path, named: list[str] | None) -> list[str]:
+    """The accounts with a watch (the members and the management account), or those named, each checked."""
+    management = loaded.management_watch()
+    watched = [target.account_id for target in loaded.targets()] + ([management.account_id] if management else [])
+    for account in named or []:
+        if account not in watched:
+            raise UsageError(
+                f"account '{account}' is not watched by {config}: list it under accounts (enabled), or name it as "
+                "management_account"
+            )
+    return list(named) if named else watched
 
 
 def _test_emails(endpoint_url: str | None, alerts: list[Any]) -> list[Any]:

@@ -187,13 +187,20 @@ class Example:
         )
 
 
-@pytest.fixture(scope="module")
-def example(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Example]:
-    with _workspace(tmp_path_factory.mktemp("example")) as shared:
+@contextmanager
+def rolled_out_example(root: Path) -> Iterator[Example]:
+    """The example config rolled out into a sandbox of its own under ``root`` (a module's fixture)."""
+    with _workspace(root) as shared:
         config = shared.config()
         shared.up(config)
         rollout = shared.run("rollout", "--sandbox", "--yes", "-c", str(config))
         yield Example(shared, config, rollout)
+
+
+@pytest.fixture(scope="module")
+def example(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Example]:
+    with rolled_out_example(tmp_path_factory.mktemp("example")) as shared:
+        yield shared
 
 
 @dataclass(frozen=True)

@@ -11,19 +11,16 @@ from pathlib import Path
 import boto3
 import pytest
 
-from tests.test_sandbox_cli import SENDER, Example, Workspace, _workspace
+from tests.test_sandbox_cli import SENDER, Example, Workspace, rolled_out_example
 
 ACCOUNT = "111122223333"
 
 
 @pytest.fixture(scope="module")
 def example(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Example]:
-    with _workspace(tmp_path_factory.mktemp("test-alert")) as shared:
-        config = shared.config()
-        shared.up(config)
-        rollout = shared.run("rollout", "--sandbox", "--yes", "-c", str(config))
-        assert rollout.returncode == 0, rollout.stdout + rollout.stderr
-        yield Example(shared, config, rollout)
+    with rolled_out_example(tmp_path_factory.mktemp("test-alert")) as shared:
+        assert shared.rollout.returncode == 0, shared.rollout.stdout + shared.rollout.stderr
+        yield shared
 
 
 def _variant(example: Example, tmp_path: Path, old: str, new: str) -> Path:

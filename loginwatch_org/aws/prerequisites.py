@@ -57,10 +57,13 @@ class _Account:
 class Reader:
     """Clients for the caller's account and, through ``member_role``, for other accounts."""
 
-    def __init__(self, target: AwsTarget, caller_account: str, partition: str, member_role: str) -> None:
+    def __init__(
+        self, target: AwsTarget, caller_account: str, partition: str, member_role: str, caller_arn: str = ""
+    ) -> None:
         self._target = target
         self.caller_account = caller_account
-        self._partition = partition
+        self.caller_arn = caller_arn
+        self.partition = partition
         self._member_role = member_role
         self._lock = threading.Lock()
         # One boto3 session for every client: it loads each service model once (creating a client from a
@@ -94,7 +97,7 @@ class Reader:
         return known
 
     def _assume(self, account: str) -> AwsTarget | _NoAccess:
-        role_arn = f"arn:{self._partition}:iam::{account}:role/{self._member_role}"
+        role_arn = f"arn:{self.partition}:iam::{account}:role/{self._member_role}"
         try:
             sts = self.client(self.caller_account, "sts", self._target.region or ACCOUNT_API_REGION)
             credentials = sts.assume_role(RoleArn=role_arn, RoleSessionName="loginwatch-org-doctor")["Credentials"]
@@ -126,15 +129,23 @@ def _read(call: Callable[[], T], what: str) -> T | Unknown:
         return Unknown(f"{what} failed ({_why(error)})")
 
 
-def gather(config: Config, target: AwsTarget, member_role: str = DEFAULT_MEMBER_ROLE) -> Facts:
-    """Every fact the checks of ``loginwatch_org.doctor`` need, for this config."""
+def administrator_reader(config: Config, target: AwsTarget, member_role: str) -> Reader:
+    """Clients for the caller (the administrator, in the stack sets' Region) and, through ``member_role``, for
+    the member accounts; who the caller is comes from GetCallerIdentity, which needs no permission."""
     admin_region = target.region or config.stack_set.admin_region
     try:
         identity = client(replace(target, region=admin_region), "sts").get_caller_identity()
     except Exception as error:
         raise explain(error) from error
-    caller = str(identity["Account"])
-    reader = Reader(replace(target, region=admin_region), caller, str(identity["Arn"]).split(":")[1], member_role)
+    arn = str(identity["Arn"])
+    return Reader(replace(target, region=admin_region), str(identity["Account"]), arn.split(":")[1], member_role, arn)
+
+
+def gather(config: Config, target: AwsTarget, member_role: str = DEFAULT_MEMBER_ROLE) -> Facts:
+    """Every fact the checks of ``loginwatch_org.doctor`` need, for this config."""
+    admin_region = target.region or config.stack_set.admin_region
+    reader = administrator_reader(config, target, member_role)
+    caller = reader.caller_account
     settings = config.stack_set
     accounts = watched_accounts(config)
     service_managed = settings.permission_model == "service-managed"

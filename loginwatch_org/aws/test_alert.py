@@ -32,9 +32,8 @@ from typing import Any
 
 from loginwatch_org import DEFAULT_MEMBER_ROLE
 from loginwatch_org.alert_check import Evidence, TestAlert, delivered_ids, errors_in
-from loginwatch_org.aws.errors import explain
-from loginwatch_org.aws.prerequisites import Reader, _why
-from loginwatch_org.aws.session import AwsTarget, client
+from loginwatch_org.aws.prerequisites import Reader, _why, administrator_reader
+from loginwatch_org.aws.session import AwsTarget
 from loginwatch_org.aws.workers import worker_pool
 from loginwatch_org.config import WATCH_REGION, Config
 from loginwatch_org.notifier import TEST_ALERT_KEY
@@ -69,13 +68,8 @@ def send_test_alerts(
     progress: Callable[[str], None] | None = None,
 ) -> list[TestAlert]:
     """One test alert per account and watch Region; with ``wait``, the evidence of each one's fate."""
-    admin_region = target.region or config.stack_set.admin_region
-    try:
-        identity = client(replace(target, region=admin_region), "sts").get_caller_identity()
-    except Exception as error:
-        raise explain(error) from error
-    partition = str(identity["Arn"]).split(":")[1]
-    reader = Reader(replace(target, region=admin_region), str(identity["Account"]), partition, member_role)
+    reader = administrator_reader(config, target, member_role)
+    partition = reader.partition
     management = config.management_watch()
     # The management account's watch is one plain stack in the watch Region; members have one per watch Region.
     jobs = [
@@ -89,7 +83,7 @@ def send_test_alerts(
     def one(job: tuple[str, str]) -> TestAlert:
         account, region = job
         topic = f"arn:{partition}:sns:{region}:{account}:{alert_topic_name(config)}"
-        alert = _send(reader, topic, account, region, str(identity["Arn"]))
+        alert = _send(reader, topic, account, region, reader.caller_arn)
         if wait is not None and alert.publish_error is None:
             alert = _await(reader, alert, wait)
         with lock:
@@ -149,7 +143,7 @@ def _await(reader: Reader, alert: TestAlert, wait: Waiting) -> TestAlert:
 def _observe(reader: Reader, alert: TestAlert, since_ms: int) -> Evidence:
     account, region = alert.account, alert.region
     try:
-        functions = _subscribed_functions(reader, account, region, alert.topic_arn)
+        functions = subscribed_functions(reader, account, region, alert.topic_arn)
     except Exception as error:
         return Evidence(unreadable=f"cannot read the topic's subscriptions in {account} ({_why(error)})")
     if not functions:
@@ -183,7 +177,7 @@ def _observe(reader: Reader, alert: TestAlert, since_ms: int) -> Evidence:
     )
 
 
-def _subscribed_functions(reader: Reader, account: str, region: str, topic: str) -> list[str]:
+def subscribed_functions(reader: Reader, account: str, region: str, topic: str) -> list[str]:
     sns = reader.client(account, "sns", region)
     functions: list[str] = []
     for page in sns.get_paginator("list_subscriptions_by_topic").paginate(TopicArn=topic):

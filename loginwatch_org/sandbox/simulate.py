@@ -146,7 +146,11 @@ class SignInOutcome:
         """Why the sign-in sent no email: the function's own error, or that no watch took it."""
         error = self.function_error
         if error:
-            return f"the notifier failed: {error}"
+            # Lambda retried it and then dead-lettered it (the sandbox does as AWS does): say where it waits.
+            return (
+                f"the notifier failed: {error}\nThe alert now waits in the watch's dead-letter queue: "
+                f"{suggest.command(f'dead-letters {account}')} lists it, and with --replay sends it again."
+            )
         if self.function_log:
             return "the notifier ran but sent nothing; its log:\n" + "\n".join(
                 f"  | {line}" for line in self.function_log

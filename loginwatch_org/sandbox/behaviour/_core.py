@@ -26,6 +26,7 @@ SERVICES: Final = (
     "sns_access",
     "lambda_runner",
     "lambda_configuration",
+    "lambda_async",
     "ses",
     "prerequisites",
     "mail_account",

@@ -27,6 +27,7 @@ from moto.sns.responses import SNSResponse
 from moto.utilities.arns import parse_arn
 
 from loginwatch_org.sandbox.behaviour._core import Patches
+from loginwatch_org.sandbox.behaviour.lambda_async import invoke_async
 
 logger = logging.getLogger(__name__)
 
@@ -182,7 +183,8 @@ def _make_subscription_publish(original: Any) -> Any:
         }
         backend = get_lambda_backend(function.account, function.region)
         target = backend._lambdas.get_function_by_name_or_arn_with_qualifier(name, qualifier or None)
-        target.invoke(json.dumps(event), {}, {})
+        # SNS invokes the function asynchronously: Lambda's retries and dead-letter queue apply.
+        invoke_async(target, json.dumps(event))
 
     return publish
 
