@@ -974,23 +974,84 @@ def demo(
     account: Annotated[str | None, typer.Option(help="Account to sign in to (default: the first watched).")] = None,
     identity: IdentityOption = Identity.root,
 ) -> None:
-    """The main job in the sandbox: roll the config out, show the status, simulate a sign-in and its email."""
-    from loginwatch_org.workflow import read_snapshot
+    """The main job in the sandbox: check, roll out, prove every watch with a test alert, show the coverage,
+    and follow two sign-ins to their emails."""
+    from loginwatch_org.alert_check import render_text as render_test_alerts
+    from loginwatch_org.aws.prerequisites import gather
+    from loginwatch_org.aws.test_alert import Waiting, send_test_alerts
+    from loginwatch_org.doctor import evaluate
+    from loginwatch_org.doctor import render_text as render_checks
+    from loginwatch_org.workflow import Pacing, prepare_units
 
     loaded = load(config)
     chosen = account or loaded.targets()[0].account_id
     progress = Progress()
+    width = terminal_width()
     with _sandbox_session(loaded, keep=True) as running:
-        clients = clients_for(replace(running.target(), region=loaded.stack_set.admin_region), progress)
-        typer.echo(f"== Rollout of {config} into the sandbox at {running.endpoint_url}")
-        if not _rollout(loaded, clients, yes=True, prune=False, progress=progress):
-            typer.echo("\n== Status")
-            _print_status(_statuses(loaded, read_snapshot(loaded, clients)))
-        typer.echo("\n== A console sign-in")
+        target = replace(running.target(), region=loaded.stack_set.admin_region)
+        clients = clients_for(target, progress)
+        typer.echo(f"== 1. What AWS must provide, checked read-only (doctor), in the sandbox at {running.endpoint_url}")
+        typer.echo(fit(render_checks(evaluate(loaded, gather(loaded, target, DEFAULT_MEMBER_ROLE))), width))
+        typer.echo(f"\n== 2. Rollout of {config}: every unit the config wants")
+        _rollout(loaded, clients, yes=True, prune=False, progress=progress)
+        typer.echo("\n== 3. A test alert through every watch (test-alert --all): each one must reach SES")
+        watched = _watched_accounts(loaded, config, None)
+        # The sandbox delivers synchronously: one look after each publish is final.
+        alerts = send_test_alerts(loaded, target, watched, wait=Waiting(timeout=0.0), progress=note)
+        typer.echo(fit(render_test_alerts(alerts, loaded.account_names()), width))
+        typer.echo("\n== 4. Coverage: every account of the organisation, and what watches it")
+        state = prepare_units(loaded, clients, pacing=Pacing(progress=progress))
+        progress.pause()
+        typer.echo(fit(_coverage_summary(loaded, state), width))
+        typer.echo("\n== 5. A console sign-in")
         _simulate(loaded, running, chosen, identity)
         # A failed IAM-user sign-in: every policy but root-only and no-mfa emails about it.
-        typer.echo("\n== An IAM user's failed sign-in, recorded in us-east-2 and forwarded to the watch")
+        typer.echo("\n== 6. An IAM user's failed sign-in, recorded in us-east-2 and forwarded to the watch")
         _simulate(loaded, running, chosen, Identity.failed, "us-east-2")
+
+
+def _coverage_summary(loaded: Config, state: Any) -> str:
+    """Who watches each account of the organisation, read back after the rollout, and whether anything is left
+    to do: the lines that say the rollout covered what the config and the organisation hold."""
+    from loginwatch_org.state import HEALTHY_STATUS
+
+    lines: list[str] = []
+    watch, forwarders = state.state("watch"), state.state("forwarders")
+    snapshot = watch.snapshot if watch is not None else None
+    organization = snapshot.organization if snapshot is not None else None
+    names = loaded.account_names()
+    if organization is not None:
+        members = [account.account_id for account in organization.members()]
+        lines.append(f"The organisation has {len(members)} member account(s) and the management account.")
+    if snapshot is not None:
+        current = sum(1 for i in snapshot.instances if i.status == HEALTHY_STATUS)
+        lines.append(
+            f"  watched: {len({i.account_id for i in snapshot.instances})} member account(s), by the stack set "
+            f"{loaded.stack_set.name} in {', '.join(loaded.stack_set.regions)} ({current} instance(s) CURRENT)"
+        )
+    if forwarders is not None and forwarders.snapshot is not None:
+        lines.append(
+            f"  forwarded: sign-ins recorded in {len(loaded.forward_regions())} other Region(s) reach those watches "
+            f"({len(forwarders.snapshot.instances)} forwarder instance(s))"
+        )
+    management = loaded.management_watch()
+    if management is not None:
+        lines.append(f"  management account {management.account_id} ({names.get(management.account_id, '?')}): "
+                     "watched by its own stacks, its watch and a forwarder per Region")  # fmt: skip
+    for account_id in sorted(loaded.disabled_account_ids()):
+        lines.append(f"  not watched: {account_id} ({names.get(account_id, '?')}), enabled: false in the config")
+    if loaded.delivery.mail_account is not None:
+        lines.append(
+            f"  sent by: the mail account {loaded.delivery.mail_account}, the only account that needs SES production "
+            "access; dead-letter alarms are emailed from there"
+        )
+    plan = state.plan
+    lines.append(
+        "Every unit matches the config: a rollout now would change nothing."
+        if not plan.has_changes
+        else "Some units still differ from the config: run plan to see what."
+    )
+    return "\n".join(lines)
 
 
 def main() -> None:

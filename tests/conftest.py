@@ -1,13 +1,32 @@
 from __future__ import annotations
 
+import tempfile
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from loginwatch_org.config import Config, load_config
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_CONFIG = ROOT / "config" / "accounts.yaml"
+# The example's delivery keys that make one mail account send for all.
+MAIL_MODE_KEYS = ("mail_account", "ses_identity_arn", "alarm_recipients")
+
+
+def own_ses_example_text() -> str:
+    """The example config with every account sending through its own SES: its mail-account lines left out."""
+    lines = EXAMPLE_CONFIG.read_text(encoding="utf-8").splitlines(keepends=True)
+    return "".join(line for line in lines if not line.strip().startswith(tuple(f"{key}:" for key in MAIL_MODE_KEYS)))
+
+
+def own_ses_example() -> Config:
+    """``own_ses_example_text`` loaded, from a file of its own (the loader reads files, and names them)."""
+    with tempfile.TemporaryDirectory() as scratch:
+        path = Path(scratch) / "accounts.yaml"
+        path.write_text(own_ses_example_text(), encoding="utf-8")
+        return load_config(path)
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import yaml
 from typer.testing import CliRunner
 
 from loginwatch_org.cli import app
-from tests.conftest import EXAMPLE_CONFIG, ROOT
+from tests.conftest import EXAMPLE_CONFIG, ROOT, own_ses_example_text
 
 runner = CliRunner()
 
@@ -67,7 +67,7 @@ def test_export_check_reports_a_stale_template(tmp_path: Path) -> None:
 
 
 def test_export_defaults_follow_the_config(write_config: Callable[[str], Path]) -> None:
-    text = EXAMPLE_CONFIG.read_text().replace("alerts@example.com", "signin@corp.example")
+    text = own_ses_example_text().replace("alerts@example.com", "signin@corp.example")
     path = write_config(text)
     template = yaml.safe_load(runner.invoke(app, ["export", "--config", str(path), "-f", "json"]).output)
     assert template["Parameters"]["Sender"]["Default"] == "signin@corp.example"

@@ -12,10 +12,9 @@ import boto3
 import pytest
 
 from loginwatch_org import DEFAULT_MEMBER_ROLE
-from tests.test_sandbox_cli import SENDER, Example, rolled_out_example
+from tests.test_sandbox_cli import Example, moved_sender, rolled_out_example
 
 ACCOUNT = "111122223333"  # payments-prod
-NEW_SENDER = "new-alerts@example.com"
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +48,7 @@ def test_a_rejected_alert_waits_in_the_queue_raises_the_alarm_and_is_replayed_af
     run = example.workspace.run
     # The sandbox verifies the config's sender only: the deployed watch still sends as the old one, and SES
     # rejects every attempt.
-    changed = example.workspace.config("new-sender.yaml", example.config.read_text().replace(SENDER, NEW_SENDER))
+    changed = example.workspace.config("new-sender.yaml", moved_sender(example.config.read_text()))
     empty = run("dead-letters", ACCOUNT, "--sandbox", "-c", str(changed))
     assert empty.returncode == 0, empty.stdout + empty.stderr
     assert "No alert waits in the dead-letter queues of 1 account(s) in 17 Region(s)." in empty.stdout

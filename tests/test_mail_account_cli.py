@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from loginwatch_org.config import load_config
-from tests.conftest import EXAMPLE_CONFIG
+from tests.conftest import own_ses_example_text
 from tests.test_sandbox_cli import Workspace, _emails, _workspace
 
 # The sandbox's caller is the management account, so it is also the mail account here: plain stacks are
@@ -29,7 +29,7 @@ def workspace(tmp_path: Path) -> Iterator[Workspace]:
 
 
 def test_a_member_sign_in_is_mailed_through_the_mail_account(workspace: Workspace) -> None:
-    example = EXAMPLE_CONFIG.read_text(encoding="utf-8")
+    example = own_ses_example_text()
     sender_line = next(line for line in example.splitlines(keepends=True) if line.startswith("  sender:"))
     config = workspace.config(text=example.replace("delivery:\n" + sender_line, MAIL_DELIVERY))
     mail = load_config(config).delivery.mail_account

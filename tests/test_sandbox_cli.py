@@ -34,6 +34,18 @@ from tests.conftest import EXAMPLE_CONFIG
 SERVER_MODULE = "loginwatch_org.sandbox.server"
 COMMAND_TIMEOUT = 180.0
 SENDER = "alerts@example.com"
+# A sender of another domain: the sandbox verifies it (and its domain identity, in mail mode) and drops the
+# old one, so a watch still deployed with the old sender is rejected until the rollout.
+MOVED_SENDER = "alerts@example.org"
+
+
+def moved_sender(config_text: str) -> str:
+    """The config with its sender, and the SES identity naming the sender's domain if any, moved to
+    ``MOVED_SENDER``'s domain."""
+    assert SENDER in config_text
+    return config_text.replace(SENDER, MOVED_SENDER).replace("identity/example.com", "identity/example.org")
+
+
 MANAGEMENT = "999900000000"
 _PROXY_VARIABLES = {"http_proxy", "https_proxy", "all_proxy", "no_proxy"}
 
@@ -331,9 +343,9 @@ def test_status_runs_drift_detection_in_the_sandbox(example: Example) -> None:
 
 
 def test_sender_change_is_followed_and_a_rejected_email_is_explained(example: Example, tmp_path: Path) -> None:
-    account, new_sender = "111122223333", "new-alerts@example.com"
+    account, new_sender = "111122223333", MOVED_SENDER
     config = tmp_path / "accounts.yaml"
-    config.write_text(example.config.read_text(encoding="utf-8").replace(SENDER, new_sender), encoding="utf-8")
+    config.write_text(moved_sender(example.config.read_text(encoding="utf-8")), encoding="utf-8")
     run = example.workspace.run
     try:
         # The sandbox now verifies the config's sender only; the deployed function still sends as the old one.
@@ -692,14 +704,21 @@ def test_demo_rolls_out_and_shows_one_email(workspace: Workspace) -> None:
     print(f"demo wall time: {elapsed:.2f} s")
 
     assert demo.returncode == 0, demo.stdout + demo.stderr
-    assert "== Rollout of" in demo.stdout
-    assert "Rollout complete: 8 account(s) current." in demo.stdout
-    table = [line for line in demo.stdout.splitlines() if re.match(r"\d{12}  ", line)]
-    assert "ACCOUNT" in demo.stdout
-    assert "IN SYNC" in demo.stdout
-    assert len(table) == 8, demo.stdout
-    assert "== A console sign-in" in demo.stdout
-    first, forwarded = demo.stdout.split("== An IAM user's failed sign-in, recorded in us-east-2")
+    # The story in order: prerequisites, rollout, a test alert through every watch, coverage, two sign-ins.
+    checked, rest = demo.stdout.split("== 2. Rollout of")
+    assert "7 of 7 check(s) passed." in checked and "[FAIL]" not in checked
+    rolled, rest = rest.split("== 3. A test alert through every watch")
+    assert "Rollout complete: 8 account(s) current." in rolled
+    table = [line for line in rolled.splitlines() if re.match(r"\d{12}  ", line)]
+    assert "IN SYNC" in rolled and len(table) == 8, demo.stdout
+    tested, rest = rest.split("== 4. Coverage")
+    assert "9 of 9 test alert(s) delivered." in tested  # the 8 members and the management account
+    covered, rest = rest.split("== 5. A console sign-in")
+    assert "The organisation has 9 member account(s) and the management account." in covered
+    assert "watched: 8 member account(s)" in covered and "(8 instance(s) CURRENT)" in covered
+    assert "not watched: 444455556666 (old-sandbox), enabled: false in the config" in covered
+    assert "Every unit matches the config: a rollout now would change nothing." in covered
+    first, forwarded = rest.split("== 6. An IAM user's failed sign-in, recorded in us-east-2")
     [email] = _emails(first)
     assert email.to == ["payments-oncall@example.com", "security@example.com"]
     assert email.subject.startswith("[ROOT]")

@@ -17,7 +17,7 @@ from loginwatch_org.templates import (
     render,
     template_body,
 )
-from tests.conftest import EXAMPLE_CONFIG, ROOT
+from tests.conftest import EXAMPLE_CONFIG, ROOT, own_ses_example
 
 SPECS = [pytest.param(spec, id=name) for name, spec in REGISTRY.items()]
 # The watch runs in us-east-1; forwarders in the regions where sign-ins are recorded besides it.
@@ -31,7 +31,9 @@ LINT_REGIONS = {
 
 @pytest.fixture(scope="module")
 def template() -> dict[str, Any]:
-    return build_template(load_config(EXAMPLE_CONFIG)).to_dict()
+    # Each account sending with its own SES: the notifier's own ses:SendEmail grant is what is reviewed here
+    # (mail mode's sending role is reviewed in test_template_mail.py).
+    return build_template(own_ses_example()).to_dict()
 
 
 @pytest.mark.parametrize("spec", SPECS)

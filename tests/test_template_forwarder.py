@@ -8,7 +8,7 @@ import pytest
 
 from loginwatch_org.config import Config, load_config
 from loginwatch_org.templates import build_forwarder, template_body
-from tests.conftest import EXAMPLE_CONFIG
+from tests.conftest import EXAMPLE_CONFIG, own_ses_example
 
 WATCH_BUS = {"Fn::Sub": "arn:${AWS::Partition}:events:us-east-1:${AWS::AccountId}:event-bus/default"}
 
@@ -21,7 +21,7 @@ def template() -> dict[str, Any]:
 def test_same_template_for_every_account_whatever_the_config() -> None:
     # No per-account parameter: one stack set operation covers the organisation. The watch's alarm topic is not
     # the forwarder's: its parameter has another name, so the shared value never reaches another region.
-    config = load_config(EXAMPLE_CONFIG)
+    config = own_ses_example()
     other = Config.model_validate(
         {
             **config.model_dump(),

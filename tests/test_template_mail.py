@@ -23,7 +23,7 @@ from loginwatch_org.mail_setup import (
 )
 from loginwatch_org.templates import REGISTRY, TEMPLATE_BODY_LIMIT, render, template_body
 from loginwatch_org.templates.mail import add_alarm_forwarding, build_mail_template, mail_parameters
-from tests.conftest import EXAMPLE_CONFIG, ROOT
+from tests.conftest import EXAMPLE_CONFIG, ROOT, own_ses_example
 
 MAIL_ACCOUNT = "999988887777"
 IDENTITY = f"arn:aws:ses:eu-west-1:{MAIL_ACCOUNT}:identity/example.com"
@@ -213,7 +213,7 @@ def test_names_every_watch_needs_are_derived_from_the_config(config: Config) -> 
 
 
 def test_without_a_mail_account_there_is_nothing_to_assume() -> None:
-    config = load_config(EXAMPLE_CONFIG)
+    config = own_ses_example()
     assert mail_role_arn(config) is None and alarm_bus_arn(config) is None and mail_region(config) is None
 
 
@@ -308,5 +308,5 @@ def test_sending_setup_names_the_one_account_that_needs_production_access(config
 
 
 def test_sending_setup_without_a_mail_account_says_every_account_needs_it() -> None:
-    paragraph = sending_setup(load_config(EXAMPLE_CONFIG))
+    paragraph = sending_setup(own_ses_example())
     assert "every member account needs it" in paragraph and "delivery.mail_account" in paragraph

@@ -35,7 +35,7 @@ from loginwatch_org.templates import (
     template_body,
 )
 from loginwatch_org.templates.mail import build_mail_template
-from tests.conftest import EXAMPLE_CONFIG
+from tests.conftest import EXAMPLE_CONFIG, own_ses_example
 
 MAIL_ACCOUNT = "999988887777"
 IDENTITY = f"arn:aws:ses:eu-west-1:{MAIL_ACCOUNT}:identity/example.com"
@@ -222,7 +222,7 @@ def test_per_account_sending_with_a_configuration_set_may_use_it(write_config: C
 
 
 def test_without_a_mail_account_each_account_sends_itself() -> None:
-    watch = build_template(load_config(EXAMPLE_CONFIG)).to_dict()
+    watch = build_template(own_ses_example()).to_dict()
     assert "Path" not in watch["Resources"]["NotifierRole"]["Properties"]
     assert [s["Action"] for s in _notifier_statements(watch) if "ses:SendEmail" in _actions(s)] == ["ses:SendEmail"]
     assert not [s for s in _notifier_statements(watch) if "sts:AssumeRole" in _actions(s)]

@@ -11,7 +11,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from tests.test_sandbox_cli import SENDER, Example, Workspace, rolled_out_example
+from tests.test_sandbox_cli import SENDER, Example, Workspace, moved_sender, rolled_out_example
 
 ACCOUNT = "111122223333"
 
@@ -21,14 +21,6 @@ def example(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Example]:
     with rolled_out_example(tmp_path_factory.mktemp("test-alert")) as shared:
         assert shared.rollout.returncode == 0, shared.rollout.stdout + shared.rollout.stderr
         yield shared
-
-
-def _variant(example: Example, tmp_path: Path, old: str, new: str) -> Path:
-    text = example.config.read_text(encoding="utf-8")
-    assert old in text
-    path = tmp_path / "accounts.yaml"
-    path.write_text(text.replace(old, new), encoding="utf-8")
-    return path
 
 
 def test_test_alert_prints_the_test_email(example: Example) -> None:
@@ -88,7 +80,8 @@ def test_all_as_text_is_a_line_per_account_and_one_sample_email(example: Example
 
 def test_an_unverified_sender_is_reported_with_the_notifiers_error(example: Example, tmp_path: Path) -> None:
     # The sandbox verifies the config's sender only; the deployed function still sends as the old one.
-    config = _variant(example, tmp_path, SENDER, "new-alerts@example.com")
+    config = tmp_path / "accounts.yaml"
+    config.write_text(moved_sender(example.config.read_text(encoding="utf-8")), encoding="utf-8")
     result = example.workspace.run("test-alert", ACCOUNT, "--sandbox", "-c", str(config))
     assert result.returncode == 1, result.stdout + result.stderr
     assert re.search(rf"^failed +{ACCOUNT} ", result.stdout, re.M)

@@ -226,7 +226,7 @@ def attach(sandbox: Sandbox, config: Config) -> Sandbox:
     from loginwatch_org.sandbox.identities import sync_sender
 
     try:
-        sync_sender(sandbox.endpoint_url, config.delivery.sender)
+        sync_sender(sandbox.endpoint_url, config.delivery.sender, config.delivery.identity_name or "")
     except OSError as error:
         raise SandboxError(f"the sandbox at {sandbox.endpoint_url} did not answer ({error})") from None
     return sandbox

@@ -322,7 +322,7 @@ def serve(spec: OrganizationSpec, state_file: Path, port: int = 0, *, started: f
     from loginwatch_org.sandbox import behaviour, identities, mailbox
 
     mailbox.install_route()
-    identities.install_route(spec.sending_accounts, spec.regions, spec.sender)
+    identities.install_route(spec.sending_accounts, spec.regions, spec.sender, spec.ses_identity)
     server = ThreadedMotoServer(ip_address=HOST, port=port, verbose=False)
     server.start()
     try:
