@@ -892,6 +892,9 @@ def simulate_login(
             "--region", help="The region CloudTrail records the sign-in in (others reach the watch by forwarder)."
         ),
     ] = "us-east-1",
+    count: Annotated[
+        int, typer.Option("--count", min=1, max=1000, help="Sign in this many times at once: a burst, or an attack.")
+    ] = 1,
     as_json: JsonOption = False,
 ) -> None:
     """Sign in to ACCOUNT's console in the sandbox and print the email SES accepted."""
@@ -903,7 +906,7 @@ def simulate_login(
     if signin_region not in AWS_REGIONS:
         raise UsageError(f"--region {signin_region} is not an AWS region")
     with _sandbox_session(loaded) as running:
-        _simulate(loaded, running, account, identity, signin_region, as_json=as_json)
+        _simulate(loaded, running, account, identity, signin_region, as_json=as_json, count=count)
 
 
 def _simulate(
@@ -914,6 +917,7 @@ def _simulate(
     region: str = "us-east-1",
     *,
     as_json: bool = False,
+    count: int = 1,
 ) -> None:
     from loginwatch_org.sandbox.simulate import simulate_login
     from loginwatch_org.templates.watch import alert_topic_name
@@ -922,7 +926,9 @@ def _simulate(
         raise UsageError(f"account {account} is not in the sandbox's organisation")
     names = loaded.account_names()
     label = f"{account} ({names[account]})" if account in names else account
-    outcome = simulate_login(running, account, identity.value, region=region, watch_topic=alert_topic_name(loaded))
+    outcome = simulate_login(
+        running, account, identity.value, region=region, watch_topic=alert_topic_name(loaded), count=count
+    )
     if as_json:
         _emit_json(
             {
@@ -930,7 +936,9 @@ def _simulate(
                 "name": names.get(account, ""),
                 "identity": identity.value,
                 "region": region,
+                "signins_sent": outcome.signins,
                 "emailed": bool(outcome.emails),
+                "dead_lettered": outcome.dead_lettered,
                 "why_no_email": None if outcome.emails else outcome.why_no_email(loaded, account),
                 "emails": [
                     {
@@ -938,12 +946,22 @@ def _simulate(
                         "from": sent["source"],
                         "to": list(sent["to"]),
                         "subject": sent["subject"],
+                        # One email per sign-in: nothing is coalesced yet.
+                        "signins_covered": 1,
                         "text": sent["text"] or "",
                     }
                     for sent in outcome.emails
                 ],
             }
         )
+        return
+    if count > 1:
+        typer.echo(
+            f"Simulated {count} {identity.value} console sign-ins to {label}, recorded in {region}: "
+            f"{len(outcome.emails)} email(s) accepted by SES, {outcome.dead_lettered} alert(s) dead-lettered."
+        )
+        if outcome.dead_lettered:
+            typer.echo(f"Why: {outcome.why_no_email(loaded, account)}.")
         return
     typer.echo(f"Simulated {identity.value} console sign-in to {label}, recorded in {region}.")
     if not outcome.emails:

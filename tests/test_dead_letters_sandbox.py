@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 
 from loginwatch_org import DEFAULT_MEMBER_ROLE
+from loginwatch_org.sandbox.behaviour.prerequisites import MAX_24H_SEND_ENV
 from tests.test_sandbox_cli import Example, moved_sender, rolled_out_example
 
 ACCOUNT = "111122223333"  # payments-prod
@@ -111,3 +113,28 @@ def test_naming_an_account_the_config_does_not_watch_is_a_usage_error(example: E
     assert "account '123456789012' is not watched by" in result.stderr
     both = example.workspace.run("dead-letters", "--sandbox", "-c", str(example.config))
     assert both.returncode == 2 and "or pass --all" in both.stderr
+
+
+def test_a_burst_beyond_the_daily_quota_dead_letters_what_ses_refuses_and_the_counts_add_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The sandbox's own process reads the knob: 10 recipients a day, so 5 alerts of 2 recipients each.
+    monkeypatch.setenv(MAX_24H_SEND_ENV, "10")
+    with rolled_out_example(tmp_path / "storm") as storm:
+        assert storm.rollout.returncode == 0, storm.rollout.stdout + storm.rollout.stderr
+        run = storm.workspace.run
+        burst = run(
+            "simulate-login", ACCOUNT, "--identity", "failed", "--count", "8", "--json", "--sandbox",
+            "-c", str(storm.config),
+        )  # fmt: skip
+        assert burst.returncode == 0, burst.stdout + burst.stderr
+        document = json.loads(burst.stdout)
+        assert document["signins_sent"] == 8
+        assert len(document["emails"]) == 5 and document["dead_lettered"] == 3
+        assert sum(email["signins_covered"] for email in document["emails"]) + document["dead_lettered"] == 8
+
+        listed = run("dead-letters", ACCOUNT, "--json", "--sandbox", "-c", str(storm.config))
+        [queue] = json.loads(listed.stdout)["queues"]
+        assert queue["waiting"] == 3
+        assert all("Daily message quota exceeded" in letter["reason"] for letter in queue["letters"])
+        assert all("[FAILED]" in letter["summary"] for letter in queue["letters"])

@@ -136,6 +136,9 @@ class SignInOutcome:
     region: str = WATCH_REGION
     # Whether the account had a watch (its alert topic) in us-east-1 when the sign-in happened.
     watch_deployed: bool = True
+    # How many sign-ins were recorded, and how many alerts reached the watch's dead-letter queue meanwhile.
+    signins: int = 1
+    dead_lettered: int = 0
 
     @property
     def function_error(self) -> str | None:
@@ -149,7 +152,7 @@ class SignInOutcome:
             # Lambda retried it and then dead-lettered it (the sandbox does as AWS does): say where it waits.
             return (
                 f"the notifier failed: {error}\nThe alert now waits in the watch's dead-letter queue: "
-                f"{suggest.command(f'dead-letters {account}')} lists it, and with --replay sends it again."
+                f"{suggest.command(f'dead-letters {account}')} lists it, and with --replay sends it again"
             )
         if self.function_log:
             return "the notifier ran but sent nothing; its log:\n" + "\n".join(
@@ -181,6 +184,7 @@ def simulate_login(
     *,
     region: str = WATCH_REGION,
     watch_topic: str | None = None,
+    count: int = 1,
 ) -> SignInOutcome:
     """Record a sign-in to ``account`` in ``region`` (put it on that Region's default bus); return the emails SES
     accepted because of it, in any account (a mail account may send them), and what the watch's functions
@@ -191,24 +195,54 @@ def simulate_login(
     deployed = watch_topic is None or _topic_exists(replace(target, region=WATCH_REGION), account, watch_topic)
     # The sandbox's own clock stamps the log lines: same host, so nothing logged before this is read.
     started_ms = int(time.time() * 1000)
-    record = signin_record(account, identity, region=region)
+    watch = replace(target, region=WATCH_REGION)
+    waiting = _dead_letters_waiting(watch, account, watch_topic) if deployed and watch_topic else 0
     events = client(target, "events")
-    response = events.put_events(
-        Entries=[
-            {
-                "Time": datetime.strptime(record["eventTime"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC),
-                "Source": "aws.signin",
-                "DetailType": "AWS Console Sign In via CloudTrail",
-                "Detail": json.dumps(record),
-                "EventBusName": "default",
-            }
-        ]
-    )
-    if response.get("FailedEntryCount"):
-        raise RuntimeError(f"the sandbox rejected the event: {response['Entries']}")
-    # The sandbox delivers synchronously (forwarders included): the function has run when PutEvents returns.
+    records = [signin_record(account, identity, region=region) for _ in range(count)]
+    # PutEvents takes at most 10 entries (https://docs.aws.amazon.com/eventbridge/latest/APIReference/API_PutEvents.html).
+    for start in range(0, len(records), 10):
+        response = events.put_events(
+            Entries=[
+                {
+                    "Time": datetime.strptime(record["eventTime"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC),
+                    "Source": "aws.signin",
+                    "DetailType": "AWS Console Sign In via CloudTrail",
+                    "Detail": json.dumps(record),
+                    "EventBusName": "default",
+                }
+                for record in records[start : start + 10]
+            ]
+        )
+        if response.get("FailedEntryCount"):
+            raise RuntimeError(f"the sandbox rejected the event: {response['Entries']}")
+    # The sandbox delivers synchronously (forwarders and Lambda's retries included): every function has run
+    # when PutEvents returns.
     emails = [m for m in read_mailbox(sandbox.endpoint_url) if m["message_id"] not in before]
-    return SignInOutcome(emails, _logged_since(replace(target, region=WATCH_REGION), started_ms), region, deployed)
+    dead = _dead_letters_waiting(watch, account, watch_topic) - waiting if deployed and watch_topic else 0
+    return SignInOutcome(emails, _logged_since(watch, started_ms), region, deployed, count, max(dead, 0))
+
+
+def _dead_letters_waiting(target: AwsTarget, account: str, topic_name: str) -> int:
+    """Messages in the dead-letter queue of the watch's notifier (the topic's Lambda subscriber)."""
+    sns = client(target, "sns")
+    topic = f"arn:aws:sns:{target.region}:{account}:{topic_name}"
+    endpoints = [
+        s["Endpoint"]
+        for s in sns.list_subscriptions_by_topic(TopicArn=topic)["Subscriptions"]
+        if s["Protocol"] == "lambda"
+    ]
+    total = 0
+    for function in endpoints:
+        configuration = client(target, "lambda").get_function_configuration(FunctionName=function)
+        queue = (configuration.get("DeadLetterConfig") or {}).get("TargetArn")
+        if not queue:
+            continue
+        sqs = client(target, "sqs")
+        url = sqs.get_queue_url(QueueName=queue.split(":")[5], QueueOwnerAWSAccountId=queue.split(":")[4])["QueueUrl"]
+        names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+        attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
+        total += sum(int(attributes.get(name, 0)) for name in names)
+    return total
 
 
 def _topic_exists(target: AwsTarget, account: str, name: str) -> bool:

@@ -34,6 +34,8 @@ from __future__ import annotations
 
 import functools
 import json
+import os
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from moto.account import urls as account_urls
@@ -72,12 +74,38 @@ _production_access: set[tuple[str, str]] = set()
 _enabled_opt_in: dict[str, set[str]] = {}
 
 
-def _ses_get_account(self: SESV2Response) -> str:
-    production = (self.current_account, self.region) in _production_access
-    # The SES sandbox's quota: 200 messages a day, one a second.
-    quota = (
-        {"Max24HourSend": 50000.0, "MaxSendRate": 14.0} if production else {"Max24HourSend": 200.0, "MaxSendRate": 1.0}
+# Knobs that lower the quota of an account with production access, to show a storm without sending thousands:
+# read by the sandbox's own process, so set them for ``sandbox up``.
+MAX_SEND_RATE_ENV: Final = "LOGINWATCH_SANDBOX_SES_MAX_SEND_RATE"
+MAX_24H_SEND_ENV: Final = "LOGINWATCH_SANDBOX_SES_MAX_24H_SEND"
+
+
+@dataclass(frozen=True)
+class SendQuota:
+    """What SES lets one account send in one Region. Quotas count recipients, not messages; the SES sandbox
+    allows 200 a day, one a second, to verified addresses only; new production access starts at 50,000 a day
+    and 14 a second (https://docs.aws.amazon.com/ses/latest/dg/quotas.html,
+    https://docs.aws.amazon.com/ses/latest/dg/manage-sending-quotas.html)."""
+
+    max_24_hour_send: float
+    max_send_rate: float
+    production: bool
+
+
+def send_quota(account: str, region: str) -> SendQuota:
+    if (account, region) not in _production_access:
+        return SendQuota(200.0, 1.0, production=False)
+    return SendQuota(
+        min(50000.0, float(os.environ.get(MAX_24H_SEND_ENV) or 50000.0)),
+        min(14.0, float(os.environ.get(MAX_SEND_RATE_ENV) or 14.0)),
+        production=True,
     )
+
+
+def _ses_get_account(self: SESV2Response) -> str:
+    limits = send_quota(self.current_account, self.region)
+    production = limits.production
+    quota = {"Max24HourSend": limits.max_24_hour_send, "MaxSendRate": limits.max_send_rate}
     return json.dumps(
         {
             "DedicatedIpAutoWarmupEnabled": False,

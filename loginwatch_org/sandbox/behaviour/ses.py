@@ -1,21 +1,94 @@
-"""SES: a sent message keeps both its text and its HTML part, for the sandbox's mailbox."""
+"""SES: a sent message keeps both its text and its HTML part, for the sandbox's mailbox; and SES's sending
+limits hold.
+
+moto sends whatever it is asked to. AWS does not: each account and Region has a maximum sending rate and a
+24-hour quota, both counted in recipients, and SES answers a send beyond either with a ``Throttling`` error
+("Maximum sending rate exceeded." or "Daily message quota exceeded.") and drops the message
+(https://docs.aws.amazon.com/ses/latest/dg/manage-sending-quotas-errors.html). An account still in the SES
+sandbox may also send only to verified addresses and domains, 200 a day and one a second
+(https://docs.aws.amazon.com/ses/latest/dg/request-production-access.html). The quota is the one
+``prerequisites`` reports (``send_quota``, with its knobs to lower it). A message is allowed when nothing was
+sent in the last second, whatever its recipients; the rate then counts every recipient.
+
+Not modelled: the suppression list, bounces and complaints.
+"""
 
 from __future__ import annotations
 
 import functools
 import json
 import logging
+import threading
+import time
+from collections import defaultdict, deque
 from typing import Any, Final
 
+from moto.core.exceptions import ServiceException
 from moto.core.responses import ActionResult
+from moto.ses.exceptions import MessageRejectedError
+from moto.ses.models import SESBackend
 from moto.ses.responses import EmailResponse
 from moto.sesv2.responses import SESV2Response
 
 from loginwatch_org.sandbox.behaviour._core import Patches
+from loginwatch_org.sandbox.behaviour.prerequisites import send_quota
 
 logger = logging.getLogger(__name__)
 
 PATCHES: Final = Patches()
+
+_DAY_SECONDS: Final = 86400.0
+_lock = threading.Lock()
+# (account, Region) -> (when, recipients) of every message sent in the last 24 hours.
+_sent: dict[tuple[str, str], deque[tuple[float, int]]] = defaultdict(deque)
+
+
+@PATCHES.on_revert
+def _forget_sends() -> None:
+    with _lock:
+        _sent.clear()
+
+
+class Throttling(ServiceException):
+    code = "Throttling"
+
+
+def check_limits(backend: SESBackend, recipients: list[str], moment: float) -> None:
+    """Raise what SES raises when a send to ``recipients`` at ``moment`` is beyond the account's limits (the
+    caller holds ``_lock``)."""
+    quota = send_quota(backend.account_id, backend.region_name)
+    if not quota.production:
+        unverified = [address for address in recipients if not backend._is_verified_address(address)]
+        if unverified:
+            raise MessageRejectedError(
+                "Email address is not verified. The following identities failed the check in region "
+                f"{backend.region_name.upper()}: {', '.join(unverified)}"
+            )
+    window = _sent[(backend.account_id, backend.region_name)]
+    while window and moment - window[0][0] >= _DAY_SECONDS:
+        window.popleft()
+    day = sum(count for _, count in window)
+    second = sum(count for when, count in window if moment - when < 1.0)
+    if day + len(recipients) > quota.max_24_hour_send:
+        raise Throttling("Daily message quota exceeded.")
+    if second and second + len(recipients) > quota.max_send_rate:
+        raise Throttling("Maximum sending rate exceeded.")
+
+
+@PATCHES.wrap(SESBackend, "send_email")
+def _make_send_email(original: Any) -> Any:
+    @functools.wraps(original)
+    def send_email(self: SESBackend, source: str, subject: str, body: str, destinations: dict[str, list[str]]) -> Any:
+        recipients = [address for addresses in destinations.values() for address in addresses]
+        with _lock:
+            moment = time.monotonic()
+            check_limits(self, recipients, moment)
+            message = original(self, source, subject, body, destinations)
+            # Only a message SES accepted counts against the quota.
+            _sent[(self.account_id, self.region_name)].append((moment, len(recipients)))
+        return message
+
+    return send_email
 
 
 def _record_parts(messages: list[Any], message_id: str, text: str | None, html: str | None) -> None:
