@@ -31,7 +31,7 @@ from typing import Any
 from loginwatch_org import DEFAULT_MEMBER_ROLE
 from loginwatch_org.aws.prerequisites import Reader, _why, administrator_reader
 from loginwatch_org.aws.session import AwsTarget
-from loginwatch_org.aws.test_alert import subscribed_functions
+from loginwatch_org.aws.test_alert import queue_url, subscribed_functions
 from loginwatch_org.aws.workers import worker_pool
 from loginwatch_org.config import WATCH_REGION, Config
 from loginwatch_org.dead_letters import DeadLetter, QueueReading, Replay, read, replay_event
@@ -109,9 +109,9 @@ def _read_region(reader: Reader, config: Config, account: str, region: str) -> l
     sqs = reader.client(account, "sqs", region)
     readings: list[QueueReading] = []
     for queue_arn, kind in sorted(found.items()):
-        owner, name = queue_arn.split(":")[4], queue_arn.split(":")[5]
+        name = queue_arn.split(":")[5]
         try:
-            url = str(sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=owner)["QueueUrl"])
+            url = queue_url(sqs, queue_arn)
         except Exception as error:
             readings.append(QueueReading(account, region, kind, None, unreadable=f"cannot find {name} ({_why(error)})"))
             continue
@@ -124,14 +124,19 @@ def _read_region(reader: Reader, config: Config, account: str, region: str) -> l
 
 def _list(sqs: Any, reading: QueueReading) -> QueueReading:
     try:
-        counted = sqs.get_queue_attributes(QueueUrl=reading.queue_url, AttributeNames=list(APPROXIMATE_COUNTS))
-        # Received but not yet deleted (by a replay still running, or one that stopped midway) counts too.
-        waiting = sum(int(counted.get("Attributes", {}).get(name, 0)) for name in APPROXIMATE_COUNTS)
+        waiting = messages_waiting(sqs, str(reading.queue_url))
         letters = _receive(sqs, str(reading.queue_url), visibility=0, limit=LIST_LIMIT) if waiting else []
     except Exception as error:
         return replace(reading, unreadable=f"cannot read the queue ({_why(error)})")
     # The count is approximate; what was received is certain.
     return replace(reading, waiting=max(waiting, len(letters)), letters=tuple(letters))
+
+
+def messages_waiting(sqs: Any, url: str) -> int:
+    """Messages in the queue, those received but not yet deleted (by a replay still running, or one that
+    stopped midway) included."""
+    counted = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=list(APPROXIMATE_COUNTS))
+    return sum(int(counted.get("Attributes", {}).get(name, 0)) for name in APPROXIMATE_COUNTS)
 
 
 def _receive(sqs: Any, url: str, *, visibility: int, limit: int) -> list[DeadLetter]:

@@ -195,8 +195,13 @@ def _log_since(logs: Any, group: str, since_ms: int) -> list[str]:
     return messages
 
 
-def _dead_letters(sqs: Any, queue_arn: str, test_id: str) -> list[str]:
+def queue_url(sqs: Any, queue_arn: str) -> str:
+    """The URL of the queue an ARN names (GetQueueUrl, with the owner the ARN holds)."""
     _, _, _, _, owner, name = queue_arn.split(":", 5)
-    url = sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=owner)["QueueUrl"]
+    return str(sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=owner)["QueueUrl"])
+
+
+def _dead_letters(sqs: Any, queue_arn: str, test_id: str) -> list[str]:
+    url = queue_url(sqs, queue_arn)
     received = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0, WaitTimeSeconds=0)
     return [str(m.get("MessageId", "")) for m in received.get("Messages", []) if test_id in str(m.get("Body", ""))]

@@ -19,8 +19,10 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from loginwatch_org import suggest
+from loginwatch_org.aws.dead_letters import messages_waiting
 from loginwatch_org.aws.errors import error_code
 from loginwatch_org.aws.session import AwsTarget, client
+from loginwatch_org.aws.test_alert import queue_url
 from loginwatch_org.config import Config
 from loginwatch_org.sandbox.control import Sandbox
 from loginwatch_org.sandbox.mailbox import SentEmail, read_mailbox
@@ -238,10 +240,7 @@ def _dead_letters_waiting(target: AwsTarget, account: str, topic_name: str) -> i
         if not queue:
             continue
         sqs = client(target, "sqs")
-        url = sqs.get_queue_url(QueueName=queue.split(":")[5], QueueOwnerAWSAccountId=queue.split(":")[4])["QueueUrl"]
-        names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
-        attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
-        total += sum(int(attributes.get(name, 0)) for name in names)
+        total += messages_waiting(sqs, queue_url(sqs, str(queue)))
     return total
 
 
