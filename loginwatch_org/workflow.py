@@ -854,6 +854,10 @@ def _one_by_one(
     return [unit.apply(config, clients, unit_state, pacing, removing=removing) for unit, unit_state in pairs]
 
 
+# How often the main thread wakes while units run side by side, so that Ctrl-C is seen at once.
+SIGNAL_CHECK_SECONDS = 0.2
+
+
 def _side_by_side(
     config: Config,
     clients: Clients,
@@ -883,7 +887,11 @@ def _side_by_side(
             # Submitting is inside the guard too: Ctrl-C may come while the last unit is being handed over.
             for unit, unit_state in pairs:
                 futures[unit.key] = pool.submit(apply, unit, unit_state)
-            wait(futures.values())
+            # Waited for in short spells: the kernel may hand SIGINT to a worker thread, and Python runs the
+            # handler only when the main thread next runs, which a wait without a timeout would not let it do
+            # until every unit had finished.
+            while wait(futures.values(), timeout=SIGNAL_CHECK_SECONDS).not_done:
+                pass
         except KeyboardInterrupt:
             # A unit whose future is not recorded yet was still being handed over: it counts as running.
             finished = {key for key, future in futures.items() if future.done()}
