@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 Outcome = Literal["delivered", "sent", "failed", "unconfirmed"]
 
@@ -91,6 +91,16 @@ def all_succeeded(alerts: Sequence[TestAlert]) -> bool:
     return bool(alerts) and all(alert.outcome in ("delivered", "sent") for alert in alerts)
 
 
+def _json_line(text: str) -> dict[str, Any] | None:
+    if not text.startswith("{"):
+        return None
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        return None
+    return parsed if isinstance(parsed, dict) else None
+
+
 def errors_in(messages: Iterable[str]) -> tuple[str, ...]:
     """The errors a Python Lambda function logged, one line each, in order and without repeats.
 
@@ -103,7 +113,11 @@ def errors_in(messages: Iterable[str]) -> tuple[str, ...]:
     for message in messages:
         for line in message.splitlines():
             text = line.strip()
-            if "[ERROR]" in line:
+            logged = _json_line(text)
+            if logged is not None and logged.get("level") == "ERROR" and logged.get("error"):
+                # The notifier's own account of an alert it could not send (e.g. parked: SES refused it).
+                found.append(str(logged["error"]))
+            elif "[ERROR]" in line:
                 # The runtime's own traceback follows in the same event: the error is already named.
                 found.append(line.split("[ERROR]", 1)[1].strip())
                 in_traceback = False
@@ -129,8 +143,10 @@ def delivered_ids(messages: Iterable[str], test_id: str) -> tuple[str, ...]:
                 logged = json.loads(line[line.index("{") :])
             except ValueError:
                 continue
-            if isinstance(logged, dict) and logged.get("test_id") == test_id and logged.get("ses_message_id"):
-                ids.append(str(logged["ses_message_id"]))
+            if isinstance(logged, dict) and logged.get("test_id") == test_id:
+                # One SES message per recipient: every id the line names.
+                named = logged.get("ses_message_ids") or [logged.get("ses_message_id")]
+                ids += [str(i) for i in named if i] if isinstance(named, list) else []
     return tuple(dict.fromkeys(ids))
 
 

@@ -746,8 +746,7 @@ def test_alert(
     loaded = load(config)
     # The management account's own watch (a plain stack) is tested like the members' watches.
     chosen = _watched_accounts(loaded, config, [account] if account is not None else None)
-    # The sandbox delivers synchronously: one look after the publish is final.
-    waiting = Waiting(timeout=0.0) if sandbox else Waiting(timeout=timeout) if wait else None
+    waiting = Waiting.in_sandbox() if sandbox else Waiting(timeout=timeout) if wait else None
     with aws_target(loaded, options, note) as target:
         alerts = send_test_alerts(loaded, target, chosen, wait=waiting, member_role=member_role, progress=note)
         emails = _test_emails(target.endpoint_url, alerts) if sandbox else []
@@ -824,11 +823,11 @@ def _watched_accounts(loaded: Config, config: Path, named: list[str] | None) -> 
 
 
 def _test_emails(endpoint_url: str | None, alerts: list[Any]) -> list[Any]:
-    """The sandbox's copies of the emails the test alerts produced."""
-    from loginwatch_org.sandbox.mailbox import read_mailbox
+    """The sandbox's copies of the emails the test alerts produced, each once with all its recipients."""
+    from loginwatch_org.sandbox.mailbox import one_per_email, read_mailbox
 
     wanted = {i for alert in alerts if alert.evidence for i in alert.evidence.ses_message_ids}
-    return [m for m in read_mailbox(endpoint_url or "", None) if m["message_id"] in wanted]
+    return one_per_email([m for m in read_mailbox(endpoint_url or "", None) if m["message_id"] in wanted])
 
 
 sandbox_app = typer.Typer(
@@ -895,6 +894,14 @@ def simulate_login(
     count: Annotated[
         int, typer.Option("--count", min=1, max=1000, help="Sign in this many times at once: a burst, or an attack.")
     ] = 1,
+    wait: Annotated[
+        float,
+        typer.Option(
+            "--wait",
+            min=0,
+            help="Seconds to wait for the watch's buffer to empty (held-back and throttled alerts take longer).",
+        ),
+    ] = 90.0,
     as_json: JsonOption = False,
 ) -> None:
     """Sign in to ACCOUNT's console in the sandbox and print the email SES accepted."""
@@ -906,7 +913,7 @@ def simulate_login(
     if signin_region not in AWS_REGIONS:
         raise UsageError(f"--region {signin_region} is not an AWS region")
     with _sandbox_session(loaded) as running:
-        _simulate(loaded, running, account, identity, signin_region, as_json=as_json, count=count)
+        _simulate(loaded, running, account, identity, signin_region, as_json=as_json, count=count, wait=wait)
 
 
 def _simulate(
@@ -918,8 +925,9 @@ def _simulate(
     *,
     as_json: bool = False,
     count: int = 1,
+    wait: float = 90.0,
 ) -> None:
-    from loginwatch_org.sandbox.simulate import simulate_login
+    from loginwatch_org.sandbox.simulate import signins_covered, simulate_login
     from loginwatch_org.templates.watch import alert_topic_name
 
     if account not in running.accounts:
@@ -927,7 +935,13 @@ def _simulate(
     names = loaded.account_names()
     label = f"{account} ({names[account]})" if account in names else account
     outcome = simulate_login(
-        running, account, identity.value, region=region, watch_topic=alert_topic_name(loaded), count=count
+        running,
+        account,
+        identity.value,
+        region=region,
+        watch_topic=alert_topic_name(loaded),
+        count=count,
+        wait_seconds=wait,
     )
     if as_json:
         _emit_json(
@@ -939,6 +953,8 @@ def _simulate(
                 "signins_sent": outcome.signins,
                 "emailed": bool(outcome.emails),
                 "dead_lettered": outcome.dead_lettered,
+                "still_buffered": outcome.still_buffered,
+                "signins_covered": outcome.signins_covered,
                 "why_no_email": None if outcome.emails else outcome.why_no_email(loaded, account),
                 "emails": [
                     {
@@ -946,8 +962,7 @@ def _simulate(
                         "from": sent["source"],
                         "to": list(sent["to"]),
                         "subject": sent["subject"],
-                        # One email per sign-in: nothing is coalesced yet.
-                        "signins_covered": 1,
+                        "signins_covered": signins_covered(sent["subject"]),
                         "text": sent["text"] or "",
                     }
                     for sent in outcome.emails
@@ -956,9 +971,11 @@ def _simulate(
         )
         return
     if count > 1:
+        covered = outcome.signins_covered
         typer.echo(
             f"Simulated {count} {identity.value} console sign-ins to {label}, recorded in {region}: "
-            f"{len(outcome.emails)} email(s) accepted by SES, {outcome.dead_lettered} alert(s) dead-lettered."
+            f"{len(outcome.emails)} email(s) accepted by SES covering {covered} sign-in(s), "
+            f"{outcome.dead_lettered} alert(s) dead-lettered, {outcome.still_buffered} still buffered."
         )
         if outcome.dead_lettered:
             typer.echo(f"Why: {outcome.why_no_email(loaded, account)}.")
@@ -1014,8 +1031,7 @@ def demo(
         _rollout(loaded, clients, yes=True, prune=False, progress=progress)
         typer.echo("\n== 3. A test alert through every watch (test-alert --all): each one must reach SES")
         watched = _watched_accounts(loaded, config, None)
-        # The sandbox delivers synchronously: one look after each publish is final.
-        alerts = send_test_alerts(loaded, target, watched, wait=Waiting(timeout=0.0), progress=note)
+        alerts = send_test_alerts(loaded, target, watched, wait=Waiting.in_sandbox(), progress=note)
         typer.echo(fit(render_test_alerts(alerts, loaded.account_names()), width))
         typer.echo("\n== 4. Coverage: every account of the organisation, and what watches it")
         state = prepare_units(loaded, clients, pacing=Pacing(progress=progress))

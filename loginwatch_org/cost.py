@@ -60,6 +60,19 @@ EVENTBRIDGE_EVENT = Price(
 )
 LOGS_INGESTED = Price("CloudWatch Logs ingestion", 0.50, "GB ingested", CLOUDWATCH_PRICING)
 SQS_REQUEST = Price("SQS request", 0.40 / 1_000_000, "request (standard queue)", SQS_PRICING)
+# An SQS event source mapping polls its queue whether or not anything arrives: Lambda "uses long polling to poll a
+# queue until it becomes active" and, when traffic is low, keeps five batches polling (it may go down to two,
+# but not with maximum concurrency set): https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-scaling.html
+# Each long poll waits at most 20 seconds (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/
+# SQSDeveloperGuide/best-practices-setting-up-long-polling.html): five pollers, three receives a minute each.
+IDLE_POLLERS = 5
+IDLE_RECEIVES_A_MONTH = IDLE_POLLERS * 3 * 60 * 24 * DAYS_PER_MONTH
+QUEUE_POLLING = Price(
+    "SQS event source mapping polling",
+    IDLE_RECEIVES_A_MONTH * SQS_REQUEST.usd,
+    f"mapping and month ({IDLE_RECEIVES_A_MONTH:,} empty receives at the SQS request price)",
+    SQS_PRICING,
+)
 
 PRICES: tuple[Price, ...] = (
     ALARM,
@@ -71,6 +84,7 @@ PRICES: tuple[Price, ...] = (
     EVENTBRIDGE_EVENT,
     LOGS_INGESTED,
     SQS_REQUEST,
+    QUEUE_POLLING,
 )
 
 
@@ -98,11 +112,14 @@ RESOURCE_PRICES: Mapping[str, ResourcePrice] = {
     "AWS::Lambda::Function": ResourcePrice(None, "billed per invocation and duration, priced per sign-in"),
     "AWS::Lambda::Permission": ResourcePrice(None, "a policy is free"),
     "AWS::Lambda::EventInvokeConfig": ResourcePrice(None, "retry settings are free"),
+    "AWS::Lambda::EventSourceMapping": ResourcePrice(QUEUE_POLLING, "Lambda polls the queue even while it is empty"),
     "AWS::Logs::LogGroup": ResourcePrice(None, "billed per GB ingested (priced per sign-in) and stored (a few KB)"),
     "AWS::SNS::Topic": ResourcePrice(None, "billed per publish, priced per sign-in"),
     "AWS::SNS::TopicPolicy": ResourcePrice(None, "a policy is free"),
     "AWS::SNS::Subscription": ResourcePrice(None, "delivery to Lambda and SQS is free; email notices are rare"),
-    "AWS::SQS::Queue": ResourcePrice(None, "billed per request; an idle dead-letter queue receives none"),
+    "AWS::SQS::Queue": ResourcePrice(
+        None, "billed per request: an idle dead-letter queue receives none; polling a buffer is the mapping's"
+    ),
     "AWS::SQS::QueuePolicy": ResourcePrice(None, "a policy is free"),
 }
 

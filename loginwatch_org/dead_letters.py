@@ -27,13 +27,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from loginwatch_org.notifier import TEST_ALERT_KEY, compose_alert
+from loginwatch_org.notifier import PARK_REASON_ATTRIBUTE, RECIPIENTS_ATTRIBUTE, TEST_ALERT_KEY, compose_alert
 
-Writer = Literal["rule", "topic", "function", "unknown"]
+Writer = Literal["rule", "topic", "function", "notifier", "unknown"]
 WRITER_WORDS: Mapping[Writer, str] = {
     "rule": "EventBridge could not deliver it",
-    "topic": "SNS could not invoke the notifier",
+    "topic": "SNS could not deliver it to the notifier's buffer, or the notifier failed it on every receive",
     "function": "the notifier failed every attempt",
+    "notifier": "SES refused some recipients",
     "unknown": "an unreadable message",
 }
 SUMMARY_LIMIT = 160
@@ -51,6 +52,8 @@ class DeadLetter:
     receipt_handle: str = field(default="", repr=False, compare=False)
     # The function's own event, when Lambda wrote the message: replayed as it was.
     function_event: Mapping[str, Any] | None = field(default=None, repr=False, compare=False)
+    # Whom the alert is still owed to, when the notifier parked it for some recipients only (None: everyone).
+    recipients: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -59,6 +62,7 @@ class DeadLetter:
             "sent_at": self.sent_at,
             "summary": self.summary,
             "reason": self.reason,
+            **({"recipients": self.recipients.split(",")} if self.recipients else {}),
         }
 
 
@@ -111,8 +115,17 @@ def read(message: Mapping[str, Any]) -> DeadLetter:
         reason = _attribute(message, "ErrorMessage") or "the function returned an error"
     elif isinstance(body, Mapping) and body.get("Type") == "Notification" and "Message" in body:
         parsed = _json(body.get("Message"))
-        writer, event = "topic", parsed if isinstance(parsed, Mapping) else None
-        reason = "SNS could not invoke the notifier (is the function there, and may the topic invoke it?)"
+        event = parsed if isinstance(parsed, Mapping) else None
+        if _attribute(message, RECIPIENTS_ATTRIBUTE) is not None:
+            # Parked by the notifier itself: SES refused these recipients (the others have the email).
+            writer = "notifier"
+            reason = _attribute(message, PARK_REASON_ATTRIBUTE) or WRITER_WORDS["notifier"]
+        else:
+            writer = "topic"
+            reason = (
+                "SNS could not deliver it to the buffer queue, or the notifier failed it on every receive "
+                "(see the function's log)"
+            )
     elif isinstance(body, Mapping) and (_attribute(message, "ERROR_CODE") or "detail-type" in body):
         writer, event = "rule", body
         code, text = _attribute(message, "ERROR_CODE"), _attribute(message, "ERROR_MESSAGE")
@@ -129,6 +142,7 @@ def read(message: Mapping[str, Any]) -> DeadLetter:
         sent_at=sent_at,
         receipt_handle=receipt,
         function_event=function_event,
+        recipients=_attribute(message, RECIPIENTS_ATTRIBUTE),
     )
 
 
@@ -167,7 +181,12 @@ def replay_event(letter: DeadLetter, topic_arn: str, now: datetime | None = None
         "Timestamp": stamp,
         "MessageAttributes": {},
     }
-    return {"Records": [{"EventSource": "aws:sns", "EventVersion": "1.0", "Sns": notification}]}
+    record: dict[str, Any] = {"EventSource": "aws:sns", "EventVersion": "1.0", "Sns": notification}
+    if letter.recipients:
+        # Only those SES refused: the others have had the email. The notifier reads the attribute as SQS
+        # delivers it, and never widens it beyond the configured recipients.
+        record["messageAttributes"] = {RECIPIENTS_ATTRIBUTE: {"stringValue": letter.recipients, "dataType": "String"}}
+    return {"Records": [record]}
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,9 @@ import html
 import json
 import os
 import re
-from dataclasses import dataclass
+import time
+from collections import Counter
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -53,10 +55,27 @@ _META = (("MessageId", "SNS message id"), ("TopicArn", "SNS topic"), ("Timestamp
 
 
 @dataclass(frozen=True)
+class Signin:
+    """What coalescing needs of one sign-in: display values, kept out of every log line."""
+
+    account: str
+    who: str
+    wording: str
+    time: str
+    source_ip: str
+    user_agent: str
+    region: str
+    event_id: str
+    # A failed sign-in that is not the root user's: one of many that a storm may bring.
+    coalescible: bool
+
+
+@dataclass(frozen=True)
 class Alert:
     subject: str
     text: str
     html: str
+    signin: Signin | None = None
 
 
 def _clean(value: str, limit: int = MAX_VALUE, pattern: re.Pattern[str] = _UNSAFE) -> str:
@@ -382,7 +401,18 @@ def _compose(event: Any, account_name: str | None, watch_region: str | None = No
         "root": is_root,
         "problems": len(notes),
     }
-    return _render(subject, rows, notes, severity), facts
+    signin = Signin(
+        account=account_s,
+        who=who.short,
+        wording=wording,
+        time=(_utc(raw_time) if raw_time else None) or time_s,
+        source_ip=values["sourceIPAddress"] or MISSING,
+        user_agent=values["userAgent"] or MISSING,
+        region=values["awsRegion"] or _str(envelope.get("region")) or MISSING,
+        event_id=values["eventID"] or MISSING,
+        coalescible=failed and not is_root and bool(event_name),
+    )
+    return replace(_render(subject, rows, notes, severity), signin=signin), facts
 
 
 def _render(subject: str, rows: list[tuple[str, str]], notes: list[str], severity: str, raw: str = "") -> Alert:
@@ -575,41 +605,387 @@ def _account_alias() -> str | None:
     return _ALIAS_CACHE["alias"]
 
 
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """SNS-triggered entry point: one email per record; raises so Lambda retries or dead-letters."""
-    sender = os.environ.get("SENDER", "").strip()
-    recipients = [r.strip() for r in os.environ.get("RECIPIENTS", "").split(",") if r.strip()]
-    if not sender or not recipients:
-        raise RuntimeError("SENDER and RECIPIENTS must be set")
-    source_arn = os.environ.get("SOURCE_ARN", "").strip()
-    account_name = os.environ.get("ACCOUNT_NAME", "").strip() or _account_alias()
-    # Lambda sets AWS_REGION to the function's region.
-    # https://docs.aws.amazon.com/lambda/latest/dg/configuration-envvars.html#configuration-envvars-runtime
-    watch_region = os.environ.get("AWS_REGION", "").strip() or None
-    records = event.get("Records") if isinstance(event, dict) else None
-    if not isinstance(records, list):
-        # Invoked directly (e.g. an EventBridge target or a console test): wrap so nothing is dropped.
-        records = [{"Sns": {"Message": json.dumps(event, default=str)}}]
-    client = _ses_client(source_arn)
-    message_ids: list[str] = []
-    for record in records:
-        alert, facts = _alert_for(record, account_name, watch_region)
-        request: dict[str, Any] = {
-            "Source": sender,
-            "Destination": {"ToAddresses": recipients},
-            "Message": {
-                "Subject": {"Data": alert.subject, "Charset": "UTF-8"},
-                "Body": {
-                    "Text": {"Data": alert.text, "Charset": "UTF-8"},
-                    "Html": {"Data": alert.html, "Charset": "UTF-8"},
-                },
+# --- delivery -------------------------------------------------------------------------------------------
+# The topic delivers into a buffer queue, which Lambda reads in batches (an SQS event source mapping with a
+# batching window and partial batch responses). A batch's failed sign-ins that share account, identity and
+# event become one email; root sign-ins, successes and test alerts are emailed one by one. Each recipient gets
+# a send of its own, so one rejected address stops nobody else. SES throttling and quota errors are not the
+# alert's fault: its message goes back to the queue with a growing delay. What can never be delivered is parked
+# in the dead-letter queue at once, naming the recipients it did not reach, so its alarm fires within minutes.
+# https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-errorhandling.html (partial batch responses)
+
+# A coalescing key emailed less than this long ago in this execution environment holds its new sign-ins back
+# until then, so a storm becomes one email a minute per key and environment (the mapping runs at most
+# MaximumConcurrency environments). State in memory is best effort: a new environment starts afresh and may send
+# one email more, never one sign-in fewer.
+COALESCE_HOLD_SECONDS = 60
+# More failed identities than this in one account and batch become a single email for the account: an attacker
+# who tries many user names gets one email per minute, not one per name.
+MAX_GROUPS_PER_ACCOUNT = 3
+# How many distinct values (IP addresses, user agents, identities) a coalesced email lists before "and N more".
+TOP_VALUES = 5
+# Retrying a throttled send: 30 s doubling per receive, at most 15 minutes (SQS's largest message delay).
+# https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_SendMessage.html (DelaySeconds)
+RETRY_BASE_SECONDS = 30
+RETRY_MAX_SECONDS = 900
+# An unexpected error (not SES saying "later") is retried this many receives, then the alert is parked.
+UNEXPECTED_ERROR_RECEIVES = 5
+# A message attribute that narrows delivery to some of the configured recipients (those a retry or a replay
+# still owes the alert). Addresses outside RECIPIENTS are ignored, so no sender can widen who gets mail.
+RECIPIENTS_ATTRIBUTE = "Recipients"
+PARK_REASON_ATTRIBUTE = "ErrorMessage"
+
+# SES's own words for "not now": sending rate or daily quota exceeded, or the service briefly unavailable.
+# https://docs.aws.amazon.com/ses/latest/dg/manage-sending-quotas-errors.html
+_LATER_CODES = frozenset(
+    {"Throttling", "ThrottlingException", "TooManyRequestsException", "ServiceUnavailable", "InternalFailure"}
+)
+# An address SES refuses (in the SES sandbox: one not verified); the others may still be sent to.
+_ADDRESS_CODES = frozenset({"MessageRejected"})
+_CONNECTION_ERRORS = frozenset(
+    {"EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError", "ConnectionClosedError"}
+)
+
+_LAST_EMAILED: dict[tuple[str, ...], float] = {}
+
+
+@dataclass
+class QueuedAlert:
+    """One message of a batch, with its alert and whom it is still owed to."""
+
+    message_id: str
+    receipt: str
+    receives: int
+    body: str
+    alert: Alert
+    facts: dict[str, Any]
+    recipients: tuple[str, ...]
+
+
+@dataclass
+class Email:
+    alert: Alert
+    recipients: tuple[str, ...]
+    alerts: list[QueuedAlert]
+    key: tuple[str, ...] | None = None
+    sent: list[str] = field(default_factory=list)
+    refused: dict[str, str] = field(default_factory=dict)
+    # Why the rest must wait: "later" (SES says so) or "unexpected" (an error nobody named); "" when nothing waits.
+    later: str = ""
+    # The error that made the rest wait, as the log and a direct caller are told it.
+    waiting_because: str = ""
+    message_ids: list[str] = field(default_factory=list)
+
+
+def _error_kind(exc: Exception) -> str:
+    """'later' (retry when SES allows), 'address' (this recipient only) or 'never' (nobody can be sent to)."""
+    code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
+    if code in _LATER_CODES or type(exc).__name__ in _CONNECTION_ERRORS:
+        return "later"
+    if code in _ADDRESS_CODES:
+        return "address"
+    return "never" if code else "unexpected"
+
+
+def _top(values: list[str]) -> str:
+    counted = Counter(values).most_common()
+    shown = ", ".join(f"{value} ({count})" for value, count in counted[:TOP_VALUES])
+    rest = len(counted) - TOP_VALUES
+    return shown + (f", and {rest} other{'s' if rest > 1 else ''}" if rest > 0 else "")
+
+
+def coalesced_alert(signins: list[Signin]) -> Alert:
+    """One email for many failed sign-ins to one account: how many, when, who, from where and with what."""
+    first, last = min(s.time for s in signins), max(s.time for s in signins)
+    identities = sorted({s.who for s in signins})
+    who = identities[0] if len(identities) == 1 else f"{len(identities)} identities"
+    wordings = {s.wording for s in signins}
+    wording = next(iter(wordings)).lower() if len(wordings) == 1 else "sign-in"
+    subject = f"[FAILED] [x{len(signins)}] {len(signins)} failed {wording} attempts to {signins[0].account} by {who}"
+    rows = [
+        ("Sign-ins", f"{len(signins)} failed, coalesced into this one email"),
+        ("Account", signins[0].account),
+        ("Who", _top([s.who for s in signins])),
+        ("First (UTC)", first),
+        ("Last (UTC)", last),
+        ("Source IPs", _top([s.source_ip for s in signins])),
+        ("User agents", _top([s.user_agent for s in signins])),
+        ("Regions", _top([s.region for s in signins])),
+        ("CloudTrail event ids", _top([s.event_id for s in signins])),
+    ]
+    return replace(_render(subject, rows, [], "high"), signin=None)
+
+
+def plan_emails(alerts: list[QueuedAlert], now: float | None) -> tuple[list[Email], list[tuple[QueuedAlert, int]]]:
+    """The emails a batch becomes, and the alerts held back (for how many seconds) to join a later email because
+    their key was just emailed. Without ``now`` (not from the buffer) every alert is an email of its own."""
+    emails: list[Email] = []
+    groups: dict[tuple[str, ...], list[QueuedAlert]] = {}
+    for queued in alerts:
+        signin = queued.alert.signin
+        if signin is None or not signin.coalescible or now is None:
+            emails.append(Email(queued.alert, queued.recipients, [queued]))
+            continue
+        key: tuple[str, ...] = (",".join(queued.recipients), signin.account, signin.wording, signin.who)
+        groups.setdefault(key, []).append(queued)
+    if now is None:
+        return emails, []
+    per_account = Counter(key[:2] for key in groups)
+    merged: dict[tuple[str, ...], list[QueuedAlert]] = {}
+    for key, members in groups.items():
+        merged.setdefault(key[:2] if per_account[key[:2]] > MAX_GROUPS_PER_ACCOUNT else key, []).extend(members)
+    held: list[tuple[QueuedAlert, int]] = []
+    for key, members in merged.items():
+        wait = COALESCE_HOLD_SECONDS - (now - _LAST_EMAILED[key]) if key in _LAST_EMAILED else 0
+        if wait > 0:
+            held += [(m, int(wait) + 1) for m in members]
+            continue
+        signins = [m.alert.signin for m in members if m.alert.signin is not None]
+        alert = members[0].alert if len(members) == 1 else coalesced_alert(signins)
+        emails.append(Email(alert, members[0].recipients, members, key))
+    return emails, held
+
+
+def _request(sender: str, source_arn: str, recipient: str, alert: Alert) -> dict[str, Any]:
+    request: dict[str, Any] = {
+        "Source": sender,
+        "Destination": {"ToAddresses": [recipient]},
+        "Message": {
+            "Subject": {"Data": alert.subject, "Charset": "UTF-8"},
+            "Body": {
+                "Text": {"Data": alert.text, "Charset": "UTF-8"},
+                "Html": {"Data": alert.html, "Charset": "UTF-8"},
             },
+        },
+    }
+    if source_arn:
+        request["SourceArn"] = source_arn
+    return request
+
+
+def _send(client: Any, sender: str, source_arn: str, email: Email) -> None:
+    """Send to each recipient in turn; stop at SES's first "later"."""
+    for recipient in email.recipients:
+        try:
+            response = client.send_email(**_request(sender, source_arn, recipient, email.alert))
+        except Exception as exc:
+            kind = _error_kind(exc)
+            if kind in ("later", "unexpected"):
+                email.later, email.waiting_because = kind, f"{type(exc).__name__}: {exc}"[:1000]
+                return
+            # "never" (e.g. access denied, sending paused) will not pass for the others either.
+            targets = [recipient] if kind == "address" else [r for r in email.recipients if r not in email.sent]
+            email.refused.update({r: f"{type(exc).__name__}: {exc}"[:1000] for r in targets})
+            if kind == "never":
+                return
+            continue
+        email.sent.append(recipient)
+        email.message_ids.append(str(response.get("MessageId", "")))
+
+
+def _log_sent(email: Email) -> None:
+    if len(email.alerts) == 1:
+        log = {"message": "sign-in alert sent", **email.alerts[0].facts}
+    else:
+        facts = email.alerts[0].facts
+        log = {
+            "message": "coalesced sign-in alerts sent",
+            "signins": len(email.alerts),
+            "account": facts.get("account"),
+            "outcome": facts.get("outcome"),
+            "event_ids": [a.facts.get("event_id") for a in email.alerts],
         }
-        if source_arn:
-            request["SourceArn"] = source_arn
-        response = client.send_email(**request)
-        message_id = str(response.get("MessageId", ""))
-        message_ids.append(message_id)
-        log = {"level": "INFO", "message": "sign-in alert sent", "ses_message_id": message_id, **facts}
-        print(json.dumps({**log, "recipients": len(recipients)}, sort_keys=True, default=str), flush=True)
-    return {"count": len(message_ids), "message_ids": message_ids}
+    ids = email.message_ids
+    log.update(level="INFO", ses_message_id=ids[0] if ids else None, ses_message_ids=ids, recipients=len(email.sent))
+    print(json.dumps(log, sort_keys=True, default=str), flush=True)
+
+
+@dataclass(frozen=True)
+class Settings:
+    sender: str
+    recipients: tuple[str, ...]
+    source_arn: str
+    account_name: str | None
+    watch_region: str | None
+    buffer_queue_url: str
+    dead_letter_queue_url: str
+
+    @classmethod
+    def from_environment(cls) -> Settings:
+        sender = os.environ.get("SENDER", "").strip()
+        recipients = tuple(r.strip() for r in os.environ.get("RECIPIENTS", "").split(",") if r.strip())
+        if not sender or not recipients:
+            raise RuntimeError("SENDER and RECIPIENTS must be set")
+        # Lambda sets AWS_REGION to the function's region.
+        # https://docs.aws.amazon.com/lambda/latest/dg/configuration-envvars.html#configuration-envvars-runtime
+        return cls(
+            sender=sender,
+            recipients=recipients,
+            source_arn=os.environ.get("SOURCE_ARN", "").strip(),
+            account_name=os.environ.get("ACCOUNT_NAME", "").strip() or _account_alias(),
+            watch_region=os.environ.get("AWS_REGION", "").strip() or None,
+            buffer_queue_url=os.environ.get("BUFFER_QUEUE_URL", "").strip(),
+            dead_letter_queue_url=os.environ.get("DEAD_LETTER_QUEUE_URL", "").strip(),
+        )
+
+    def owed(self, narrowed: str | None) -> tuple[str, ...]:
+        """The configured recipients, or those of them a message attribute narrows delivery to."""
+        if narrowed is None:
+            return self.recipients
+        wanted = {r.strip().lower() for r in narrowed.split(",")}
+        # None of them configured any more (the config changed since): the alert is owed to those who are.
+        return tuple(r for r in self.recipients if r.lower() in wanted) or self.recipients
+
+
+def _sqs_client() -> Any:
+    import boto3
+
+    return boto3.client("sqs")
+
+
+def _attribute(record: dict[str, Any], name: str) -> str | None:
+    """A message attribute as SQS carries it into a Lambda event."""
+    value = _dig(record, "messageAttributes", name, "stringValue")
+    return value if isinstance(value, str) else None
+
+
+def _queued(record: Any, settings: Settings) -> QueuedAlert:
+    record = record if isinstance(record, dict) else {"body": _str(record) or ""}
+    body = record.get("body")
+    body = body if isinstance(body, str) else _str(body) or ""
+    try:
+        notification = json.loads(body)
+    except (ValueError, RecursionError):
+        notification = None
+    if "Sns" in record:  # SNS invoked the function itself
+        as_sns: Any = record
+    elif isinstance(notification, dict) and notification.get("Type") == "Notification":
+        as_sns = {"Sns": notification}
+    else:  # a raw message: deliver what it says
+        as_sns = {"Sns": {"Message": body, "MessageId": _str(record.get("messageId"))}}
+    alert, facts = _alert_for(as_sns, settings.account_name, settings.watch_region)
+    try:
+        receives = int(_dig(record, "attributes", "ApproximateReceiveCount") or 1)
+    except (TypeError, ValueError):
+        receives = 1
+    return QueuedAlert(
+        message_id=str(record.get("messageId", "")),
+        receipt=str(record.get("receiptHandle", "")),
+        receives=receives,
+        body=body,
+        alert=alert,
+        facts=facts,
+        recipients=settings.owed(_attribute(record, RECIPIENTS_ATTRIBUTE)),
+    )
+
+
+def retry_delay(receives: int) -> int:
+    return int(min(RETRY_BASE_SECONDS * 2 ** max(receives - 1, 0), RETRY_MAX_SECONDS))
+
+
+def _resend(sqs: Any, queue_url: str, queued: QueuedAlert, recipients: list[str], **extra: Any) -> bool:
+    """Put a copy of the message (owed to ``recipients`` only) on a queue; False when that fails."""
+    attributes = {RECIPIENTS_ATTRIBUTE: {"DataType": "String", "StringValue": ",".join(recipients)}}
+    for name, value in extra.pop("attributes", {}).items():
+        attributes[name] = {"DataType": "String", "StringValue": value}
+    try:
+        sqs.send_message(QueueUrl=queue_url, MessageBody=queued.body, MessageAttributes=attributes, **extra)
+    except Exception as exc:
+        print(json.dumps({"level": "ERROR", "message": "could not requeue an alert", "error": type(exc).__name__}))
+        return False
+    return True
+
+
+def _send_all(settings: Settings, emails: list[Email]) -> None:
+    try:
+        client = _ses_client(settings.source_arn) if emails else None
+    except Exception as exc:  # e.g. the mail account's role could not be assumed: retried, then parked
+        why = f"{type(exc).__name__}: {exc}"[:1000]
+        print(json.dumps({"level": "ERROR", "message": "no SES client", "error": why}))
+        client, emails[0].later, emails[0].waiting_because = None, "unexpected", why
+    for email in emails:
+        waiting = next((e for e in emails if e.later), None)
+        if waiting is not None:
+            # SES said "later" to an earlier email of this batch: it says so to this one too.
+            email.later, email.waiting_because = waiting.later, waiting.waiting_because
+            continue
+        _send(client, settings.sender, settings.source_arn, email)
+        if email.sent:
+            _log_sent(email)
+            if email.key is not None:
+                _LAST_EMAILED[email.key] = time.monotonic()
+
+
+def _settle_batch(emails: list[Email], held: list[tuple[QueuedAlert, int]], settings: Settings) -> dict[str, Any]:
+    """The partial batch response: what must come back, each after its delay; everything else is done."""
+    sqs = _sqs_client() if held or any(e.later or e.refused for e in emails) else None
+    retry = list(held)
+    for email in emails:
+        for queued in email.alerts:
+            retry += _settle(sqs, settings, email, queued)
+    for queued, delay in retry:
+        try:
+            sqs = sqs or _sqs_client()
+            sqs.change_message_visibility(
+                QueueUrl=settings.buffer_queue_url, ReceiptHandle=queued.receipt, VisibilityTimeout=delay
+            )
+        except Exception as exc:  # the queue's own visibility timeout then decides when it comes back
+            print(json.dumps({"level": "WARNING", "message": "no retry delay set", "error": type(exc).__name__}))
+    return {"batchItemFailures": [{"itemIdentifier": queued.message_id} for queued, _delay in retry]}
+
+
+def _settle(sqs: Any, settings: Settings, email: Email, queued: QueuedAlert) -> list[tuple[QueuedAlert, int]]:
+    """What becomes of one message after its email: done, parked for the recipients SES refused, or retried
+    (the whole message while nobody has it, else a copy owed to those still waiting). Returns the retries."""
+    owed = [r for r in queued.recipients if r not in email.sent and r not in email.refused]
+    refused = {r: why for r, why in email.refused.items() if r in queued.recipients}
+    if email.later == "unexpected" and queued.receives >= UNEXPECTED_ERROR_RECEIVES:
+        refused.update({r: f"an unexpected error on {queued.receives} attempts (see the function's log)" for r in owed})
+        owed = []
+    if refused:
+        reason = "; ".join(f"{r}: {why}" for r, why in refused.items())[:1000]
+        parked = settings.dead_letter_queue_url and _resend(
+            sqs,
+            settings.dead_letter_queue_url,
+            queued,
+            list(refused),
+            attributes={PARK_REASON_ATTRIBUTE: reason},
+        )
+        if not parked:
+            return [(queued, retry_delay(queued.receives))]
+        parked_log = {"level": "ERROR", "message": "alert parked in the dead-letter queue", "error": reason}
+        print(json.dumps({**queued.facts, **parked_log}, default=str), flush=True)
+    if not owed:
+        return []
+    if not email.sent and not refused:
+        return [(queued, retry_delay(queued.receives))]
+    delay = retry_delay(queued.receives)
+    if _resend(sqs, settings.buffer_queue_url, queued, owed, DelaySeconds=delay):
+        return []
+    return [(queued, delay)]
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """A batch from the buffer queue gets a partial batch response. Anything else (an SNS delivery, a replay, a
+    console test) is emailed record by record, and the call raises unless every email reached everyone."""
+    settings = Settings.from_environment()
+    records = event.get("Records") if isinstance(event, dict) else None
+    if not isinstance(records, list) or not records:
+        # Invoked directly (e.g. an EventBridge target or a console test): wrap so nothing is dropped.
+        records = [{"body": json.dumps(event, default=str)}]
+    buffered = all(_dig(r, "eventSource") == "aws:sqs" for r in records)
+    alerts = [_queued(record, settings) for record in records]
+    emails, held = plan_emails(alerts, time.monotonic() if buffered else None)
+    _send_all(settings, emails)
+    if buffered:
+        return _settle_batch(emails, held, settings)
+    unsent = [
+        f"{e.alert.subject!r} not sent to {r}: {e.refused.get(r) or e.waiting_because or 'not tried'}"
+        for e in emails
+        for r in e.recipients
+        if r not in e.sent
+    ]
+    if unsent:
+        raise RuntimeError("alert not delivered: " + " | ".join(unsent))
+    ids = [i for e in emails for i in e.message_ids]
+    return {"count": sum(1 for e in emails if e.sent), "message_ids": ids}

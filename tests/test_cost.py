@@ -35,6 +35,12 @@ def alarms_in(path: Path) -> int:
     return path.read_text(encoding="utf-8").count("Type: AWS::CloudWatch::Alarm")
 
 
+def fixed_in(path: Path) -> float:
+    """What one copy of an exported template costs a month: its alarms and its queue pollers."""
+    pollers = path.read_text(encoding="utf-8").count("Type: AWS::Lambda::EventSourceMapping")
+    return alarms_in(path) * cost.ALARM.usd + pollers * cost.QUEUE_POLLING.usd
+
+
 def mail_mode_config() -> Any:
     config = load_config(ROOT / "config" / "accounts.yaml")
     delivery = config.delivery.model_copy(
@@ -57,8 +63,8 @@ def test_every_resource_type_the_templates_deploy_is_priced(mode: str) -> None:
 
 
 def test_a_resource_type_nobody_priced_is_named_and_fails_the_bench(tmp_path: Path) -> None:
-    body = {"Resources": {"Poller": {"Type": "AWS::Lambda::EventSourceMapping"}, "Q": {"Type": "AWS::SQS::Queue"}}}
-    assert cost.unpriced_types(cost.body_resource_types(json.dumps(body))) == ["AWS::Lambda::EventSourceMapping"]
+    body = {"Resources": {"Table": {"Type": "AWS::DynamoDB::Table"}, "Q": {"Type": "AWS::SQS::Queue"}}}
+    assert cost.unpriced_types(cost.body_resource_types(json.dumps(body))) == ["AWS::DynamoDB::Table"]
 
     for name in ("watch", "forwarder"):
         (tmp_path / f"{name}.yaml").write_text((ROOT / "templates" / f"{name}.yaml").read_text())
@@ -70,7 +76,7 @@ def test_a_resource_type_nobody_priced_is_named_and_fails_the_bench(tmp_path: Pa
         timeout=120,
     )
     assert run.returncode == 1
-    assert "AWS::Lambda::EventSourceMapping" in run.stderr
+    assert "AWS::DynamoDB::Table" in run.stderr
 
 
 def test_exported_yaml_with_short_tags_and_json_bodies_count_the_same() -> None:
@@ -81,7 +87,7 @@ def test_exported_yaml_with_short_tags_and_json_bodies_count_the_same() -> None:
     assert cost.body_resource_types("not a template") == {}
 
 
-def test_the_bench_prices_every_alarm_of_the_exported_templates_in_every_account_and_region() -> None:
+def test_the_bench_prices_every_alarm_and_poller_of_the_exported_templates_in_every_account_and_region() -> None:
     run = subprocess.run(
         [sys.executable, str(BENCH), "--json", "--sizes", "1000", "--rates", "20"],
         capture_output=True,
@@ -91,12 +97,11 @@ def test_the_bench_prices_every_alarm_of_the_exported_templates_in_every_account
     )
     document = json.loads(run.stdout)
     regions = document["forward_regions"]
-    watch, forwarder = alarms_in(ROOT / "templates" / "watch.yaml"), alarms_in(ROOT / "templates" / "forwarder.yaml")
-    mail = alarms_in(ROOT / "templates" / "mail.yaml")
+    watch, forwarder = fixed_in(ROOT / "templates" / "watch.yaml"), fixed_in(ROOT / "templates" / "forwarder.yaml")
+    mail = fixed_in(ROOT / "templates" / "mail.yaml")
     # 1,000 member accounts and the management account, each a watch and a forwarder per Region; one mail stack.
-    alarms = 1001 * (watch + regions * forwarder) + mail
     [row] = document["rows"]
-    assert row["fixed_usd"] == pytest.approx(alarms * cost.ALARM.usd)
+    assert row["fixed_usd"] == pytest.approx(1001 * (watch + regions * forwarder) + mail)
     # Every sign-in emails each recipient: SES is priced per recipient.
     assert row["ses_usd"] == pytest.approx(1001 * 20 * cost.DAYS_PER_MONTH * 2 * cost.SES_EMAIL.usd)
     assert all(price["source"].startswith("https://aws.amazon.com/") for price in document["prices"])
@@ -155,9 +160,9 @@ def test_plan_prints_the_monthly_cost_and_what_removing_accounts_saves(tmp_path:
     _write(config_file, COUNT)
     config = load_config(config_file)
     regions = len(config.forward_regions())
-    per_account = (
-        alarms_in(ROOT / "templates" / "watch.yaml") + regions * alarms_in(ROOT / "templates" / "forwarder.yaml")
-    ) * cost.ALARM.usd
+    per_account = fixed_in(ROOT / "templates" / "watch.yaml") + regions * fixed_in(
+        ROOT / "templates" / "forwarder.yaml"
+    )
 
     first = runner.invoke(app, ["plan", "-c", str(config_file), "--json"])
     assert first.exit_code == 0, first.output

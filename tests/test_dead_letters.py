@@ -102,3 +102,38 @@ def test_the_text_names_each_queue_and_the_json_what_a_replay_did() -> None:
     )
     assert document([replayed], 1, ["us-east-2"])["queues"][0]["letters"][0]["replayed"] is True
     assert document([_reading(0, ())], 1, ["us-east-2"])["queues"] == []
+
+
+def test_an_alert_the_notifier_parked_for_one_refused_address_is_replayed_to_that_address_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from loginwatch_org import notifier
+
+    event = _event()
+    letter = read(
+        _message(
+            sns_record(event)["Sns"],
+            Recipients="oncall@example.com",
+            ErrorMessage="oncall@example.com: MessageRejected: Email address is not verified.",
+        )
+    )
+    assert letter.writer == "notifier"
+    assert letter.recipients == "oncall@example.com"
+    assert "not verified" in letter.reason
+    assert letter.to_dict()["recipients"] == ["oncall@example.com"]
+
+    sent: list[list[str]] = []
+
+    class Ses:
+        def send_email(self, **request: Any) -> dict[str, str]:
+            sent.append(request["Destination"]["ToAddresses"])
+            return {"MessageId": "ses-1"}
+
+    monkeypatch.setenv("SENDER", "alerts@example.com")
+    monkeypatch.setenv("RECIPIENTS", "secops@example.com,oncall@example.com")
+    monkeypatch.setenv("ACCOUNT_NAME", "payments-prod")
+    monkeypatch.setattr(notifier, "_ses_client", lambda source_arn: Ses())
+    replay = replay_event(letter, TOPIC_ARN)
+    assert replay is not None
+    assert notifier.handler(replay, None)["count"] == 1
+    assert sent == [["oncall@example.com"]]

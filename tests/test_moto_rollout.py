@@ -319,11 +319,14 @@ def test_disabled_account_loses_its_instance_on_the_next_rollout(org: Organisati
 def test_template_deploys_every_resource_into_the_member_account(org: Organisation) -> None:
     account = STRICT_ACCOUNT
     [function] = org.deployed_functions(account)
-    assert function["Environment"]["Variables"] == {
+    variables = function["Environment"]["Variables"]
+    buffer, dead_letters = variables.pop("BUFFER_QUEUE_URL"), variables.pop("DEAD_LETTER_QUEUE_URL")
+    assert variables == {
         "RECIPIENTS": org.described_overrides(account)["Recipients"],
         "SENDER": "alerts@example.com",
         "SOURCE_ARN": "",
     }
+    assert f"/{account}/" in buffer and "BufferQueue" in buffer and "DeadLetterQueue" in dead_letters
 
     # The EventBridge rule on the default bus, filtered by this account's policy.
     events = org.member(account, "events")
@@ -335,14 +338,17 @@ def test_template_deploys_every_resource_into_the_member_account(org: Organisati
     [default_rule] = org.member(ACCOUNTS[0], "events").list_rules(EventBusName="default")["Rules"]
     assert json.loads(default_rule["EventPattern"]) == event_pattern("all")
 
-    # The rule publishes to the SNS topic, whose subscriber is the function.
+    # The rule publishes to the SNS topic, which fills the buffer queue the function reads in batches.
     [target] = events.list_targets_by_rule(Rule=rule["Name"], EventBusName="default")["Targets"]
     sns = org.member(account, "sns")
     [topic] = sns.list_topics()["Topics"]
     assert target["Arn"] == topic["TopicArn"]
     [subscription] = sns.list_subscriptions_by_topic(TopicArn=topic["TopicArn"])["Subscriptions"]
-    assert subscription["Protocol"] == "lambda"
-    assert subscription["Endpoint"] == function["FunctionArn"]
+    assert subscription["Protocol"] == "sqs"
+    [mapping] = org.member(account, "lambda").list_event_source_mappings(EventSourceArn=subscription["Endpoint"])[
+        "EventSourceMappings"
+    ]
+    assert mapping["FunctionArn"] == function["FunctionArn"]
     topic_policy = json.loads(sns.get_topic_attributes(TopicArn=topic["TopicArn"])["Attributes"]["Policy"])
     [publish, admin_test] = topic_policy["Statement"]
     assert publish["Condition"]["ArnEquals"]["aws:SourceArn"] == rule["Arn"]
@@ -352,7 +358,8 @@ def test_template_deploys_every_resource_into_the_member_account(org: Organisati
 
     # One encrypted dead-letter queue catches what the rule cannot deliver.
     sqs = org.member(account, "sqs")
-    [queue_url] = sqs.list_queues()["QueueUrls"]
+    buffer_url, queue_url = sorted(sqs.list_queues()["QueueUrls"], key=lambda url: "DeadLetter" in url)
+    assert "BufferQueue" in buffer_url and "DeadLetter" in queue_url
     attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["All"])["Attributes"]
     assert attributes["SqsManagedSseEnabled"] == "true"
     assert target["DeadLetterConfig"]["Arn"] == attributes["QueueArn"]

@@ -11,6 +11,7 @@ from pathlib import Path
 import boto3
 import pytest
 
+from loginwatch_org.config import load_config
 from tests.test_sandbox_cli import SENDER, Example, Workspace, moved_sender, rolled_out_example
 
 ACCOUNT = "111122223333"
@@ -54,7 +55,13 @@ def test_all_watched_accounts_get_one_each_with_progress(example: Example) -> No
         ]
     )
     assert {row["outcome"] for row in rows} == {"delivered"}
-    assert all(len(row["ses_message_ids"]) == 1 for row in rows)
+    # One SES message per recipient, so a rejected address never blocks the others.
+    watches = {watch.account_id: watch for watch in load_config(example.config).targets()}
+    management = load_config(example.config).management_watch()
+    assert management is not None
+    watches[management.account_id] = management
+    assert all(len(row["ses_message_ids"]) == len(watches[row["account"]].recipients) for row in rows)
+    assert any(len(watches[row["account"]].recipients) > 1 for row in rows)
     assert result.stderr.count("test-alert: ") == len(rows)
     assert f"test-alert: {len(rows)}/{len(rows)} " in result.stderr
 

@@ -41,21 +41,29 @@ from loginwatch_org.templates.watch import alert_topic_name
 
 CONCURRENCY = 8
 POLL_SECONDS = 10.0
-# Lambda retries a failed asynchronous invocation twice, about one and then two minutes apart, before it
-# dead-letters the event: five minutes covers the whole course.
+# The buffer's batching window and one invocation take under a minute; an alert SES throttles waits in the
+# buffer for its next try (30 s, then longer): five minutes covers a first retry or two.
 DEFAULT_TIMEOUT_SECONDS = 300.0
+# The sandbox reads each buffer within a couple of seconds (its batching window is capped, see
+# sandbox/behaviour/sqs_event_source.py), so half a minute covers a cold start as well.
+SANDBOX_TIMEOUT_SECONDS = 30.0
+SANDBOX_POLL_SECONDS = 0.5
 # Log pages read per look: the function's log since the test was sent is short unless sign-ins pour in.
 MAX_LOG_PAGES = 10
 
 
 @dataclass(frozen=True)
 class Waiting:
-    """How long to look for the outcome; ``timeout`` 0 looks once (the sandbox delivers synchronously)."""
+    """How long to look for the outcome; ``timeout`` 0 looks once."""
 
     timeout: float = DEFAULT_TIMEOUT_SECONDS
     poll: float = POLL_SECONDS
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.monotonic
+
+    @classmethod
+    def in_sandbox(cls) -> Waiting:
+        return cls(timeout=SANDBOX_TIMEOUT_SECONDS, poll=SANDBOX_POLL_SECONDS)
 
 
 def send_test_alerts(
@@ -178,10 +186,22 @@ def _observe(reader: Reader, alert: TestAlert, since_ms: int) -> Evidence:
 
 
 def subscribed_functions(reader: Reader, account: str, region: str, topic: str) -> list[str]:
+    """The functions the topic delivers to: subscribed directly, or reading a queue subscribed to it (the
+    watch's buffer queue, through an event source mapping)."""
     sns = reader.client(account, "sns", region)
     functions: list[str] = []
+    queues: list[str] = []
     for page in sns.get_paginator("list_subscriptions_by_topic").paginate(TopicArn=topic):
-        functions += [s["Endpoint"] for s in page.get("Subscriptions", []) if s.get("Protocol") == "lambda"]
+        for subscription in page.get("Subscriptions", []):
+            if subscription.get("Protocol") == "lambda":
+                functions.append(subscription["Endpoint"])
+            elif subscription.get("Protocol") == "sqs":
+                queues.append(subscription["Endpoint"])
+    if queues:
+        lambdas = reader.client(account, "lambda", region)
+        for queue in queues:
+            for page in lambdas.get_paginator("list_event_source_mappings").paginate(EventSourceArn=queue):
+                functions += [m["FunctionArn"] for m in page.get("EventSourceMappings", []) if m.get("FunctionArn")]
     return functions
 
 

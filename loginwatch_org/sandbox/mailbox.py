@@ -45,6 +45,19 @@ def read_mailbox(endpoint_url: str, account: str | None = None, *, timeout: floa
     return messages
 
 
+def one_per_email(sent: list[SentEmail]) -> list[SentEmail]:
+    """SES messages as the emails they are: the notifier sends each email once per recipient, so messages of
+    the same sender, subject and text become one email to all their recipients (the first message's id)."""
+    emails: dict[tuple[str, str, str | None, str | None], SentEmail] = {}
+    for message in sent:
+        key = (message["account"], message["source"], message["subject"], message["text"])
+        if key in emails:
+            emails[key]["to"] = [*emails[key]["to"], *message["to"]]
+        else:
+            emails[key] = {**message, "to": list(message["to"])}
+    return list(emails.values())
+
+
 def collect(account: str | None = None) -> list[SentEmail]:
     """The emails SES accepted and SNS sent to email subscribers in this process's emulator (one account, or
     all)."""

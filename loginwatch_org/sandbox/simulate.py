@@ -19,13 +19,14 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from loginwatch_org import suggest
+from loginwatch_org.alert_check import errors_in
 from loginwatch_org.aws.dead_letters import messages_waiting
 from loginwatch_org.aws.errors import error_code
 from loginwatch_org.aws.session import AwsTarget, client
 from loginwatch_org.aws.test_alert import queue_url
 from loginwatch_org.config import Config
 from loginwatch_org.sandbox.control import Sandbox
-from loginwatch_org.sandbox.mailbox import SentEmail, read_mailbox
+from loginwatch_org.sandbox.mailbox import SentEmail, one_per_email, read_mailbox
 
 Identity = Literal["root", "iam-user", "sso", "failed"]
 IDENTITIES: tuple[str, ...] = ("root", "iam-user", "sso", "failed")
@@ -127,10 +128,23 @@ def member_target(sandbox: Sandbox, account: str, region: str = WATCH_REGION) ->
     )
 
 
+def signins_covered(subject: str | None) -> int:
+    """How many sign-ins an email stands for: a coalesced email says so in its subject ("[x12]")."""
+    for word in (subject or "").split():
+        if word.startswith("[x") and word.endswith("]") and word[2:-1].isdigit():
+            return int(word[2:-1])
+    return 1
+
+
+# Long enough for a batching window, and for a burst's held-back sign-ins (one email a minute per identity).
+DEFAULT_WAIT_SECONDS = 90.0
+
+
 @dataclass(frozen=True)
 class SignInOutcome:
     """What a simulated sign-in caused: the emails SES accepted, and what the functions it ran logged."""
 
+    # The emails SES accepted, each once with all its recipients.
     emails: list[SentEmail]
     # Every log line a function wrote while handling the sign-in; empty when no function ran.
     function_log: list[str]
@@ -141,11 +155,19 @@ class SignInOutcome:
     # How many sign-ins were recorded, and how many alerts reached the watch's dead-letter queue meanwhile.
     signins: int = 1
     dead_lettered: int = 0
+    # Sign-ins still in the watch's buffer queue when the wait ended (held back to coalesce, or waiting for SES).
+    still_buffered: int = 0
+
+    @property
+    def signins_covered(self) -> int:
+        """How many sign-ins the emails account for."""
+        return sum(signins_covered(sent["subject"]) for sent in self.emails)
 
     @property
     def function_error(self) -> str | None:
         """The error a function failed with (the last line of its traceback, or its timeout)."""
-        return _error_of(self.function_log)
+        errors = errors_in(self.function_log)
+        return errors[-1] if errors else None
 
     def why_no_email(self, config: Config, account: str) -> str:
         """Why the sign-in sent no email: the function's own error, or that no watch took it."""
@@ -187,6 +209,7 @@ def simulate_login(
     region: str = WATCH_REGION,
     watch_topic: str | None = None,
     count: int = 1,
+    wait_seconds: float = DEFAULT_WAIT_SECONDS,
 ) -> SignInOutcome:
     """Record a sign-in to ``account`` in ``region`` (put it on that Region's default bus); return the emails SES
     accepted because of it, in any account (a mail account may send them), and what the watch's functions
@@ -217,21 +240,61 @@ def simulate_login(
         )
         if response.get("FailedEntryCount"):
             raise RuntimeError(f"the sandbox rejected the event: {response['Entries']}")
-    # The sandbox delivers synchronously (forwarders and Lambda's retries included): every function has run
-    # when PutEvents returns.
-    emails = [m for m in read_mailbox(sandbox.endpoint_url) if m["message_id"] not in before]
+    # EventBridge, the forwarders and SNS deliver at once in the sandbox; the notifier reads the buffer queue
+    # in batches, as Lambda does, so the emails come when the buffer is empty.
+    buffered = _wait_for_buffer(watch, account, watch_topic, wait_seconds) if deployed else 0
+    emails = one_per_email([m for m in read_mailbox(sandbox.endpoint_url) if m["message_id"] not in before])
     dead = _dead_letters_waiting(watch, account, watch_topic) - waiting if deployed and watch_topic else 0
-    return SignInOutcome(emails, _logged_since(watch, started_ms), region, deployed, count, max(dead, 0))
+    return SignInOutcome(emails, _logged_since(watch, started_ms), region, deployed, count, max(dead, 0), buffered)
+
+
+def _buffer_queues(target: AwsTarget, account: str, topic_name: str | None) -> list[str]:
+    """The queues the watch's topic delivers to; without its name, every queue a function reads in the account."""
+    if topic_name is None:
+        mappings = client(target, "lambda").get_paginator("list_event_source_mappings").paginate()
+        return sorted(
+            {
+                str(m["EventSourceArn"])
+                for page in mappings
+                for m in page["EventSourceMappings"]
+                if ":sqs:" in m["EventSourceArn"]
+            }
+        )
+    sns = client(target, "sns")
+    topic = f"arn:aws:sns:{target.region}:{account}:{topic_name}"
+    subscriptions = sns.list_subscriptions_by_topic(TopicArn=topic)["Subscriptions"]
+    return [str(s["Endpoint"]) for s in subscriptions if s["Protocol"] == "sqs"]
+
+
+def _wait_for_buffer(target: AwsTarget, account: str, topic_name: str | None, wait_seconds: float) -> int:
+    """Wait until the watch's buffer queue holds nothing (or ``wait_seconds`` pass); what it still holds."""
+    sqs = client(target, "sqs")
+    urls = [queue_url(sqs, arn) for arn in _buffer_queues(target, account, topic_name)]
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        held = sum(_held(sqs, url) for url in urls)
+        if not held or time.monotonic() >= deadline:
+            return held
+        time.sleep(0.25)
+
+
+def _held(sqs: Any, url: str) -> int:
+    names = [
+        "ApproximateNumberOfMessages",
+        "ApproximateNumberOfMessagesNotVisible",
+        "ApproximateNumberOfMessagesDelayed",
+    ]
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
+    return sum(int(attributes.get(name, 0)) for name in names)
 
 
 def _dead_letters_waiting(target: AwsTarget, account: str, topic_name: str) -> int:
-    """Messages in the dead-letter queue of the watch's notifier (the topic's Lambda subscriber)."""
-    sns = client(target, "sns")
-    topic = f"arn:aws:sns:{target.region}:{account}:{topic_name}"
+    """Messages in the dead-letter queue of the watch's notifier (reading the topic's buffer queue)."""
+    lambdas = client(target, "lambda")
     endpoints = [
-        s["Endpoint"]
-        for s in sns.list_subscriptions_by_topic(TopicArn=topic)["Subscriptions"]
-        if s["Protocol"] == "lambda"
+        str(mapping["FunctionArn"])
+        for queue in _buffer_queues(target, account, topic_name)
+        for mapping in lambdas.list_event_source_mappings(EventSourceArn=queue)["EventSourceMappings"]
     ]
     total = 0
     for function in endpoints:
@@ -264,17 +327,3 @@ def _logged_since(target: AwsTarget, started_ms: int) -> list[str]:
             events = logs.filter_log_events(logGroupName=group["logGroupName"], startTime=started_ms)
             lines += [(event["timestamp"], event["message"]) for event in events.get("events", [])]
     return [message for _, message in sorted(lines, key=lambda line: line[0])]
-
-
-def _error_of(log: list[str]) -> str | None:
-    """The exception a Python function raised (the line after its traceback's frames), or a timeout."""
-    error: str | None = None
-    in_traceback = False
-    for line in log:
-        if line.startswith("Traceback (most recent call last):"):
-            in_traceback = True
-        elif in_traceback and line and not line[0].isspace():
-            error, in_traceback = line, False
-        elif line.startswith("Task timed out after"):
-            error = line
-    return error

@@ -56,31 +56,28 @@ Value: TypeAlias = AWSHelperFn | str | dict[str, Any] | list[Any]
 # 85,000 keys) to protect sign-in metadata that CloudTrail already holds under AWS-managed encryption.
 SQS_MANAGED_ENCRYPTION = (
     "CKV_AWS_27",
-    "Encrypted at rest with SSE-SQS, which this check does not recognise. A KMS key would have to be customer "
-    "managed (an AWS managed key's policy cannot admit EventBridge or SNS, whose undeliverable messages this "
-    "queue receives), at about 1 USD a month in every account and region.",
+    "Encrypted with SSE-SQS, which this check misses. An AWS managed key cannot admit EventBridge and SNS; a "
+    "customer managed one costs 1 USD a month in every account and Region.",
 )
 LOG_GROUP_ENCRYPTION = (
     "CKV_AWS_158",
-    "CloudWatch Logs encrypts every log group at rest; a customer managed key would cost about 1 USD a month per "
-    "account. The notifier logs event ids, account, outcome and counts, never IP addresses or user agents.",
+    "Logs are encrypted at rest; a customer managed key costs 1 USD a month per account. The notifier logs ids, "
+    "outcomes and counts, never IP addresses or user agents.",
 )
 LAMBDA_ENVIRONMENT_ENCRYPTION = (
     "CKV_AWS_173",
-    "Lambda encrypts environment variables at rest with an AWS managed key. They hold the sender, the recipients "
-    "and an SES identity ARN, none of them secret; a customer managed key would cost about 1 USD a month per "
-    "account.",
+    "Encrypted with an AWS managed key; sender, recipients and queue URLs are not secret, and a customer managed "
+    "key costs 1 USD a month per account.",
 )
 LAMBDA_VPC = (
     "CKV_AWS_117",
-    "The function takes no inbound traffic and reaches only the SES and IAM APIs. In a VPC it would need a NAT "
-    "gateway or interface endpoints in every account (tens of USD a month each) and would gain nothing.",
+    "No inbound traffic; it calls SES, SQS and IAM only. A VPC would need NAT or endpoints in every account "
+    "(tens of USD a month) for nothing.",
 )
 LAMBDA_RESERVED_CONCURRENCY = (
     "CKV_AWS_115",
-    "Reserving concurrency fails the stack in accounts whose concurrency quota is low (new accounts start with "
-    "a reduced quota, and 100 must stay unreserved), and a cap would throttle a burst of sign-in alerts. "
-    "SNS delivers one sign-in per invocation, so the function cannot run away.",
+    "Reserving fails in accounts with a low concurrency quota (new accounts); the event source mapping already "
+    "runs at most two batches at once.",
 )
 
 
@@ -146,6 +143,64 @@ def dead_letter_queue(template: Template, title: str = "DeadLetterQueue") -> sqs
             MessageRetentionPeriod=14 * 24 * 3600,  # the maximum: time to notice and replay
         )
     )
+
+
+# The notifier reads the buffer through an event source mapping: a batch waits up to the window for more
+# sign-ins to coalesce (so the first alert of a quiet account leaves within about half a minute), and at most
+# two batches run at once, which paces SES and bounds how many environments keep coalescing state.
+# https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-configure.html (batching window, MaximumConcurrency)
+BATCH_SIZE = 100
+BATCHING_WINDOW_SECONDS = 20
+MAX_CONCURRENT_BATCHES = 2  # the smallest MaximumConcurrency Lambda accepts
+NOTIFIER_TIMEOUT_SECONDS = 60
+# AWS asks for a visibility timeout of at least six times the function's timeout, so that a batch retried by
+# Lambda is not received twice: https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-configure.html
+BUFFER_VISIBILITY_SECONDS = 6 * NOTIFIER_TIMEOUT_SECONDS
+# An alert SES keeps refusing (its daily quota spent) is retried every 15 minutes at most: 1,000 receives (the
+# largest maxReceiveCount) outlast the 14 days the queue keeps it.
+BUFFER_MAX_RECEIVES = 1000
+BUFFER_READER_ACTIONS = [
+    "sqs:ReceiveMessage",
+    "sqs:DeleteMessage",
+    "sqs:GetQueueAttributes",
+    "sqs:ChangeMessageVisibility",
+    "sqs:SendMessage",
+]
+
+
+def buffer_queue(template: Template, dead_letters: sqs.Queue, title: str = "BufferQueue") -> sqs.Queue:
+    """The queue that holds sign-ins until the notifier has emailed them, then hands the rest on to the dead letters."""
+    return template.add_resource(
+        sqs.Queue(
+            title,
+            Metadata=checkov_skips(SQS_MANAGED_ENCRYPTION),
+            SqsManagedSseEnabled=True,
+            MessageRetentionPeriod=14 * 24 * 3600,
+            VisibilityTimeout=BUFFER_VISIBILITY_SECONDS,
+            RedrivePolicy=sqs.RedrivePolicy(
+                deadLetterTargetArn=GetAtt(dead_letters, "Arn"), maxReceiveCount=BUFFER_MAX_RECEIVES
+            ),
+        )
+    )
+
+
+def queue_reader(template: Template, queue: sqs.Queue, function: awslambda.Function) -> awslambda.EventSourceMapping:
+    """The function reads the queue in batches and reports which messages of a batch must come back."""
+    mapping = template.add_resource(
+        awslambda.EventSourceMapping(
+            "NotifierReadsBuffer",
+            EventSourceArn=GetAtt(queue, "Arn"),
+            FunctionName=Ref(function),
+            BatchSize=BATCH_SIZE,
+            MaximumBatchingWindowInSeconds=BATCHING_WINDOW_SECONDS,
+            FunctionResponseTypes=["ReportBatchItemFailures"],
+        )
+    )
+    # troposphere types this property as a different resource's ScalingConfig (MaxEnvironments only); set it as
+    # CloudFormation documents it for an event source mapping.
+    # https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-properties-lambda-eventsourcemapping-scalingconfig.html
+    mapping.properties["ScalingConfig"] = {"MaximumConcurrency": MAX_CONCURRENT_BATCHES}
+    return mapping
 
 
 def dead_letter_queue_policy(
@@ -278,7 +333,7 @@ def notifier(
             Runtime=LAMBDA_RUNTIME,
             Architectures=["arm64"],
             MemorySize=128,
-            Timeout=30,
+            Timeout=NOTIFIER_TIMEOUT_SECONDS,
             Handler="index.handler",
             Role=GetAtt(role, "Arn"),
             Code=awslambda.Code(ZipFile=code),

@@ -33,13 +33,13 @@ from troposphere import (
     Split,
     Sub,
     Template,
-    awslambda,
     sns,
 )
 
 from loginwatch_org.config import ALERT_POLICIES, Config
 from loginwatch_org.mail_setup import MAIL_ROLE_ENVIRONMENT, WATCH_ROLE_PATH, alarm_bus_arn, mail_role_arn
 from loginwatch_org.templates import blocks, parameters
+from loginwatch_org.templates.inline_code import without_commentary
 from loginwatch_org.templates.mail import add_alarm_forwarding
 from loginwatch_org.templates.parameters import (
     ADMIN_ACCOUNT_PARAMETER,
@@ -51,9 +51,8 @@ from loginwatch_org.templates.patterns import event_pattern
 
 TOPIC_ENCRYPTION = (
     "CKV_AWS_26",
-    "EventBridge can publish to an encrypted topic only under a customer managed key whose policy admits it "
-    "(about 1 USD a month in every account); the messages are sign-in metadata CloudTrail already holds, "
-    "carried over TLS and kept no longer than delivery takes.",
+    "EventBridge needs a customer managed key (1 USD a month per account) to publish encrypted; messages are "
+    "sign-in metadata CloudTrail already holds, over TLS, kept only until delivered.",
 )
 
 
@@ -62,8 +61,9 @@ ADMIN_MAY_TEST = "AdminMayTest"
 
 
 def notifier_source() -> str:
-    """The Lambda's code: the real module file, inlined so the template is the only artefact to review."""
-    return resources.files("loginwatch_org").joinpath("notifier.py").read_text(encoding="utf-8")
+    """The Lambda's code: the real module file without its comments and docstrings, inlined so the template is
+    the only artefact to review."""
+    return without_commentary(resources.files("loginwatch_org").joinpath("notifier.py").read_text(encoding="utf-8"))
 
 
 def _condition_name(policy: str) -> str:
@@ -223,12 +223,21 @@ def build_template(config: Config) -> Template:
             ),
         ],
     )
+    buffer = blocks.buffer_queue(template, dead_letters)
+    blocks.dead_letter_queue_policy(
+        template,
+        buffer,
+        [blocks.service_statement("SignInsFromTheTopic", "sns", "sqs:SendMessage", GetAtt(buffer, "Arn"), Ref(topic))],
+        title="BufferQueuePolicy",
+    )
     environment: dict[str, blocks.Value] = {
         "SENDER": Ref(sender),
         "RECIPIENTS": Ref(recipients),
         # In mail mode ses_identity_arn is the mail account's identity (the config insists), which the
         # notifier names as its source while it sends as the mail account.
         "SOURCE_ARN": Ref(ses_identity),
+        "BUFFER_QUEUE_URL": Ref(buffer),
+        "DEAD_LETTER_QUEUE_URL": Ref(dead_letters),
     }
     if mail_role_parameter is not None:
         environment[MAIL_ROLE_ENVIRONMENT] = Ref(mail_role_parameter)
@@ -244,6 +253,8 @@ def build_template(config: Config) -> Template:
         grants=[
             send,
             blocks.identity_statement("ParkFailedAlerts", "sqs:SendMessage", GetAtt(dead_letters, "Arn")),
+            # Read the buffer, hold or delay what SES cannot take yet, requeue what some recipients still lack.
+            blocks.identity_statement("ReadAndRetryTheBuffer", blocks.BUFFER_READER_ACTIONS, GetAtt(buffer, "Arn")),
             # The account alias names the account in the email. IAM offers no resource type for this
             # action, so "*" is the narrowest possible.
             blocks.identity_statement("ReadAccountAlias", "iam:ListAccountAliases", "*"),
@@ -254,23 +265,15 @@ def build_template(config: Config) -> Template:
         role_path=WATCH_ROLE_PATH if mail_role is not None else None,
     )
     template.add_resource(
-        awslambda.Permission(
-            "TopicInvokesNotifier",
-            Action="lambda:InvokeFunction",
-            FunctionName=GetAtt(function, "Arn"),
-            Principal="sns.amazonaws.com",
-            SourceArn=Ref(topic),
-        )
-    )
-    template.add_resource(
         sns.SubscriptionResource(
-            "NotifierSubscription",
+            "BufferSubscription",
             TopicArn=Ref(topic),
-            Protocol="lambda",
-            Endpoint=GetAtt(function, "Arn"),
+            Protocol="sqs",
+            Endpoint=GetAtt(buffer, "Arn"),
             RedrivePolicy={"deadLetterTargetArn": GetAtt(dead_letters, "Arn")},
         )
     )
+    blocks.queue_reader(template, buffer, function)
     alarm = blocks.dead_letter_alarm(
         template,
         dead_letters,

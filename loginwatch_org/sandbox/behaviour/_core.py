@@ -27,6 +27,7 @@ SERVICES: Final = (
     "lambda_runner",
     "lambda_configuration",
     "lambda_async",
+    "sqs_event_source",
     "ses",
     "prerequisites",
     "mail_account",
