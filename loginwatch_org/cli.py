@@ -224,7 +224,7 @@ def export(
     """Write a CloudFormation template the tool deploys (by default the watch each account receives)."""
     import difflib
 
-    from loginwatch_org.templates import REGISTRY, TEMPLATE_BODY_LIMIT, render, template_body
+    from loginwatch_org.templates import REGISTRY, TEMPLATE_BODY_LIMIT, TEMPLATE_URL_LIMIT, render, template_body
 
     chosen_format = _export_format(fmt, output)
     if template not in REGISTRY:
@@ -235,9 +235,10 @@ def export(
         if name == template or (check and output is None):
             built[name] = spec.build(loaded)
             size = len(template_body(built[name]).encode("utf-8"))
-            if size > TEMPLATE_BODY_LIMIT:
+            if size > TEMPLATE_URL_LIMIT:
                 raise LoginwatchError(
-                    f"the {name} template body is {size} bytes; StackSets accept at most {TEMPLATE_BODY_LIMIT}"
+                    f"the {name} template body is {size:,} bytes; CloudFormation reads at most "
+                    f"{TEMPLATE_URL_LIMIT:,} from S3"
                 )
     if check:
         targets = [(template, output, chosen_format)] if output is not None else _committed_files(fmt)
@@ -272,9 +273,15 @@ def export(
         raise UsageError(f"--output {output}: the directory {output.parent} does not exist; create it first")
     output.write_text(text, encoding="utf-8")
     body = len(template_body(built[template]).encode("utf-8"))
+    carried = (
+        f"{body:,} of the {TEMPLATE_BODY_LIMIT:,} bytes a template body may have"
+        if body <= TEMPLATE_BODY_LIMIT
+        else f"{body:,} bytes, more than the {TEMPLATE_BODY_LIMIT:,} a body may have inline, so rollout stages "
+        "it in S3 and passes its URL"
+    )
     typer.echo(
-        f"wrote {output}: {len(text.encode('utf-8')):,} bytes of {chosen_format.value}, for review; StackSets "
-        f"receive it as minified JSON, {body:,} of the {TEMPLATE_BODY_LIMIT:,} bytes a template body may have",
+        f"wrote {output}: {len(text.encode('utf-8')):,} bytes of {chosen_format.value}, for review; "
+        f"CloudFormation receives it as minified JSON, {carried}",
         err=True,
     )
 

@@ -166,11 +166,15 @@ def clients_for(target: AwsTarget, progress: Callable[[str], None] | None = None
         # Plain stacks live in several regions of the caller's own account.
         return client(replace(target, region=region), "cloudformation")
 
+    def s3_for(region: str) -> object:
+        return client(replace(target, region=region), "s3")
+
     return Clients(
         client(target, "cloudformation", progress),
         client(target, "organizations", progress),
         client(target, "sts", progress),
         cloudformation_for,
+        s3_for,
     )
 
 

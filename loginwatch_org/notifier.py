@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import html
 import json
+import math
 import os
+import random
 import re
 import time
 from collections import Counter
@@ -624,16 +626,29 @@ COALESCE_HOLD_SECONDS = 60
 MAX_GROUPS_PER_ACCOUNT = 3
 # How many distinct values (IP addresses, user agents, identities) a coalesced email lists before "and N more".
 TOP_VALUES = 5
-# Retrying a throttled send: 30 s doubling per receive, at most 15 minutes (SQS's largest message delay).
-# https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_SendMessage.html (DelaySeconds)
+# Retrying a throttled send: 30 s doubling per receive, at most 15 minutes (SQS's largest message delay), each
+# delay drawn between half and all of that so that notifiers throttled together do not come back together.
+# https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_SendMessage.html (DelaySeconds),
+# https://aws.amazon.com/blogs/architecture/exponential-backoff-and-jitter/
 RETRY_BASE_SECONDS = 30
 RETRY_MAX_SECONDS = 900
+# SES's "Maximum sending rate exceeded" passes within a second: the notifier waits about that long and tries the
+# same recipient again, for at most PACE_BUDGET_SECONDS of an invocation, before the queue takes over.
+# https://aws.amazon.com/blogs/messaging-and-targeting/how-to-handle-a-throttling-maximum-sending-rate-exceeded-error/
+PACE_SECONDS = 1.0
+PACE_BUDGET_SECONDS = 20.0
+# Sending stops this long before the invocation's deadline and the rest goes back to the queue: a timed-out
+# batch would return whole after the visibility timeout and send again what was already sent.
+DEADLINE_MARGIN_SECONDS = 10.0
 # An unexpected error (not SES saying "later") is retried this many receives, then the alert is parked.
 UNEXPECTED_ERROR_RECEIVES = 5
 # A message attribute that narrows delivery to some of the configured recipients (those a retry or a replay
 # still owes the alert). Addresses outside RECIPIENTS are ignored, so no sender can widen who gets mail.
 RECIPIENTS_ATTRIBUTE = "Recipients"
 PARK_REASON_ATTRIBUTE = "ErrorMessage"
+# ChangeMessageVisibilityBatch takes at most ten entries.
+# https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_ChangeMessageVisibilityBatch.html
+VISIBILITY_BATCH = 10
 
 # SES's own words for "not now": sending rate or daily quota exceeded, or the service briefly unavailable.
 # https://docs.aws.amazon.com/ses/latest/dg/manage-sending-quotas-errors.html
@@ -738,7 +753,7 @@ def plan_emails(alerts: list[QueuedAlert], now: float | None) -> tuple[list[Emai
     for key, members in merged.items():
         wait = COALESCE_HOLD_SECONDS - (now - _LAST_EMAILED[key]) if key in _LAST_EMAILED else 0
         if wait > 0:
-            held += [(m, int(wait) + 1) for m in members]
+            held += [(m, math.ceil(wait)) for m in members]
             continue
         signins = [m.alert.signin for m in members if m.alert.signin is not None]
         alert = members[0].alert if len(members) == 1 else coalesced_alert(signins)
@@ -763,12 +778,39 @@ def _request(sender: str, source_arn: str, recipient: str, alert: Alert) -> dict
     return request
 
 
-def _send(client: Any, sender: str, source_arn: str, email: Email) -> None:
+@dataclass
+class Pacing:
+    """How long this invocation has waited out SES's sending rate so far."""
+
+    waited: float = 0.0
+
+    def wait_out_rate(self, exc: Exception) -> bool:
+        """Wait about a second when SES's sending rate (not its daily quota) refused; False when the budget is spent."""
+        message = str(getattr(exc, "response", {}).get("Error", {}).get("Message", ""))
+        if "sending rate" not in message.lower() or self.waited + PACE_SECONDS > PACE_BUDGET_SECONDS:
+            return False
+        pause = PACE_SECONDS * (0.5 + random.random())
+        time.sleep(pause)
+        self.waited += pause
+        return True
+
+
+def _attempt(client: Any, request: dict[str, Any], pacing: Pacing) -> dict[str, Any] | Exception:
+    """SES's answer to one send, after waiting out its sending rate while the pacing budget lasts."""
+    while True:
+        try:
+            return dict(client.send_email(**request))
+        except Exception as exc:
+            if not pacing.wait_out_rate(exc):
+                return exc
+
+
+def _send(client: Any, sender: str, source_arn: str, email: Email, pacing: Pacing) -> None:
     """Send to each recipient in turn; stop at SES's first "later"."""
     for recipient in email.recipients:
-        try:
-            response = client.send_email(**_request(sender, source_arn, recipient, email.alert))
-        except Exception as exc:
+        response = _attempt(client, _request(sender, source_arn, recipient, email.alert), pacing)
+        if isinstance(response, Exception):
+            exc = response
             kind = _error_kind(exc)
             if kind in ("later", "unexpected"):
                 email.later, email.waiting_because = kind, f"{type(exc).__name__}: {exc}"[:1000]
@@ -879,8 +921,11 @@ def _queued(record: Any, settings: Settings) -> QueuedAlert:
     )
 
 
-def retry_delay(receives: int) -> int:
-    return int(min(RETRY_BASE_SECONDS * 2 ** max(receives - 1, 0), RETRY_MAX_SECONDS))
+def retry_delay(receives: int, jitter: float | None = None) -> int:
+    """Seconds until a throttled message's next try: between half and all of the doubling delay."""
+    ceiling = min(RETRY_BASE_SECONDS * 2 ** max(receives - 1, 0), RETRY_MAX_SECONDS)
+    share = random.random() if jitter is None else jitter
+    return max(1, int(ceiling / 2 + share * ceiling / 2))
 
 
 def _resend(sqs: Any, queue_url: str, queued: QueuedAlert, recipients: list[str], **extra: Any) -> bool:
@@ -896,7 +941,8 @@ def _resend(sqs: Any, queue_url: str, queued: QueuedAlert, recipients: list[str]
     return True
 
 
-def _send_all(settings: Settings, emails: list[Email]) -> None:
+def _send_all(settings: Settings, emails: list[Email], deadline: float | None = None) -> None:
+    pacing = Pacing()
     try:
         client = _ses_client(settings.source_arn) if emails else None
     except Exception as exc:  # e.g. the mail account's role could not be assumed: retried, then parked
@@ -909,7 +955,10 @@ def _send_all(settings: Settings, emails: list[Email]) -> None:
             # SES said "later" to an earlier email of this batch: it says so to this one too.
             email.later, email.waiting_because = waiting.later, waiting.waiting_because
             continue
-        _send(client, settings.sender, settings.source_arn, email)
+        if deadline is not None and time.monotonic() > deadline:
+            email.later, email.waiting_because = "later", "the invocation ran out of time"
+            continue
+        _send(client, settings.sender, settings.source_arn, email, pacing)
         if email.sent:
             _log_sent(email)
             if email.key is not None:
@@ -919,22 +968,33 @@ def _send_all(settings: Settings, emails: list[Email]) -> None:
 def _settle_batch(emails: list[Email], held: list[tuple[QueuedAlert, int]], settings: Settings) -> dict[str, Any]:
     """The partial batch response: what must come back, each after its delay; everything else is done."""
     sqs = _sqs_client() if held or any(e.later or e.refused for e in emails) else None
+    # One draw for the batch: what SES deferred together comes back together and is coalesced again, while
+    # other batches (other accounts' notifiers, in mail-account mode) come back at other times.
+    jitter = random.random()
     retry = list(held)
     for email in emails:
         for queued in email.alerts:
-            retry += _settle(sqs, settings, email, queued)
-    for queued, delay in retry:
+            retry += _settle(sqs, settings, email, queued, jitter)
+    for start in range(0, len(retry), VISIBILITY_BATCH):
+        chunk = retry[start : start + VISIBILITY_BATCH]
+        entries = [
+            {"Id": str(number), "ReceiptHandle": queued.receipt, "VisibilityTimeout": delay}
+            for number, (queued, delay) in enumerate(chunk)
+        ]
         try:
             sqs = sqs or _sqs_client()
-            sqs.change_message_visibility(
-                QueueUrl=settings.buffer_queue_url, ReceiptHandle=queued.receipt, VisibilityTimeout=delay
-            )
-        except Exception as exc:  # the queue's own visibility timeout then decides when it comes back
-            print(json.dumps({"level": "WARNING", "message": "no retry delay set", "error": type(exc).__name__}))
+            failed = sqs.change_message_visibility_batch(QueueUrl=settings.buffer_queue_url, Entries=entries)
+            problems = failed.get("Failed") or []
+        except Exception as exc:
+            problems = [{"Code": type(exc).__name__}]
+        if problems:  # the queue's own visibility timeout then decides when they come back
+            print(json.dumps({"level": "WARNING", "message": "no retry delay set", "error": problems[0].get("Code")}))
     return {"batchItemFailures": [{"itemIdentifier": queued.message_id} for queued, _delay in retry]}
 
 
-def _settle(sqs: Any, settings: Settings, email: Email, queued: QueuedAlert) -> list[tuple[QueuedAlert, int]]:
+def _settle(
+    sqs: Any, settings: Settings, email: Email, queued: QueuedAlert, jitter: float
+) -> list[tuple[QueuedAlert, int]]:
     """What becomes of one message after its email: done, parked for the recipients SES refused, or retried
     (the whole message while nobody has it, else a copy owed to those still waiting). Returns the retries."""
     owed = [r for r in queued.recipients if r not in email.sent and r not in email.refused]
@@ -952,17 +1012,28 @@ def _settle(sqs: Any, settings: Settings, email: Email, queued: QueuedAlert) -> 
             attributes={PARK_REASON_ATTRIBUTE: reason},
         )
         if not parked:
-            return [(queued, retry_delay(queued.receives))]
+            return [(queued, retry_delay(queued.receives, jitter))]
         parked_log = {"level": "ERROR", "message": "alert parked in the dead-letter queue", "error": reason}
         print(json.dumps({**queued.facts, **parked_log}, default=str), flush=True)
     if not owed:
         return []
     if not email.sent and not refused:
-        return [(queued, retry_delay(queued.receives))]
-    delay = retry_delay(queued.receives)
+        return [(queued, retry_delay(queued.receives, jitter))]
+    delay = retry_delay(queued.receives, jitter)
     if _resend(sqs, settings.buffer_queue_url, queued, owed, DelaySeconds=delay):
         return []
     return [(queued, delay)]
+
+
+def _deadline(context: Any) -> float | None:
+    """When sending must stop (on the monotonic clock), from the Lambda context's remaining time."""
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    if not callable(remaining):
+        return None
+    try:
+        return time.monotonic() + float(remaining()) / 1000.0 - DEADLINE_MARGIN_SECONDS
+    except (TypeError, ValueError):
+        return None
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -976,7 +1047,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     buffered = all(_dig(r, "eventSource") == "aws:sqs" for r in records)
     alerts = [_queued(record, settings) for record in records]
     emails, held = plan_emails(alerts, time.monotonic() if buffered else None)
-    _send_all(settings, emails)
+    _send_all(settings, emails, _deadline(context))
     if buffered:
         return _settle_batch(emails, held, settings)
     unsent = [

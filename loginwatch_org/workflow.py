@@ -23,6 +23,7 @@ from loginwatch_org.aws.executor import (
 )
 from loginwatch_org.aws.organization import OrganizationReader, OrganizationScope
 from loginwatch_org.aws.reader import StackSetReader
+from loginwatch_org.aws.staging import TemplateStager
 from loginwatch_org.aws.workers import worker_pool
 from loginwatch_org.config import AccountWatch, Config
 from loginwatch_org.cost import UnitCost
@@ -85,7 +86,10 @@ class Clients:
     sts: Any | None = None
     # Region -> CloudFormation client of the caller's account, for plain stacks in several regions.
     cloudformation_for: Callable[[str], Any] | None = None
+    # Region -> S3 client of the caller's account, to stage a template too large to send inline.
+    s3_for: Callable[[str], Any] | None = None
     _caller: str | None = field(default=None, init=False, repr=False)
+    _stager: TemplateStager | None = field(default=None, init=False, repr=False)
     _organization: OrganizationReader | None = field(default=None, init=False, repr=False)
     # Units are read from several threads at once.
     _caller_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
@@ -102,6 +106,18 @@ class Clients:
 
                 self._caller = caller_account(self.sts)
             return self._caller
+
+    def stager(self, progress: Callable[[str], None] | None = None) -> TemplateStager:
+        """Where templates too large to send inline are staged: one per command, so each is put once."""
+        with self._caller_lock:
+            stager = self._stager
+        if stager is None:
+            account = self.caller_account() if self.s3_for is not None else None
+            stager = TemplateStager(self.s3_for, account, progress)
+            with self._caller_lock:
+                self._stager = self._stager or stager
+                stager = self._stager
+        return stager
 
     def organization(self) -> OrganizationReader | None:
         """The organisation, read at most once per command whichever units ask (None without an Organizations
@@ -252,6 +268,7 @@ def make_executor(
         clock=pacing.clock,
         poll=pacing.poll,
         accepted=pacing.accepted,
+        stager=clients.stager(pacing.progress),
     )
 
 
@@ -663,6 +680,7 @@ class StackDeployment:
             poll=pacing.poll,
             progress=pacing.progress,
             accepted=pacing.accepted,
+            stager=clients.stager(pacing.progress),
         )
 
     def prepare(self, config: Config, clients: Clients, *, prune: bool, wait: bool, pacing: Pacing) -> UnitState:

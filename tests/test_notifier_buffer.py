@@ -23,22 +23,27 @@ def _error(code: str, message: str = "refused") -> ClientError:
 
 
 class FakeSes:
-    """SES that accepts, refuses some addresses, or starts throttling after ``allow`` sends."""
+    """SES that accepts, refuses some addresses, or starts throttling after ``allow`` sends (its rate, or with
+    ``quota_spent`` its daily quota)."""
 
     def __init__(self) -> None:
         self.sent: list[dict[str, Any]] = []
         self.refuse: dict[str, ClientError] = {}
         self.allow: int | None = None
+        self.quota_spent = False
         self.fail_with: Exception | None = None
+        self.attempts = 0
 
     def send_email(self, **request: Any) -> dict[str, Any]:
         [to] = request["Destination"]["ToAddresses"]
+        self.attempts += 1
         if self.fail_with is not None:
             raise self.fail_with
         if to in self.refuse:
             raise self.refuse[to]
         if self.allow is not None and len(self.sent) >= self.allow:
-            raise _error("Throttling", "Maximum sending rate exceeded.")
+            reason = "Daily message quota exceeded." if self.quota_spent else "Maximum sending rate exceeded."
+            raise _error("Throttling", reason)
         self.sent.append(request)
         return {"MessageId": f"ses-{len(self.sent)}"}
 
@@ -55,14 +60,22 @@ class FakeSqs:
         self.sent.append(request)
         return {"MessageId": f"sqs-{len(self.sent)}"}
 
-    def change_message_visibility(self, **request: Any) -> None:
-        self.delays[request["ReceiptHandle"]] = request["VisibilityTimeout"]
+    def change_message_visibility_batch(self, QueueUrl: str, Entries: list[dict[str, Any]]) -> dict[str, Any]:
+        assert QueueUrl == BUFFER and len(Entries) <= 10
+        for entry in Entries:
+            self.delays[entry["ReceiptHandle"]] = entry["VisibilityTimeout"]
+        return {"Successful": [{"Id": entry["Id"]} for entry in Entries], "Failed": []}
 
 
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[float]]:
     now = [1000.0]
     monkeypatch.setattr("loginwatch_org.notifier.time.monotonic", lambda: now[0])
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    monkeypatch.setattr("loginwatch_org.notifier.time.sleep", sleep)
     notifier._LAST_EMAILED.clear()
     yield now
     notifier._LAST_EMAILED.clear()
@@ -160,7 +173,7 @@ def test_the_next_batch_of_the_same_storm_waits_for_one_email_a_minute(
     later = notifier.handler(_queued([_failed(second=n) for n in range(1, 6)], start=10), None)
     assert len(ses.sent) == len(RECIPIENTS)  # held back, not lost
     assert _failures(later) == [f"m-{n}" for n in range(10, 15)]
-    assert set(sqs.delays.values()) == {41}  # until the minute since the last email is over
+    assert set(sqs.delays.values()) == {40}  # until the minute since the last email is over
 
     clock[0] += 41
     notifier.handler(_queued([_failed(second=n) for n in range(1, 6)], receives=2, start=10), None)
@@ -199,25 +212,73 @@ def test_a_rejected_address_stops_nobody_else_and_is_parked_for_that_address_alo
     assert json.loads(parked["MessageBody"])["Type"] == "Notification"
 
 
-def test_ses_throttling_returns_the_batch_to_the_queue_with_a_growing_delay(aws: tuple[FakeSes, FakeSqs]) -> None:
+def test_ses_throttling_returns_the_batch_to_the_queue_with_a_growing_delay(
+    aws: tuple[FakeSes, FakeSqs], clock: list[float]
+) -> None:
     ses, sqs = aws
     ses.allow = 0
+    started = clock[0]
     result = notifier.handler(_queued([_root(), _success()], receives=3), None)
     assert _failures(result) == ["m-0", "m-1"]
-    assert sqs.delays == {"r-0": 120, "r-1": 120}
+    # The rate is waited out for at most the pacing budget, then the queue takes over.
+    assert clock[0] - started >= notifier.PACE_BUDGET_SECONDS - notifier.PACE_SECONDS * 1.5
+    assert clock[0] - started <= notifier.PACE_BUDGET_SECONDS
+    # Both come back together (one draw for the batch), after between half and all of 120 s on a third receive.
+    [delay] = set(sqs.delays.values())
+    assert sorted(sqs.delays) == ["r-0", "r-1"] and 60 <= delay <= 120
     assert sqs.sent == []  # nothing parked: SES only said "later"
-    assert [notifier.retry_delay(n) for n in (1, 2, 3, 5, 6, 50)] == [30, 60, 120, 480, 900, 900]
+    assert [notifier.retry_delay(n, 1.0) for n in (1, 2, 3, 5, 6, 50)] == [30, 60, 120, 480, 900, 900]
+    assert [notifier.retry_delay(n, 0.0) for n in (1, 2, 6)] == [15, 30, 450]
+
+
+def test_a_rate_refusal_is_waited_out_within_the_invocation(
+    aws: tuple[FakeSes, FakeSqs], clock: list[float], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ses, sqs = aws
+    ses.allow = 1
+    started = clock[0]
+
+    def rate_passes(seconds: float) -> None:
+        clock[0] += seconds
+        ses.allow = None  # the next second has room again
+
+    monkeypatch.setattr("loginwatch_org.notifier.time.sleep", rate_passes)
+    result = notifier.handler(_queued([_root()]), None)
+    assert _failures(result) == [] and sqs.sent == []
+    assert [r["Destination"]["ToAddresses"] for r in ses.sent] == [[r] for r in RECIPIENTS]
+    assert 0.5 <= clock[0] - started <= 1.5
+
+
+def test_a_spent_daily_quota_is_not_waited_for(aws: tuple[FakeSes, FakeSqs], clock: list[float]) -> None:
+    ses, _sqs = aws
+    ses.allow, ses.quota_spent = 0, True
+    started = clock[0]
+    result = notifier.handler(_queued([_root()]), None)
+    assert _failures(result) == ["m-0"] and ses.attempts == 1 and clock[0] == started
+
+
+def test_sending_stops_before_the_invocation_times_out(aws: tuple[FakeSes, FakeSqs]) -> None:
+    ses, sqs = aws
+
+    class Context:
+        def get_remaining_time_in_millis(self) -> int:
+            return int((notifier.DEADLINE_MARGIN_SECONDS - 1) * 1000)
+
+    result = notifier.handler(_queued([_root(), _success()]), Context())
+    # Nothing is sent so late: both come back soon instead of the whole batch after a timeout.
+    assert ses.sent == [] and _failures(result) == ["m-0", "m-1"]
+    assert all(delay <= notifier.RETRY_BASE_SECONDS for delay in sqs.delays.values())
 
 
 def test_throttled_between_recipients_requeues_a_copy_for_those_still_waiting(aws: tuple[FakeSes, FakeSqs]) -> None:
     ses, sqs = aws
-    ses.allow = 1
+    ses.allow, ses.quota_spent = 1, True
     result = notifier.handler(_queued([_root()]), None)
     assert _failures(result) == []  # secops has it; the copy carries the rest
     [copy] = sqs.sent
     assert copy["QueueUrl"] == BUFFER
     assert copy["MessageAttributes"]["Recipients"]["StringValue"] == "oncall@example.com"
-    assert copy["DelaySeconds"] == 30
+    assert 15 <= copy["DelaySeconds"] <= 30
 
     ses.allow = None
     notifier.handler(_queued([_root()], recipients="oncall@example.com"), None)

@@ -30,6 +30,7 @@ from typing import Any, assert_never
 from loginwatch_org.aws import paging
 from loginwatch_org.aws.errors import AwsProblem, error_code, explained
 from loginwatch_org.aws.reader import auto_deployment, call_as_args, call_as_value
+from loginwatch_org.aws.staging import TemplateStager
 from loginwatch_org.config import StackSetSettings
 from loginwatch_org.errors import RolloutInterrupted
 from loginwatch_org.plan import (
@@ -121,10 +122,12 @@ class StackSetExecutor:
         poll: PollPolicy | None = None,
         progress: ProgressCallback | None = None,
         accepted: Callable[[str], None] | None = None,
+        stager: TemplateStager | None = None,
     ) -> None:
         self._cfn = cloudformation
         self._accepted = accepted or (lambda _operation_id: None)
         self._settings = settings
+        self._stager = stager or TemplateStager(None, None)
         self._sleep = sleep or time.sleep
         self._clock = clock or time.monotonic
         self._poll = poll or PollPolicy()
@@ -224,12 +227,16 @@ class StackSetExecutor:
     def _common(self) -> dict[str, Any]:
         return {"StackSetName": self._settings.name, **self._call_as_args}
 
+    def _template_source(self) -> dict[str, str]:
+        """The template inline, or staged in S3 in the stack set's Region when it is too large for that."""
+        return self._stager.source(self._template_body, self._settings.admin_region)
+
     def _create_stack_set(self, step: CreateStackSet) -> None:
         settings = self._settings
         kwargs: dict[str, Any] = {
             **self._common(),
             "Description": settings.description,
-            "TemplateBody": self._template_body,
+            **self._template_source(),
             "Parameters": _parameters(step.parameters),
             "Capabilities": ["CAPABILITY_IAM"],
             "ManagedExecution": {"Active": True},
@@ -266,7 +273,7 @@ class StackSetExecutor:
                     # https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_UpdateStackSet.html
                     raise PlanError(f"refusing to send UpdateStackSet {step.operation_id} without target accounts")
                 kwargs.update(
-                    TemplateBody=self._template_body,
+                    **self._template_source(),
                     Parameters=_parameters(step.parameters),
                     Capabilities=["CAPABILITY_IAM"],
                     Tags=[{"Key": key, "Value": value} for key, value in step.tags.items()],

@@ -53,6 +53,7 @@ from loginwatch_org.aws.errors import AwsProblem, error_code, error_message, exp
 from loginwatch_org.aws.executor import PollPolicy, ProgressCallback
 from loginwatch_org.aws.organization import OrganizationReader
 from loginwatch_org.aws.reader import canonical_template_digest
+from loginwatch_org.aws.staging import TemplateStager
 from loginwatch_org.aws.workers import worker_pool
 from loginwatch_org.config import DEFAULT_ENABLED_REGIONS
 from loginwatch_org.cost import body_resource_types
@@ -218,8 +219,10 @@ class StackExecutor:
         poll: PollPolicy | None = None,
         progress: ProgressCallback | None = None,
         accepted: Callable[[str], None] | None = None,
+        stager: TemplateStager | None = None,
     ) -> None:
         self._client_for = cloudformation_for
+        self._stager = stager or TemplateStager(None, None)
         self._accepted = accepted or (lambda _request: None)
         self._clients: dict[str, Any] = {}
         self._sleep = sleep or time.sleep
@@ -278,7 +281,7 @@ class StackExecutor:
     def _create(self, step: CreateStack | ReplaceFailedStack, body: str, token: str, run: _Run) -> _Pending | None:
         kwargs = {
             "StackName": step.name,
-            "TemplateBody": body,
+            **self._stager.source(body, step.region),
             "Parameters": _parameters(step.parameters),
             "Capabilities": CAPABILITIES,
             "Tags": _tags(step.tags),
@@ -312,7 +315,7 @@ class StackExecutor:
             return None
         kwargs = {
             "StackName": step.stack_id,
-            "TemplateBody": body,
+            **self._stager.source(body, step.region),
             "Parameters": _parameters(step.parameters),
             "Capabilities": CAPABILITIES,
             "Tags": _tags(step.tags),

@@ -27,7 +27,14 @@ from loginwatch_org.templates.parameters import (
     shared_parameters,
 )
 from loginwatch_org.templates.patterns import FAILURE_EVENTS, SIGNIN_DETAIL_TYPE, WATCHED_EVENTS, event_pattern
-from loginwatch_org.templates.rendering import TEMPLATE_BODY_LIMIT, Format, render, template_body, template_digest
+from loginwatch_org.templates.rendering import (
+    TEMPLATE_BODY_LIMIT,
+    TEMPLATE_URL_LIMIT,
+    Format,
+    render,
+    template_body,
+    template_digest,
+)
 from loginwatch_org.templates.watch import build_template, notifier_source
 
 # Where the reviewed exports live, relative to the project root.
@@ -71,6 +78,7 @@ __all__ = [
     "SIGNIN_DETAIL_TYPE",
     "TEMPLATES_DIRECTORY",
     "TEMPLATE_BODY_LIMIT",
+    "TEMPLATE_URL_LIMIT",
     "WATCHED_EVENTS",
     "WATCH_REGION",
     "Format",

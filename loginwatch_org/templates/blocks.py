@@ -149,7 +149,9 @@ def dead_letter_queue(template: Template, title: str = "DeadLetterQueue") -> sqs
 # sign-ins to coalesce (so the first alert of a quiet account leaves within about half a minute), and at most
 # two batches run at once, which paces SES and bounds how many environments keep coalescing state.
 # https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-configure.html (batching window, MaximumConcurrency)
-BATCH_SIZE = 100
+# A batch of up to 1,000 (Lambda also stops at 6 MB, some 1,700 sign-ins) lets one email cover a whole minute
+# of a storm; the notifier stops sending before its timeout and returns the rest to the queue.
+BATCH_SIZE = 1000
 BATCHING_WINDOW_SECONDS = 20
 MAX_CONCURRENT_BATCHES = 2  # the smallest MaximumConcurrency Lambda accepts
 NOTIFIER_TIMEOUT_SECONDS = 60
@@ -159,6 +161,8 @@ BUFFER_VISIBILITY_SECONDS = 6 * NOTIFIER_TIMEOUT_SECONDS
 # An alert SES keeps refusing (its daily quota spent) is retried every 15 minutes at most: 1,000 receives (the
 # largest maxReceiveCount) outlast the 14 days the queue keeps it.
 BUFFER_MAX_RECEIVES = 1000
+# sqs:ChangeMessageVisibility also authorises ChangeMessageVisibilityBatch, which the notifier uses:
+# https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-api-permissions-reference.html
 BUFFER_READER_ACTIONS = [
     "sqs:ReceiveMessage",
     "sqs:DeleteMessage",

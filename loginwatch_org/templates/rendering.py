@@ -8,8 +8,10 @@ from typing import Literal
 
 from troposphere import Template
 
-# CreateStackSet/UpdateStackSet reject a TemplateBody over 51,200 bytes.
+# CreateStackSet/UpdateStackSet reject a TemplateBody over 51,200 bytes; a TemplateURL may name an S3 object of up
+# to 1 MB (https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_CreateStackSet.html).
 TEMPLATE_BODY_LIMIT = 51_200
+TEMPLATE_URL_LIMIT = 1_048_576
 
 Format = Literal["yaml", "json"]
 

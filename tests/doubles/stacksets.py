@@ -102,6 +102,9 @@ from tests.doubles.timing import SlotPool, Timing
 
 __all__ = ["API_METHODS", "StackSetsClient", "StackSetsDouble"]
 
+# AWS's own limit, written here rather than taken from the product: the double checks the product.
+TEMPLATE_BODY_LIMIT = 51_200
+
 API_METHODS: tuple[str, ...] = (
     "create_stack_set",
     "describe_stack_set",
@@ -620,6 +623,15 @@ class StackSetsDouble:
         if report.has_errors():
             raise ParamValidationError(report=report.generate_report())
 
+        body = kwargs.get("TemplateBody")
+        if isinstance(body, str) and len(body.encode("utf-8")) > TEMPLATE_BODY_LIMIT:
+            # The API's length constraint on TemplateBody, checked by the service (botocore checks only minimums).
+            # https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_CreateStackSet.html
+            raise _ApiError(
+                "ValidationError",
+                "1 validation error detected: Value at 'templateBody' failed to satisfy constraint: Member must "
+                f"have length less than or equal to {TEMPLATE_BODY_LIMIT}",
+            )
         self.calls.append((method, dict(kwargs)))
         if self.timing is None:
             self._now += timedelta(seconds=1)

@@ -10,6 +10,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
+from loginwatch_org.aws.staging import TemplateStager
 from loginwatch_org.config import Config, load_config
 from loginwatch_org.mail_setup import WATCH_ROLE_PATH, mail_role_arn
 from loginwatch_org.sandbox.control import Sandbox as Running
@@ -57,9 +58,12 @@ def _watch_sending_through_the_mail_account(config: Config) -> str:
 
 def _deploy(session: boto3.Session, sandbox: Sandbox, name: str, body: str, parameters: dict[str, str]) -> None:
     cloudformation = session.client("cloudformation", endpoint_url=sandbox.endpoint_url)
+    account = session.client("sts", endpoint_url=sandbox.endpoint_url).get_caller_identity()["Account"]
+    # A body too large to send inline goes through S3, as the rollout sends it.
+    stager = TemplateStager(lambda _region: session.client("s3", endpoint_url=sandbox.endpoint_url), account)
     cloudformation.create_stack(
         StackName=name,
-        TemplateBody=body,
+        **stager.source(body, REGION),
         Parameters=[{"ParameterKey": key, "ParameterValue": value} for key, value in parameters.items()],
         Capabilities=["CAPABILITY_NAMED_IAM"],
     )

@@ -21,6 +21,8 @@ small patch that names the AWS behaviour it adds and where AWS documents it:
 * ``lambda_configuration``: GetFunctionConfiguration names the function's log group and dead-letter queue.
 * ``lambda_async``: a failed asynchronous invocation retried, then sent to the function's dead-letter queue.
 * ``sqs_event_source``: a queue read by a function in batches, as Lambda polls it, honouring partial batch responses.
+* ``cfn_limits``: a template body over 51,200 bytes refused (a larger one must come from S3).
+* ``s3``: bucket policies with their conditions; sandbox requests count as made over TLS.
 * ``ses``: keeping both the text and the HTML part of a message.
 * ``prerequisites``: what ``doctor`` checks (SES account status, Regions, trails, roles that must exist).
 * ``mail_account``: AssumeRole honouring the role's trust policy, so only the organisation's watches send

@@ -5,8 +5,8 @@ assumed (``mail_account``), and a rule target's role when EventBridge puts an ev
 (``eventbridge``). Both use this module.
 
 Modelled: Allow and Deny statements (an explicit Deny wins, nothing is allowed without an Allow), ``Action``
-and ``Resource`` with ``*``/``?`` wildcards, ``AWS`` and ``Service`` principals, and the string and ARN
-condition operators with their ``IfExists`` forms. Anything else (``NotAction``, ``NotResource``,
+and ``Resource`` with ``*``/``?`` wildcards, ``AWS`` and ``Service`` principals, and the string, ARN and
+``Bool`` condition operators with their ``IfExists`` forms. Anything else (``NotAction``, ``NotResource``,
 ``NotPrincipal``, other operators, multi-valued ``ForAllValues``/``ForAnyValue`` keys) makes a statement not
 match, so the sandbox refuses rather than admits what it cannot judge.
 https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_evaluation-logic.html
@@ -25,6 +25,7 @@ from typing import Any, Final
 __all__ = [
     "Context",
     "allowed",
+    "applies",
     "arn_like",
     "conditions_hold",
     "document",
@@ -83,7 +84,7 @@ def allowed(
     verdict = False
     for policy in policies:
         for statement in statements(policy):
-            if not _applies(statement, action, resource, context, principal):
+            if not applies(statement, action, resource, context, principal):
                 continue
             if statement.get("Effect") == "Deny":
                 return False
@@ -91,7 +92,7 @@ def allowed(
     return verdict
 
 
-def _applies(
+def applies(
     statement: Mapping[str, Any],
     action: str,
     resource: str | None,
@@ -164,4 +165,5 @@ _COMPARISONS: Final[dict[str, Callable[[str, str], bool]]] = {
     "StringLike": lambda actual, value: wildcard_match(actual, value),
     "ArnEquals": lambda actual, value: actual == value,
     "ArnLike": arn_like,
+    "Bool": lambda actual, value: actual.lower() == value.lower(),
 }
