@@ -72,7 +72,9 @@ class TestAlert:
                 "notifier's log and dead-letter queue"
             )
         if evidence.ses_message_ids:
-            return "SES accepted the email: message " + ", ".join(evidence.ses_message_ids)
+            ids = evidence.ses_message_ids
+            # One SES message per recipient.
+            return f"SES accepted the email: message{'s' if len(ids) > 1 else ''} " + ", ".join(ids)
         parts: list[str] = []
         if evidence.dead_letters:
             parts.append(f"the test reached the dead-letter queue ({len(evidence.dead_letters)} message(s))")

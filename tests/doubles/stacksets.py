@@ -98,6 +98,7 @@ import botocore.session
 from botocore.exceptions import ClientError, ParamValidationError
 from botocore.validate import ParamValidator
 
+from tests.doubles.s3 import FakeS3
 from tests.doubles.timing import SlotPool, Timing
 
 __all__ = ["API_METHODS", "StackSetsClient", "StackSetsDouble"]
@@ -429,6 +430,7 @@ class StackSetsDouble:
         stale_reads: int = 0,
         suspended_accounts: set[str] | None = None,
         timing: Timing | None = None,
+        s3: FakeS3 | None = None,
     ) -> None:
         if polls_per_state < 0:
             raise ValueError("polls_per_state must be >= 0")
@@ -437,6 +439,8 @@ class StackSetsDouble:
         if not _ACCOUNT_RE.match(management_account):
             raise ValueError(f"management account {management_account!r} is not a 12-digit account id")
         self.management_account = management_account
+        # Where TemplateURL is read from; without it, every TemplateURL is refused.
+        self.s3 = s3
         self.polls_per_state = polls_per_state
         self.failing_accounts: dict[str, str] = failing_accounts if failing_accounts is not None else {}
         self.drifted_accounts: set[str] = drifted_accounts if drifted_accounts is not None else set()
@@ -608,6 +612,13 @@ class StackSetsDouble:
             while head is not None:
                 self._advance(stack_set, head)
                 head = self._head(stack_set)
+
+    def _read_template_url(self, url: str) -> str:
+        """CloudFormation reads the template from S3 when the call is made, and keeps its own copy."""
+        body = self.s3.read_url(url) if self.s3 is not None else None
+        if body is None:
+            raise _invalid("TemplateURL must reference a valid S3 object to which you have access.")
+        return body
 
     # ------------------------------------------------------------------ call plumbing
 
@@ -1417,7 +1428,7 @@ class StackSetsDouble:
             stack_set_id=f"{name}:{set_uuid}",
             arn=f"arn:aws:cloudformation:{self.region}:{self.management_account}:stackset/{name}:{set_uuid}",
             permission_model=permission_model,
-            template_body=kw.get("TemplateBody") or f"# template at {kw.get('TemplateURL')}",
+            template_body=kw.get("TemplateBody") or self._read_template_url(kw["TemplateURL"]),
             parameters=self._parameters(kw.get("Parameters") or [], None),
             capabilities=list(kw.get("Capabilities") or []),
             tags=[dict(tag) for tag in kw.get("Tags") or []],
@@ -1522,7 +1533,7 @@ class StackSetsDouble:
         if kw.get("TemplateBody") is not None:
             stack_set.template_body = kw["TemplateBody"]
         elif kw.get("TemplateURL") is not None:
-            stack_set.template_body = f"# template at {kw['TemplateURL']}"
+            stack_set.template_body = self._read_template_url(kw["TemplateURL"])
         stack_set.parameters = parameters
         for key, attr in (("Description", "description"), ("ExecutionRoleName", "execution_role_name")):
             if key in kw:
