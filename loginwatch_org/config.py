@@ -197,6 +197,16 @@ class StackSetSettings(_Model):
             )
         if len(set(self.regions)) != len(self.regions):
             found.add(here, "regions: a region is listed twice")
+        if WATCH_REGION not in self.regions:
+            # Root sign-ins and sign-ins through the global endpoint are recorded in us-east-1, and every
+            # forwarder sends to the us-east-1 bus: without a watch there they would be accepted and dropped.
+            # https://docs.aws.amazon.com/awscloudtrail/latest/userguide/cloudtrail-event-reference-aws-console-sign-in-events.html
+            found.add(
+                ("stack_set", "regions"),
+                f"{', '.join(self.regions)} leaves out {WATCH_REGION}: root sign-ins and sign-ins through the "
+                f"global endpoint are recorded there, and every forwarder sends to the {WATCH_REGION} watch; add "
+                f"{WATCH_REGION} (another Region may hold a watch too)",
+            )
         if self.permission_model == "service-managed" and not self.organizational_units:
             found.add(
                 here,

@@ -105,6 +105,11 @@ def test_unquoted_number_losing_leading_zero(write_config: Callable[[str], Path]
             "organizational_units: [r-ab12]\n  regions: [us-east-9]",
             ":4: stack_set.regions[0]: 'us-east-9' is not an AWS Region",
         ),
+        (
+            "organizational_units: [r-ab12]",
+            "organizational_units: [r-ab12]\n  regions: [eu-west-1]",
+            ":4: stack_set.regions: eu-west-1 leaves out us-east-1: root sign-ins and sign-ins through the global",
+        ),
         ('"444455556666"', '"111122223333"', ":13: accounts[1].id: account 111122223333 is listed twice"),
         (
             "sender: alerts@example.com",
