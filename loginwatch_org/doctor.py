@@ -72,6 +72,9 @@ class SesSender:
     authorizes_sending: bool | Unknown | None = None
     # The identity's default configuration set ("" when it has none); None when it was not read.
     configuration_set: str | Unknown | None = None
+    # Recipients it sends to that are on the account's suppression list, with SES's reason (BOUNCE or
+    # COMPLAINT); None when not read.
+    suppressed: Mapping[str, str] | Unknown | None = None
 
 
 @dataclass(frozen=True)
@@ -460,6 +463,39 @@ def check_ses_configuration_set(config: Config, facts: Facts) -> CheckResult | N
 # --- delivery failures -------------------------------------------------------------------------------------------
 
 
+def check_ses_suppression(config: Config, facts: Facts) -> CheckResult | None:
+    """No recipient is on the sending account's suppression list: SES accepts a send to a suppressed address and
+    never delivers it, so the notifier logs it as sent and nobody hears of it.
+
+    https://docs.aws.amazon.com/ses/latest/dg/sending-email-suppression-list.html
+    https://docs.aws.amazon.com/ses/latest/APIReference-V2/API_GetSuppressedDestination.html
+    """
+    name = "SES recipients not suppressed"
+    relevant = [s for s in facts.ses if s.suppressed is not None]
+    if not relevant:
+        return None
+    listed = [
+        (address, reason, s)
+        for s in relevant
+        if isinstance(s.suppressed, Mapping)
+        for address, reason in sorted(s.suppressed.items())
+    ]
+    if listed:
+        named = "; ".join(f"{address} ({reason}, in {s.account}/{s.region})" for address, reason, s in listed)
+        address, _reason, first = listed[0]
+        fix = (
+            "confirm each address receives mail, then, in the account and Region named: aws sesv2 "
+            f"delete-suppressed-destination --email-address {address} --region {first.region} (and likewise for "
+            "the others), or replace the address in the config"
+        )
+        return _failed(name, f"SES accepts and silently drops alerts to {len(listed)} recipient(s): {named}", fix)
+    unknown = _grouped((f"{s.account}/{s.region}", s.suppressed) for s in relevant if isinstance(s.suppressed, Unknown))
+    if unknown:
+        return _unknown(name, unknown, "sesv2:GetSuppressedDestination")
+    places = _named(sorted({f"{s.account}/{s.region}" for s in relevant}))
+    return _passed(name, f"no recipient is on the suppression list in {places}")
+
+
 def check_alarm_action(config: Config, facts: Facts) -> CheckResult:
     """The dead-letter alarm tells someone: without an action, an undeliverable alert waits unseen in a queue."""
     name = "Dead-letter alarm action"
@@ -545,6 +581,7 @@ CHECKS: tuple[Check, ...] = (
     check_ses_production,
     check_ses_authorization,
     check_ses_configuration_set,
+    check_ses_suppression,
     check_alarm_action,
     check_regions_enabled,
 )

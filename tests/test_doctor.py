@@ -29,6 +29,7 @@ from loginwatch_org.doctor import (
     check_ses_configuration_set,
     check_ses_identity,
     check_ses_production,
+    check_ses_suppression,
     check_trusted_access,
     deployed_regions,
     evaluate,
@@ -444,3 +445,20 @@ def test_with_a_mail_account_undeliverable_alerts_reach_the_alarm_recipients(
     result = check_alarm_action(config, replace(_healthy(config), alarm_topic=None))
     assert result.status == "pass"
     assert MAIL_ACCOUNT in result.detail and "oncall@example.com" in result.detail
+
+
+def test_a_suppressed_recipient_is_named_with_its_reason_and_the_command_that_frees_it(config: Config) -> None:
+    clean = SesSender(MANAGEMENT, "us-east-1", "example.com", True, True, True, suppressed={})
+    listed = replace(clean, suppressed={"oncall@example.com": "COMPLAINT"})
+    assert check_ses_suppression(config, replace(_healthy(config), ses=())) is None  # not read: not judged
+    assert _one(check_ses_suppression(config, replace(_healthy(config), ses=(clean,)))).passed
+    failed = _one(check_ses_suppression(config, replace(_healthy(config), ses=(clean, listed))))
+    assert failed.status == "fail"
+    assert failed.detail == (
+        "SES accepts and silently drops alerts to 1 recipient(s): "
+        f"oncall@example.com (COMPLAINT, in {MANAGEMENT}/us-east-1)"
+    )
+    assert "aws sesv2 delete-suppressed-destination --email-address oncall@example.com --region us-east-1" in failed.fix
+    unread = replace(clean, suppressed=Unknown("AccessDenied"))
+    unknown = _one(check_ses_suppression(config, replace(_healthy(config), ses=(unread,))))
+    assert unknown.status == "cannot-check" and "sesv2:GetSuppressedDestination" in unknown.fix

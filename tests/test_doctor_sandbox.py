@@ -79,7 +79,7 @@ def test_doctor_passes_then_fails_when_the_trail_or_production_access_is_gone(sa
     passing = sandbox.run("doctor", "--sandbox", "-c", str(config))
     assert passing.returncode == 0, passing.stdout + passing.stderr
     assert "[FAIL]" not in passing.stdout and "[CANNOT CHECK]" not in passing.stdout
-    assert "6 of 6 check(s) passed." in passing.stdout
+    assert "7 of 7 check(s) passed." in passing.stdout
     as_json = sandbox.run("doctor", "--sandbox", "--json", "-c", str(config))
     assert as_json.returncode == 0, as_json.stderr
     assert set(_checks(as_json.stdout).values()) == {"pass"}
@@ -89,7 +89,7 @@ def test_doctor_passes_then_fails_when_the_trail_or_production_access_is_gone(sa
     assert no_trail.returncode == 1, no_trail.stdout + no_trail.stderr
     assert "[FAIL] CloudTrail trail for sign-in events: us-east-1: no trail" in no_trail.stdout
     assert "fix: from the management account: aws cloudtrail create-trail" in no_trail.stdout
-    assert "5 of 6 check(s) passed." in no_trail.stdout
+    assert "6 of 7 check(s) passed." in no_trail.stdout
 
     _member_client(state, MEMBER, "sesv2").put_account_details(
         MailType="TRANSACTIONAL",
@@ -106,6 +106,17 @@ def test_doctor_passes_then_fails_when_the_trail_or_production_access_is_gone(sa
     assert "aws sesv2 put-account-details --production-access-enabled" in production["fix"]
     assert checks["CloudTrail trail for sign-in events"]["status"] == "fail"
     assert checks["SES sender identity verified"]["status"] == "pass"
+    assert checks["SES recipients not suppressed"]["status"] == "pass"
+
+    # An address on the sending account's suppression list: SES would accept its alerts and drop them.
+    _member_client(state, MEMBER, "sesv2").put_suppressed_destination(
+        EmailAddress="security@example.com", Reason="BOUNCE"
+    )
+    suppressed = sandbox.run("doctor", "--sandbox", "--json", "-c", str(config))
+    check = {c["check"]: c for c in json.loads(suppressed.stdout)["checks"]}["SES recipients not suppressed"]
+    assert check["status"] == "fail"
+    assert f"security@example.com (BOUNCE, in {MEMBER}/us-east-1)" in check["detail"]
+    assert "aws sesv2 delete-suppressed-destination --email-address security@example.com" in check["fix"]
 
 
 def test_doctor_says_what_it_cannot_read(sandbox: Workspace) -> None:

@@ -706,7 +706,7 @@ def test_demo_rolls_out_and_shows_one_email(workspace: Workspace) -> None:
     assert demo.returncode == 0, demo.stdout + demo.stderr
     # The story in order: prerequisites, rollout, a test alert through every watch, coverage, two sign-ins.
     checked, rest = demo.stdout.split("== 2. Rollout of")
-    assert "7 of 7 check(s) passed." in checked and "[FAIL]" not in checked
+    assert "8 of 8 check(s) passed." in checked and "[FAIL]" not in checked
     rolled, rest = rest.split("== 3. A test alert through every watch")
     assert "Rollout complete: 8 account(s) current." in rolled
     table = [line for line in rolled.splitlines() if re.match(r"\d{12}  ", line)]

@@ -243,7 +243,10 @@ def _account_facts(reader: Reader, config: Config, account: str) -> _AccountFact
     senders: tuple[SesSender, ...] = ()
     if config.delivery.ses_identity_arn is None:
         # Without sending authorization every account sends from an identity of its own, in each watch Region.
-        senders = tuple(_ses_sender(reader, account, region, config.delivery.sender, None) for region in regions)
+        recipients = _recipients_of(config, account)
+        senders = tuple(
+            _ses_sender(reader, account, region, config.delivery.sender, None, recipients) for region in regions
+        )
     return _AccountFacts(execution_role, statuses, senders)
 
 
@@ -346,11 +349,44 @@ def _ses_senders(reader: Reader, config: Config, per_account: Mapping[str, _Acco
     if mail_account is not None and region is not None:
         # The mail account sends every alert with its own identity: only there does SES need to be ready, and
         # no sending-authorization policy is involved.
-        return (_ses_sender(reader, mail_account, region, identity, None),)
-    return (_ses_sender(reader, parts[4], parts[3], identity, arn),)
+        return (_ses_sender(reader, mail_account, region, identity, None, _recipients_of(config, None)),)
+    return (_ses_sender(reader, parts[4], parts[3], identity, arn, _recipients_of(config, None)),)
 
 
-def _ses_sender(reader: Reader, account: str, region: str, identity: str, identity_arn: str | None) -> SesSender:
+def _recipients_of(config: Config, account: str | None) -> tuple[str, ...]:
+    """Whom alerts sent from ``account`` go to (None: from every account). The dead-letter alarm's recipients are
+    left out: SNS emails them, not SES."""
+    management = config.management_watch()
+    watches = [*config.targets(), *([management] if management is not None else [])]
+    chosen = [watch for watch in watches if account is None or watch.account_id == account]
+    return tuple(dict.fromkeys(address for watch in chosen for address in watch.recipients))
+
+
+def _suppressed(ses: Any, recipients: Iterable[str]) -> dict[str, str]:
+    """The recipients on the account-level suppression list, with SES's reason.
+
+    https://docs.aws.amazon.com/ses/latest/APIReference-V2/API_GetSuppressedDestination.html
+    """
+    found: dict[str, str] = {}
+    for address in recipients:
+        try:
+            entry = ses.get_suppressed_destination(EmailAddress=address)["SuppressedDestination"]
+        except Exception as error:
+            if error_code(error) == "NotFoundException":
+                continue
+            raise
+        found[address] = str(entry.get("Reason") or "listed")
+    return found
+
+
+def _ses_sender(
+    reader: Reader,
+    account: str,
+    region: str,
+    identity: str,
+    identity_arn: str | None,
+    recipients: tuple[str, ...] = (),
+) -> SesSender:
     """SESv2 GetAccount (production access, sending enabled) and GetEmailIdentity (verification, policies).
 
     https://docs.aws.amazon.com/ses/latest/APIReference-V2/API_GetAccount.html
@@ -361,7 +397,7 @@ def _ses_sender(reader: Reader, account: str, region: str, identity: str, identi
     except _NoAccess as error:
         unknown = Unknown(str(error))
         return SesSender(
-            account, region, identity, unknown, unknown, unknown, unknown if identity_arn else None, unknown
+            account, region, identity, unknown, unknown, unknown, unknown if identity_arn else None, unknown, unknown
         )
     details = _read(ses.get_account, "sesv2:GetAccount")
     names = [identity] if identity_arn or "@" not in identity else [identity, identity.split("@", 1)[1]]
@@ -381,6 +417,7 @@ def _ses_sender(reader: Reader, account: str, region: str, identity: str, identi
     configuration_set: str | Unknown = (
         described if isinstance(described, Unknown) else str(described.get("ConfigurationSetName") or "")
     )
+    suppressed = _read(lambda: _suppressed(ses, recipients), "sesv2:GetSuppressedDestination")
     return SesSender(
         account,
         region,
@@ -390,6 +427,7 @@ def _ses_sender(reader: Reader, account: str, region: str, identity: str, identi
         from_details("SendingEnabled"),
         authorizes,
         configuration_set,
+        suppressed,
     )
 
 

@@ -10,7 +10,9 @@ sandbox may also send only to verified addresses and domains, 200 a day and one 
 ``prerequisites`` reports (``send_quota``, with its knobs to lower it). A message is allowed when nothing was
 sent in the last second, whatever its recipients; the rate then counts every recipient.
 
-Not modelled: the suppression list, bounces and complaints.
+The account-level suppression list is modelled (Put/Get/DeleteSuppressedDestination): SES accepts a send to a
+listed address, counts it, and never delivers it, so it never reaches the mailbox. Not modelled: bounces and
+complaints as events, and addresses added to the list by them.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import json
 import logging
 import threading
 import time
+import urllib.parse
 from collections import defaultdict, deque
 from typing import Any, Final
 
@@ -28,6 +31,7 @@ from moto.core.responses import ActionResult
 from moto.ses.exceptions import MessageRejectedError
 from moto.ses.models import SESBackend
 from moto.ses.responses import EmailResponse
+from moto.sesv2 import urls as sesv2_urls
 from moto.sesv2.responses import SESV2Response
 
 from loginwatch_org.sandbox.behaviour._core import Patches
@@ -43,14 +47,28 @@ _lock = threading.Lock()
 _sent: dict[tuple[str, str], deque[tuple[float, int]]] = defaultdict(deque)
 
 
+# (account, Region) -> address (lower case) -> (reason, when): the account-level suppression list.
+_suppressed: dict[tuple[str, str], dict[str, tuple[str, float]]] = defaultdict(dict)
+
+
 @PATCHES.on_revert
 def _forget_sends() -> None:
     with _lock:
         _sent.clear()
+        _suppressed.clear()
+
+
+def suppressed(account: str, region: str, address: str) -> bool:
+    with _lock:
+        return address.lower() in _suppressed[(account, region)]
 
 
 class Throttling(ServiceException):
     code = "Throttling"
+
+
+class NotFoundException(ServiceException):
+    code = "NotFoundException"
 
 
 def check_limits(backend: SESBackend, recipients: list[str], moment: float) -> None:
@@ -84,8 +102,14 @@ def _make_send_email(original: Any) -> Any:
             moment = time.monotonic()
             check_limits(self, recipients, moment)
             message = original(self, source, subject, body, destinations)
-            # Only a message SES accepted counts against the quota.
+            # Only a message SES accepted counts against the quota, a suppressed address included.
             _sent[(self.account_id, self.region_name)].append((moment, len(recipients)))
+            listed = _suppressed[(self.account_id, self.region_name)]
+            if recipients and all(address.lower() in listed for address in recipients):
+                # SES accepts a send to an address on the account's suppression list and never delivers it
+                # (https://docs.aws.amazon.com/ses/latest/dg/sending-email-suppression-list.html): it never
+                # reaches the mailbox.
+                self.sent_messages.remove(message)
         return message
 
     return send_email
@@ -140,3 +164,53 @@ def _make_ses_v2_send_email(original: Any) -> Any:
         return result
 
     return send_email
+
+
+@PATCHES.replace(SESV2Response, "put_suppressed_destination")
+def _put_suppressed_destination(self: SESV2Response) -> str:
+    """PutSuppressedDestination: add an address (reason BOUNCE or COMPLAINT) to the account-level list.
+
+    https://docs.aws.amazon.com/ses/latest/APIReference-V2/API_PutSuppressedDestination.html
+    """
+    request = json.loads(self.body or "{}")
+    with _lock:
+        _suppressed[(self.current_account, self.region)][str(request["EmailAddress"]).lower()] = (
+            str(request.get("Reason") or "BOUNCE"),
+            time.time(),
+        )
+    return "{}"
+
+
+def _address(self: SESV2Response) -> str:
+    return urllib.parse.unquote(self.path.rstrip("/").rsplit("/", 1)[-1]).lower()
+
+
+@PATCHES.replace(SESV2Response, "get_suppressed_destination")
+def _get_suppressed_destination(self: SESV2Response) -> Any:
+    """GetSuppressedDestination: the address's entry, or NotFoundException when it is not on the list.
+
+    https://docs.aws.amazon.com/ses/latest/APIReference-V2/API_GetSuppressedDestination.html
+    """
+    address = _address(self)
+    with _lock:
+        entry = _suppressed[(self.current_account, self.region)].get(address)
+    if entry is None:
+        raise NotFoundException(f"Email address {address} does not exist on your suppression list.")
+    reason, when = entry
+    return json.dumps({"SuppressedDestination": {"EmailAddress": address, "Reason": reason, "LastUpdateTime": when}})
+
+
+@PATCHES.replace(SESV2Response, "delete_suppressed_destination")
+def _delete_suppressed_destination(self: SESV2Response) -> str:
+    address = _address(self)
+    with _lock:
+        if _suppressed[(self.current_account, self.region)].pop(address, None) is None:
+            raise NotFoundException(f"Email address {address} does not exist on your suppression list.")
+    return "{}"
+
+
+_SUPPRESSION_PATHS: Final = {
+    "{0}/v2/email/suppression/addresses$": SESV2Response.dispatch,
+    "{0}/v2/email/suppression/addresses/(?P<EmailAddress>[^/]+)$": SESV2Response.dispatch,
+}
+PATCHES.wrap(sesv2_urls, "url_paths")(lambda original: {**original, **_SUPPRESSION_PATHS})
