@@ -54,6 +54,7 @@ from loginwatch_org.templates.blocks import (
     BUFFER_MAX_RECEIVES,
     BUFFER_VISIBILITY_SECONDS,
 )
+from loginwatch_org.templates.patterns import SIGNIN_DETAIL_TYPE, SIGNIN_SOURCE
 
 SEND_SECONDS = 0.05
 EPOCH = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)
@@ -308,8 +309,8 @@ class World:
         event = {
             "version": "0",
             "id": str(uuid.uuid4()),
-            "detail-type": "AWS Console Sign In via CloudTrail",
-            "source": "aws.signin",
+            "detail-type": SIGNIN_DETAIL_TYPE,
+            "source": SIGNIN_SOURCE,
             "account": account,
             "time": record["eventTime"],
             "region": "us-east-1",

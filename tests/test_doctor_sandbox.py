@@ -5,15 +5,13 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import boto3
 import pytest
 
 from loginwatch_org.config import load_config
 from loginwatch_org.sandbox.behaviour.prerequisites import ORGANIZATION_TRAIL
 from tests.conftest import own_ses_example_text
-from tests.test_sandbox_cli import Workspace, _workspace
+from tests.test_sandbox_cli import Workspace, _workspace, member_client, sandbox_client
 
 MANAGEMENT = "999988887777"  # the example config's management account, which the sandbox uses
 MEMBER = "111122223333"
@@ -24,28 +22,6 @@ TOPIC = f"arn:aws:sns:us-east-1:{MANAGEMENT}:security-paging"
 def sandbox(tmp_path: Path) -> Iterator[Workspace]:
     with _workspace(tmp_path / "ws") as workspace:
         yield workspace
-
-
-def _client(state: dict[str, Any], service: str, credentials: dict[str, str] | None = None) -> Any:
-    keys = credentials or {
-        "aws_access_key_id": state["credentials"]["aws_access_key_id"],
-        "aws_secret_access_key": state["credentials"]["aws_secret_access_key"],
-    }
-    return boto3.client(service, region_name="us-east-1", endpoint_url=state["endpoint_url"], **keys)
-
-
-def _member_client(state: dict[str, Any], account: str, service: str) -> Any:
-    role = f"arn:aws:iam::{account}:role/{state['member_role_name']}"
-    assumed = _client(state, "sts").assume_role(RoleArn=role, RoleSessionName="test")["Credentials"]
-    return _client(
-        state,
-        service,
-        {
-            "aws_access_key_id": assumed["AccessKeyId"],
-            "aws_secret_access_key": assumed["SecretAccessKey"],
-            "aws_session_token": assumed["SessionToken"],
-        },
-    )
 
 
 def _with_alarm_topic(workspace: Workspace) -> Path:
@@ -63,7 +39,7 @@ def _checks(output: str) -> dict[str, str]:
 def test_doctor_passes_then_fails_when_the_trail_or_production_access_is_gone(sandbox: Workspace) -> None:
     config = _with_alarm_topic(sandbox)
     state = sandbox.up(config)
-    sns = _client(state, "sns")
+    sns = sandbox_client(state, "sns")
     topic = sns.create_topic(Name="security-paging")["TopicArn"]
     assert topic == TOPIC
 
@@ -73,8 +49,8 @@ def test_doctor_passes_then_fails_when_the_trail_or_production_access_is_gone(sa
     assert f"[FAIL] Dead-letter alarm action: {TOPIC} has no confirmed subscription" in lonely.stdout
     assert f"fix: aws sns subscribe --topic-arn {TOPIC}" in lonely.stdout
 
-    queue = _client(state, "sqs").create_queue(QueueName="paging")["QueueUrl"]
-    queue_arn = _client(state, "sqs").get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])
+    queue = sandbox_client(state, "sqs").create_queue(QueueName="paging")["QueueUrl"]
+    queue_arn = sandbox_client(state, "sqs").get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])
     sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn["Attributes"]["QueueArn"])
     passing = sandbox.run("doctor", "--sandbox", "-c", str(config))
     assert passing.returncode == 0, passing.stdout + passing.stderr
@@ -84,14 +60,14 @@ def test_doctor_passes_then_fails_when_the_trail_or_production_access_is_gone(sa
     assert as_json.returncode == 0, as_json.stderr
     assert set(_checks(as_json.stdout).values()) == {"pass"}
 
-    _client(state, "cloudtrail").delete_trail(Name=ORGANIZATION_TRAIL)
+    sandbox_client(state, "cloudtrail").delete_trail(Name=ORGANIZATION_TRAIL)
     no_trail = sandbox.run("doctor", "--sandbox", "-c", str(config))
     assert no_trail.returncode == 1, no_trail.stdout + no_trail.stderr
     assert "[FAIL] CloudTrail trail for sign-in events: us-east-1: no trail" in no_trail.stdout
     assert "fix: from the management account: aws cloudtrail create-trail" in no_trail.stdout
     assert "6 of 7 check(s) passed." in no_trail.stdout
 
-    _member_client(state, MEMBER, "sesv2").put_account_details(
+    member_client(state, MEMBER, "sesv2").put_account_details(
         MailType="TRANSACTIONAL",
         WebsiteURL="https://example.com",
         UseCaseDescription="console sign-in alerts",
@@ -109,7 +85,7 @@ def test_doctor_passes_then_fails_when_the_trail_or_production_access_is_gone(sa
     assert checks["SES recipients not suppressed"]["status"] == "pass"
 
     # An address on the sending account's suppression list: SES would accept its alerts and drop them.
-    _member_client(state, MEMBER, "sesv2").put_suppressed_destination(
+    member_client(state, MEMBER, "sesv2").put_suppressed_destination(
         EmailAddress="security@example.com", Reason="BOUNCE"
     )
     suppressed = sandbox.run("doctor", "--sandbox", "--json", "-c", str(config))
@@ -162,12 +138,12 @@ def test_doctor_self_managed_with_sending_authorization(sandbox: Workspace) -> N
     assert "create-email-identity-policy --email-identity alerts@example.com" in authorization["fix"]
 
     statement = {"Effect": "Allow", "Principal": "*", "Action": "ses:SendEmail", "Resource": identity_arn}
-    _client(state, "sesv2").create_email_identity_policy(
+    sandbox_client(state, "sesv2").create_email_identity_policy(
         EmailIdentity="alerts@example.com",
         PolicyName="organization",
         Policy=json.dumps({"Version": "2012-10-17", "Statement": [statement]}),
     )
-    _member_client(state, MEMBER, "iam").delete_role(RoleName="AWSCloudFormationStackSetExecutionRole")
+    member_client(state, MEMBER, "iam").delete_role(RoleName="AWSCloudFormationStackSetExecutionRole")
     after = checks()
     assert after["SES sending authorization"]["status"] == "pass"
     execution = after["StackSets execution roles"]

@@ -199,6 +199,30 @@ class Example:
         )
 
 
+def sandbox_client(state: dict[str, Any], service: str, credentials: dict[str, str] | None = None) -> Any:
+    """A client of the sandbox ``state`` describes, as its management account (or with ``credentials``)."""
+    keys = credentials or {
+        "aws_access_key_id": state["credentials"]["aws_access_key_id"],
+        "aws_secret_access_key": state["credentials"]["aws_secret_access_key"],
+    }
+    return boto3.client(service, region_name="us-east-1", endpoint_url=state["endpoint_url"], **keys)
+
+
+def member_client(state: dict[str, Any], account: str, service: str) -> Any:
+    """A client in a member account, through the member role, as the product reaches it."""
+    role = f"arn:aws:iam::{account}:role/{state['member_role_name']}"
+    assumed = sandbox_client(state, "sts").assume_role(RoleArn=role, RoleSessionName="test")["Credentials"]
+    return sandbox_client(
+        state,
+        service,
+        {
+            "aws_access_key_id": assumed["AccessKeyId"],
+            "aws_secret_access_key": assumed["SecretAccessKey"],
+            "aws_session_token": assumed["SessionToken"],
+        },
+    )
+
+
 @contextmanager
 def rolled_out_example(root: Path) -> Iterator[Example]:
     """The example config rolled out into a sandbox of its own under ``root`` (a module's fixture)."""

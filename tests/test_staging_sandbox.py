@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 
-import boto3
 import pytest
 
 from loginwatch_org.aws.staging import staging_bucket_name
 from loginwatch_org.config import load_config
 from loginwatch_org.templates import REGISTRY, TEMPLATE_BODY_LIMIT, template_body, template_digest
-from tests.test_sandbox_cli import Example, rolled_out_example
+from tests.test_sandbox_cli import Example, rolled_out_example, sandbox_client
 
 
 @pytest.fixture(scope="module")
@@ -25,13 +24,7 @@ def test_the_watch_is_staged_once_and_the_rollout_converges(example: Example) ->
     body = template_body(REGISTRY["watch"].build(load_config(example.config)))
     assert len(body.encode("utf-8")) > TEMPLATE_BODY_LIMIT  # the example's watch (mail mode) needs staging
     state = json.loads(example.workspace.state_file.read_text(encoding="utf-8"))
-    s3 = boto3.client(
-        "s3",
-        region_name="us-east-1",
-        endpoint_url=state["endpoint_url"],
-        aws_access_key_id=state["credentials"]["aws_access_key_id"],
-        aws_secret_access_key=state["credentials"]["aws_secret_access_key"],
-    )
+    s3 = sandbox_client(state, "s3")
     bucket = staging_bucket_name(state["management_account"], "us-east-1")
     staged = s3.get_object(Bucket=bucket, Key=f"templates/{template_digest(body)}.json")["Body"].read().decode()
     assert staged == body
