@@ -121,6 +121,10 @@ RESOURCE_PRICES: Mapping[str, ResourcePrice] = {
         None, "billed per request: an idle dead-letter queue receives none; polling a buffer is the mapping's"
     ),
     "AWS::SQS::QueuePolicy": ResourcePrice(None, "a policy is free"),
+    # https://aws.amazon.com/ses/pricing/ (read 2026-12-07): configuration sets and event publishing to SNS carry
+    # no SES charge; the SNS notices they publish are rare (a bounce or complaint of an alert).
+    "AWS::SES::ConfigurationSet": ResourcePrice(None, "configuration sets are free"),
+    "AWS::SES::ConfigurationSetEventDestination": ResourcePrice(None, "event publishing is free; notices are rare"),
 }
 
 

@@ -13,6 +13,18 @@ from loginwatch_org.config import Config
 WATCH_ROLE_PATH = "/loginwatch/"
 # The environment variable that tells a watch function which role to assume to send.
 MAIL_ROLE_ENVIRONMENT = "MAIL_ROLE_ARN"
+# The environment variable that names the configuration set the notifier sends with.
+CONFIGURATION_SET_ENVIRONMENT = "CONFIGURATION_SET"
+
+
+def alerts_configuration_set(config: Config) -> str | None:
+    """The configuration set the mail stack keeps so that bounces, complaints and rejections of alerts reach the
+    alarm recipients; None without a mail account, or when the identity has a default configuration set of its
+    own (its event destinations are the organisation's to keep, and a set named in a send replaces it)."""
+    delivery = config.delivery
+    if delivery.mail_account is None or delivery.configuration_set is not None:
+        return None
+    return f"{config.stack_set.name[:40]}-alerts"
 
 
 def mail_role_name(config: Config) -> str:

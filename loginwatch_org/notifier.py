@@ -761,9 +761,9 @@ def plan_emails(alerts: list[QueuedAlert], now: float | None) -> tuple[list[Emai
     return emails, held
 
 
-def _request(sender: str, source_arn: str, recipient: str, alert: Alert) -> dict[str, Any]:
+def _request(settings: Settings, recipient: str, alert: Alert) -> dict[str, Any]:
     request: dict[str, Any] = {
-        "Source": sender,
+        "Source": settings.sender,
         "Destination": {"ToAddresses": [recipient]},
         "Message": {
             "Subject": {"Data": alert.subject, "Charset": "UTF-8"},
@@ -773,8 +773,11 @@ def _request(sender: str, source_arn: str, recipient: str, alert: Alert) -> dict
             },
         },
     }
-    if source_arn:
-        request["SourceArn"] = source_arn
+    if settings.source_arn:
+        request["SourceArn"] = settings.source_arn
+    if settings.configuration_set:
+        # Its event destination reports bounces, complaints and rejections to the alarm recipients.
+        request["ConfigurationSetName"] = settings.configuration_set
     return request
 
 
@@ -805,10 +808,10 @@ def _attempt(client: Any, request: dict[str, Any], pacing: Pacing) -> dict[str, 
                 return exc
 
 
-def _send(client: Any, sender: str, source_arn: str, email: Email, pacing: Pacing) -> None:
+def _send(client: Any, settings: Settings, email: Email, pacing: Pacing) -> None:
     """Send to each recipient in turn; stop at SES's first "later"."""
     for recipient in email.recipients:
-        response = _attempt(client, _request(sender, source_arn, recipient, email.alert), pacing)
+        response = _attempt(client, _request(settings, recipient, email.alert), pacing)
         if isinstance(response, Exception):
             exc = response
             kind = _error_kind(exc)
@@ -851,6 +854,7 @@ class Settings:
     watch_region: str | None
     buffer_queue_url: str
     dead_letter_queue_url: str
+    configuration_set: str = ""
 
     @classmethod
     def from_environment(cls) -> Settings:
@@ -868,6 +872,7 @@ class Settings:
             watch_region=os.environ.get("AWS_REGION", "").strip() or None,
             buffer_queue_url=os.environ.get("BUFFER_QUEUE_URL", "").strip(),
             dead_letter_queue_url=os.environ.get("DEAD_LETTER_QUEUE_URL", "").strip(),
+            configuration_set=os.environ.get("CONFIGURATION_SET", "").strip(),
         )
 
     def owed(self, narrowed: str | None) -> tuple[str, ...]:
@@ -958,7 +963,7 @@ def _send_all(settings: Settings, emails: list[Email], deadline: float | None = 
         if deadline is not None and time.monotonic() > deadline:
             email.later, email.waiting_because = "later", "the invocation ran out of time"
             continue
-        _send(client, settings.sender, settings.source_arn, email, pacing)
+        _send(client, settings, email, pacing)
         if email.sent:
             _log_sent(email)
             if email.key is not None:

@@ -333,3 +333,15 @@ def test_hostile_bodies_in_a_batch_still_alert(aws: tuple[FakeSes, FakeSqs], bod
     assert _failures(result) == []
     assert len(ses.sent) == 2 * len(RECIPIENTS)
     assert all("\u202e" not in s and "\x00" not in s for s in ses.subjects())
+
+
+def test_the_configured_configuration_set_is_named_in_every_send(
+    aws: tuple[FakeSes, FakeSqs], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ses, _sqs = aws
+    notifier.handler(_queued([_root()]), None)
+    assert all("ConfigurationSetName" not in request for request in ses.sent)
+    ses.sent.clear()
+    monkeypatch.setenv("CONFIGURATION_SET", "loginwatch-alerts")
+    notifier.handler(_queued([_root()]), None)
+    assert [request["ConfigurationSetName"] for request in ses.sent] == ["loginwatch-alerts"] * len(RECIPIENTS)

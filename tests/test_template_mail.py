@@ -123,11 +123,15 @@ def test_sending_role_may_only_send_as_the_sender_from_the_identity(template: di
     assert send["Effect"] == "Allow"
     assert sorted(send["Action"]) == ["ses:SendEmail", "ses:SendRawEmail"]
     assert send["Condition"] == {"StringEquals": {"ses:FromAddress": {"Ref": "Sender"}}}
-    identity, configuration_set = send["Resource"]
+    identity, configuration_set, own_set = send["Resource"]
     assert identity == {"Ref": "SesIdentityArn"}
     assert configuration_set["Fn::If"][0] == "HasConfigurationSet"
     assert "configuration-set/${ConfigurationSetName}" in configuration_set["Fn::If"][1]["Fn::Sub"]
     assert configuration_set["Fn::If"][2] == {"Ref": "AWS::NoValue"}
+    # The stack's own configuration set, which every alert is sent with.
+    assert own_set == {
+        "Fn::Sub": "arn:${AWS::Partition}:ses:${AWS::Region}:${AWS::AccountId}:configuration-set/loginwatch-alerts"
+    }
     parameters = template["Parameters"]
     assert parameters["SesIdentityArn"]["Default"] == IDENTITY
     assert parameters["Sender"]["Default"] == "alerts@example.com"
@@ -171,7 +175,7 @@ def test_alarm_bus_rule_emails_every_alarm_recipient_once(template: dict[str, An
         for part in path.removeprefix("$.").split("."):
             value = value[part]
         assert isinstance(value, str) and value
-    [publish] = _statements(resources["DeadLetterAlarmTopicPolicy"]["Properties"]["PolicyDocument"])
+    publish, _ses_reports = _statements(resources["DeadLetterAlarmTopicPolicy"]["Properties"]["PolicyDocument"])
     assert publish["Principal"] == {"Service": "events.amazonaws.com"}
     assert publish["Condition"] == {"ArnEquals": {"aws:SourceArn": {"Fn::GetAtt": ["DeadLetterAlarmRule", "Arn"]}}}
     subscriptions = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::SNS::Subscription"]
@@ -310,3 +314,28 @@ def test_sending_setup_names_the_one_account_that_needs_production_access(config
 def test_sending_setup_without_a_mail_account_says_every_account_needs_it() -> None:
     paragraph = sending_setup(own_ses_example())
     assert "every member account needs it" in paragraph and "delivery.mail_account" in paragraph
+
+
+def test_bounces_complaints_and_rejections_of_alerts_reach_the_alarm_recipients(
+    template: dict[str, Any], config: Config
+) -> None:
+    resources = template["Resources"]
+    assert resources["AlertConfigurationSet"]["Properties"]["Name"] == "loginwatch-alerts"
+    destination = resources["AlertDeliveryProblems"]["Properties"]
+    assert destination["ConfigurationSetName"] == {"Ref": "AlertConfigurationSet"}
+    event_destination = destination["EventDestination"]
+    assert event_destination["Enabled"] is True
+    assert sorted(event_destination["MatchingEventTypes"]) == ["bounce", "complaint", "reject", "renderingFailure"]
+    assert event_destination["SnsDestination"] == {"TopicARN": {"Ref": "DeadLetterAlarmTopic"}}
+    # SES may publish to the alarm topic for this configuration set only.
+    _alarm_rule, ses_reports = _statements(resources["DeadLetterAlarmTopicPolicy"]["Properties"]["PolicyDocument"])
+    assert ses_reports["Principal"] == {"Service": "ses.amazonaws.com"} and ses_reports["Action"] == "sns:Publish"
+    assert ses_reports["Condition"]["ArnEquals"]["aws:SourceArn"]["Fn::Sub"].endswith(
+        "configuration-set/loginwatch-alerts"
+    )
+
+
+def test_an_identity_with_its_own_configuration_set_keeps_it(write_config: Callable[[str], Path]) -> None:
+    text = CONFIG.replace("  alarm_recipients:", "  configuration_set: tracking_1\n  alarm_recipients:")
+    resources = build_mail_template(load_config(write_config(text))).to_dict()["Resources"]
+    assert "AlertConfigurationSet" not in resources and "AlertDeliveryProblems" not in resources

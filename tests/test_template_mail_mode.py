@@ -19,9 +19,11 @@ from typer.testing import CliRunner
 from loginwatch_org.cli import app
 from loginwatch_org.config import Config, load_config
 from loginwatch_org.mail_setup import (
+    CONFIGURATION_SET_ENVIRONMENT,
     MAIL_ROLE_ENVIRONMENT,
     WATCH_ROLE_PATH,
     alarm_bus_arn,
+    alerts_configuration_set,
     mail_role_arn,
     sending_setup,
 )
@@ -140,6 +142,8 @@ def test_the_function_sends_through_the_mail_account(config: Config, watch: dict
     variables = watch["Resources"]["NotifierFunction"]["Properties"]["Environment"]["Variables"]
     assert variables[MAIL_ROLE_ENVIRONMENT] == {"Ref": "MailRoleArn"}
     assert variables["SOURCE_ARN"] == {"Ref": "SesIdentityArn"}
+    # Sent with the mail stack's configuration set, whose bounces and complaints reach the alarm recipients.
+    assert variables[CONFIGURATION_SET_ENVIRONMENT] == alerts_configuration_set(config) == "loginwatch-alerts"
     parameters = watch["Parameters"]
     assert parameters["MailRoleArn"]["Default"] == mail_role_arn(config)
     assert parameters["SesIdentityArn"]["Default"] == IDENTITY
@@ -220,6 +224,10 @@ def test_per_account_sending_with_a_configuration_set_may_use_it(write_config: C
     assert watch["Parameters"]["ConfigurationSetName"]["Default"] == "tracking_1"
     assert "Path" not in watch["Resources"]["NotifierRole"]["Properties"]
     assert MAIL_ROLE_ENVIRONMENT not in watch["Resources"]["NotifierFunction"]["Properties"]["Environment"]["Variables"]
+    assert (
+        CONFIGURATION_SET_ENVIRONMENT
+        not in watch["Resources"]["NotifierFunction"]["Properties"]["Environment"]["Variables"]
+    )
 
 
 def test_without_a_mail_account_each_account_sends_itself() -> None:

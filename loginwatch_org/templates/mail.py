@@ -45,11 +45,18 @@ from troposphere import (
     Template,
     events,
     iam,
+    ses,
     sns,
 )
 
 from loginwatch_org.config import Config
-from loginwatch_org.mail_setup import WATCH_ROLE_PATH, alarm_bus_name, alarm_recipients, mail_role_name
+from loginwatch_org.mail_setup import (
+    WATCH_ROLE_PATH,
+    alarm_bus_name,
+    alarm_recipients,
+    alerts_configuration_set,
+    mail_role_name,
+)
 from loginwatch_org.templates import blocks
 
 # checkov reads only the principal of a trust policy, not its conditions.
@@ -154,6 +161,12 @@ def build_mail_template(config: Config) -> Template:
             Ref("AWS::NoValue"),
         ),
     ]
+    own_set = alerts_configuration_set(config)
+    if own_set is not None:
+        # A send naming a configuration set is authorized on it too.
+        send_resources.append(
+            Sub("arn:${AWS::Partition}:ses:${AWS::Region}:${AWS::AccountId}:configuration-set/" + own_set)
+        )
     watch_roles = "arn:${AWS::Partition}:iam::*:role" + WATCH_ROLE_PATH + "*"
     role = template.add_resource(
         iam.Role(
@@ -263,18 +276,16 @@ def build_mail_template(config: Config) -> Template:
             ],
         )
     )
+    publishers = [
+        blocks.service_statement("OnlyTheAlarmRulePublishes", "events", "sns:Publish", Ref(topic), GetAtt(rule, "Arn"))
+    ]
+    if own_set is not None:
+        publishers.append(_report_delivery_problems(template, own_set, topic))
     template.add_resource(
         sns.TopicPolicy(
             "DeadLetterAlarmTopicPolicy",
             Topics=[Ref(topic)],
-            PolicyDocument={
-                "Version": "2012-10-17",
-                "Statement": [
-                    blocks.service_statement(
-                        "OnlyTheAlarmRulePublishes", "events", "sns:Publish", Ref(topic), GetAtt(rule, "Arn")
-                    )
-                ],
-            },
+            PolicyDocument={"Version": "2012-10-17", "Statement": publishers},
         )
     )
     for address in sorted(alarm_recipients(config), key=str.lower):
@@ -287,6 +298,34 @@ def build_mail_template(config: Config) -> Template:
     template.add_output(Output("DeadLetterAlarmBusArn", Value=GetAtt(bus, "Arn")))
     template.add_output(Output("DeadLetterAlarmTopicArn", Value=Ref(topic)))
     return template
+
+
+# What SES reports about an alert after accepting it: the recipient's server refused it for good (bounce), the
+# recipient marked it as spam (complaint), SES refused it after accepting (reject, e.g. a virus), or its content
+# could not be rendered. Each reaches the alarm recipients, who can fix the address.
+# https://docs.aws.amazon.com/ses/latest/dg/event-publishing-retrieving-sns.html
+DELIVERY_PROBLEM_EVENTS = ["bounce", "complaint", "reject", "renderingFailure"]
+
+
+def _report_delivery_problems(template: Template, name: str, topic: sns.Topic) -> dict[str, Any]:
+    """The configuration set every alert is sent with, whose delivery problems go to ``topic``; returns the
+    topic-policy statement that lets SES publish them (SES needs that grant on the topic:
+    https://docs.aws.amazon.com/ses/latest/dg/event-publishing-add-event-destination-sns.html)."""
+    configuration_set = template.add_resource(ses.ConfigurationSet("AlertConfigurationSet", Name=name))
+    template.add_resource(
+        ses.ConfigurationSetEventDestination(
+            "AlertDeliveryProblems",
+            ConfigurationSetName=Ref(configuration_set),
+            EventDestination=ses.EventDestination(
+                Name="to-alarm-recipients",
+                Enabled=True,
+                MatchingEventTypes=DELIVERY_PROBLEM_EVENTS,
+                SnsDestination=ses.SnsDestination(TopicARN=Ref(topic)),
+            ),
+        )
+    )
+    arn = Sub("arn:${AWS::Partition}:ses:${AWS::Region}:${AWS::AccountId}:configuration-set/" + name)
+    return blocks.service_statement("SesReportsDeliveryProblems", "ses", "sns:Publish", Ref(topic), arn)
 
 
 def add_alarm_forwarding(

@@ -37,7 +37,14 @@ from troposphere import (
 )
 
 from loginwatch_org.config import ALERT_POLICIES, Config
-from loginwatch_org.mail_setup import MAIL_ROLE_ENVIRONMENT, WATCH_ROLE_PATH, alarm_bus_arn, mail_role_arn
+from loginwatch_org.mail_setup import (
+    CONFIGURATION_SET_ENVIRONMENT,
+    MAIL_ROLE_ENVIRONMENT,
+    WATCH_ROLE_PATH,
+    alarm_bus_arn,
+    alerts_configuration_set,
+    mail_role_arn,
+)
 from loginwatch_org.templates import blocks, parameters
 from loginwatch_org.templates.inline_code import without_commentary
 from loginwatch_org.templates.mail import add_alarm_forwarding
@@ -241,6 +248,9 @@ def build_template(config: Config) -> Template:
     }
     if mail_role_parameter is not None:
         environment[MAIL_ROLE_ENVIRONMENT] = Ref(mail_role_parameter)
+        own_set = alerts_configuration_set(config)
+        if own_set is not None:
+            environment[CONFIGURATION_SET_ENVIRONMENT] = own_set
         # The function's own role may not send at all: it may only become the mail account's sending role.
         send = blocks.identity_statement("BecomeTheMailAccountSender", "sts:AssumeRole", Ref(mail_role_parameter))
     else:

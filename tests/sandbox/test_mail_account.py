@@ -90,6 +90,16 @@ def test_a_member_accounts_sign_in_is_mailed_by_the_mail_account(deployed: Sandb
     assert DEV in (email["subject"] or "")
 
 
+def test_alerts_are_sent_with_the_mail_accounts_configuration_set(deployed: Sandbox) -> None:
+    # Its event destination sends bounces, complaints and rejections to the alarm topic.
+    ses = deployed.client(deployed.member(MAIL), "ses")
+    [configuration_set] = ses.list_configuration_sets()["ConfigurationSets"]
+    assert configuration_set["Name"] == "loginwatch-alerts"
+    outcome = simulate_login(Running.from_state(deployed.state_file), DEV, "root")
+    [email] = outcome.emails
+    assert email["account"] == MAIL
+
+
 def test_the_sender_is_verified_in_the_mail_account_only(sandbox: Sandbox) -> None:
     def verified(session: boto3.Session) -> list[str]:
         identities = sandbox.client(session, "ses").list_identities()["Identities"]

@@ -1,4 +1,4 @@
-"""SES's account-level suppression list in the sandbox (``behaviour/ses.py``)."""
+"""SES in the sandbox (``behaviour/ses.py``): the suppression list, and the configuration set a send names."""
 
 from __future__ import annotations
 
@@ -33,3 +33,19 @@ def test_a_suppressed_address_is_accepted_and_never_delivered(sandbox: Sandbox) 
     sesv2.delete_suppressed_destination(EmailAddress="gone@example.com")
     send("gone@example.com")
     assert sorted(email["to"][0] for email in sandbox.mailbox(DEV)) == ["gone@example.com", "here@example.com"]
+
+
+def test_a_send_naming_a_configuration_set_the_account_lacks_is_refused(sandbox: Sandbox) -> None:
+    ses = sandbox.client(sandbox.member(DEV), "ses")
+    ses.verify_email_identity(EmailAddress=SENDER)
+    message = {"Subject": {"Data": "hello"}, "Body": {"Text": {"Data": "hi"}}}
+    with pytest.raises(ClientError) as refused:
+        ses.send_email(
+            Source=SENDER, Destination={"ToAddresses": ["a@example.com"]}, Message=message, ConfigurationSetName="gone"
+        )
+    assert refused.value.response["Error"]["Code"] == "ConfigurationSetDoesNotExist"
+    ses.create_configuration_set(ConfigurationSet={"Name": "present"})
+    sent = ses.send_email(
+        Source=SENDER, Destination={"ToAddresses": ["a@example.com"]}, Message=message, ConfigurationSetName="present"
+    )
+    assert sent["MessageId"]

@@ -1,7 +1,8 @@
 """CloudFormation: the resource types moto skips.
 
 moto creates nothing for a resource type it does not know, so a template's subscription, topic and
-queue policies, asynchronous invocation settings, alarm and event bus policy would silently not exist.  Each class here
+queue policies, asynchronous invocation settings, alarm, event bus policy and SES configuration set would
+silently not exist.  Each class here
 creates the real thing in the service's backend, and is found through the patched type lookup.
 """
 
@@ -443,6 +444,93 @@ class EventBusPolicyResource(_AddedResource):
             )
 
 
+class SesConfigurationSetResource(_AddedResource):
+    """AWS::SES::ConfigurationSet (moto skips it): a configuration set of the account's SES.
+
+    https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-resource-ses-configurationset.html
+    """
+
+    cfn_type = "AWS::SES::ConfigurationSet"
+    physical_id_field = "name"
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    @classmethod
+    def create_from_cloudformation_json(
+        cls,
+        resource_name: str,
+        cloudformation_json: dict[str, Any],
+        account_id: str,
+        region_name: str,
+        **kwargs: Any,
+    ) -> SesConfigurationSetResource:
+        from moto.ses.models import ses_backends
+
+        name = str(cloudformation_json["Properties"].get("Name") or resource_name)
+        ses_backends[account_id][region_name].create_configuration_set(configuration_set_name=name)
+        return cls(name)
+
+    @classmethod
+    def delete_from_cloudformation_json(
+        cls, resource_name: str, cloudformation_json: dict[str, Any], account_id: str, region_name: str
+    ) -> None:
+        cls(str(cloudformation_json.get("Properties", {}).get("Name") or resource_name)).delete(account_id, region_name)
+
+    def delete(self, account_id: str, region_name: str) -> None:
+        from moto.ses.models import ses_backends
+
+        with contextlib.suppress(Exception):
+            ses_backends[account_id][region_name].delete_configuration_set(self.name)
+
+
+class SesEventDestinationResource(_AddedResource):
+    """AWS::SES::ConfigurationSetEventDestination (moto skips it): where a configuration set's events go.
+
+    https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-resource-ses-configurationseteventdestination.html
+    """
+
+    cfn_type = "AWS::SES::ConfigurationSetEventDestination"
+    physical_id_field = "name"
+
+    def __init__(self, configuration_set: str, name: str) -> None:
+        self.configuration_set = configuration_set
+        self.name = name
+
+    @classmethod
+    def create_from_cloudformation_json(
+        cls,
+        resource_name: str,
+        cloudformation_json: dict[str, Any],
+        account_id: str,
+        region_name: str,
+        **kwargs: Any,
+    ) -> SesEventDestinationResource:
+        from moto.ses.models import ses_backends
+
+        props = cloudformation_json["Properties"]
+        destination = dict(props["EventDestination"])
+        ses_backends[account_id][region_name].create_configuration_set_event_destination(
+            configuration_set_name=str(props["ConfigurationSetName"]), event_destination=destination
+        )
+        return cls(str(props["ConfigurationSetName"]), str(destination["Name"]))
+
+    @classmethod
+    def delete_from_cloudformation_json(
+        cls, resource_name: str, cloudformation_json: dict[str, Any], account_id: str, region_name: str
+    ) -> None:
+        props = cloudformation_json.get("Properties", {})
+        name = str((props.get("EventDestination") or {}).get("Name") or "")
+        cls(str(props.get("ConfigurationSetName") or ""), name).delete(account_id, region_name)
+
+    def delete(self, account_id: str, region_name: str) -> None:
+        from moto.ses.models import ses_backends
+
+        backend = ses_backends[account_id][region_name]
+        backend.config_set_event_destination.pop(self.configuration_set, None)
+        backend.event_destinations.pop(self.name, None)
+
+
 _ADDED_RESOURCE_TYPES: Final[dict[str, type[_AddedResource]]] = {
     model.cfn_type: model
     for model in (
@@ -452,6 +540,8 @@ _ADDED_RESOURCE_TYPES: Final[dict[str, type[_AddedResource]]] = {
         LambdaEventInvokeConfigResource,
         CloudWatchAlarmResource,
         EventBusPolicyResource,
+        SesConfigurationSetResource,
+        SesEventDestinationResource,
     )
 }
 

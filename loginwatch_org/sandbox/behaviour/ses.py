@@ -71,6 +71,10 @@ class NotFoundException(ServiceException):
     code = "NotFoundException"
 
 
+class ConfigurationSetDoesNotExist(ServiceException):
+    code = "ConfigurationSetDoesNotExist"
+
+
 def check_limits(backend: SESBackend, recipients: list[str], moment: float) -> None:
     """Raise what SES raises when a send to ``recipients`` at ``moment`` is beyond the account's limits (the
     caller holds ``_lock``)."""
@@ -132,6 +136,11 @@ def _make_ses_v1_send_email(original: Any) -> Any:
 
     @functools.wraps(original)
     def send_email(self: EmailResponse) -> Any:
+        configuration_set = self._get_param("ConfigurationSetName")
+        if configuration_set and configuration_set not in self.backend.config_sets:
+            # SendEmail naming a configuration set the account does not have fails.
+            # https://docs.aws.amazon.com/ses/latest/APIReference/API_SendEmail.html (ConfigurationSetDoesNotExist)
+            raise ConfigurationSetDoesNotExist(f"Configuration set <{configuration_set}> does not exist.")
         result = original(self)
         body = (self._get_param("Message") or {}).get("Body") or {}
         text = self._get_param("Message.Body.Text.Data") or (body.get("Text") or {}).get("Data")
