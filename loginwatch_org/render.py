@@ -24,7 +24,7 @@ from loginwatch_org.stack_plan import (
     UpdateStack,
     stack_label,
 )
-from loginwatch_org.templates import ALERT_POLICY_PARAMETER, RECIPIENTS_PARAMETER
+from loginwatch_org.templates import ALERT_POLICY_PARAMETER, RECIPIENTS_PARAMETER, TEMPLATE_BODY_LIMIT
 from loginwatch_org.text import words
 from loginwatch_org.text import wrap as wrap_text
 from loginwatch_org.units import UNIT_TITLES, DeploymentPlan
@@ -170,6 +170,17 @@ def render_deployment_plan(plan: DeploymentPlan, *, colour: bool = False) -> str
     return colour_plan_lines(text) if colour else text
 
 
+def _staging_note(what: str, body: str) -> list[str]:
+    """A line saying the body goes through S3, when it is too large to send inline (see aws/staging.py)."""
+    size = len(body.encode("utf-8"))
+    if size <= TEMPLATE_BODY_LIMIT:
+        return []
+    return [
+        f"  i {what} is {size:,} bytes, over the {TEMPLATE_BODY_LIMIT:,} sent inline: rollout stages it in "
+        "s3://loginwatch-org-templates-<account>-<region> and passes its URL"
+    ]
+
+
 def _stack_plan_text(plan: StackPlan, title: str) -> str:
     out = [f"{title[:1].upper()}{title[1:]} (plain stacks):"]
     if plan.not_covered:
@@ -196,6 +207,9 @@ def _stack_plan_text(plan: StackPlan, title: str) -> str:
         out.append(
             f"  ? stacks the config no longer lists are kept: {', '.join(plan.kept)}; rerun with --prune to delete them"
         )
+    written = sorted({step.template for step in plan.steps if isinstance(step, CreateStack | UpdateStack)})
+    for name in written:
+        out.extend(_staging_note(f"the {name} template", plan.template_bodies.get(name, "")))
     if plan.steps:
         out.append(f"Plan: {plan.operation_count} stack request(s); {len(plan.unchanged)} stack(s) unchanged.")
     return "\n".join(out)
@@ -244,6 +258,8 @@ def _plan_text(plan: Plan) -> str:
             f"  ? instances the config no longer lists are kept: {', '.join(plan.kept_orphans)}; "
             "rerun with --prune to delete them"
         )
+    if any(isinstance(step, CreateStackSet | UpdateStackSet) for step in plan.steps):
+        out.extend(_staging_note("the template", plan.template_body))
     if plan.steps:
         skipped = f"; {len(plan.skipped_accounts)} skipped (not in the organisation)" if plan.skipped_accounts else ""
         out.append(

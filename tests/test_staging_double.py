@@ -8,6 +8,7 @@ import pytest
 
 from loginwatch_org.aws.staging import staging_bucket_name
 from loginwatch_org.config import Config
+from loginwatch_org.render import render_plan
 from loginwatch_org.templates import REGISTRY, TEMPLATE_BODY_LIMIT, template_body
 from loginwatch_org.workflow import Clients, make_executor, prepare
 from tests.doubles.s3 import FakeS3
@@ -43,7 +44,11 @@ def test_a_body_over_the_limit_goes_by_url_and_a_rerun_changes_nothing() -> None
     double = StackSetsDouble(organization(12), MANAGEMENT_ACCOUNT, s3=s3)
     clients = Clients(double.client(), sts=Sts(), s3_for=s3.client)
 
-    _prepared, result = _rollout(config, clients)
+    prepared, result = _rollout(config, clients)
+    # The plan says so before anything is written.
+    assert f"the template is {len(body.encode('utf-8')):,} bytes, over the 51,200 sent inline: rollout stages it" in (
+        render_plan(prepared.plan)
+    )
     assert result.failed_accounts == [] and {op.status for op in result.operations} == {"SUCCEEDED"}
     [create] = [kwargs for method, kwargs in double.calls if method == "create_stack_set"]
     assert "TemplateBody" not in create and create["TemplateURL"].startswith(
@@ -53,6 +58,7 @@ def test_a_body_over_the_limit_goes_by_url_and_a_rerun_changes_nothing() -> None
 
     rerun = prepare(config, clients, executor=make_executor(config, clients, sleep=lambda _seconds: None))
     assert not rerun.plan.has_changes  # the template CloudFormation read is the one the plan wants
+    assert "rollout stages it" not in render_plan(rerun.plan)  # nothing is written, so nothing is staged
 
 
 def test_without_a_way_to_stage_it_the_rollout_stops_before_writing_anything() -> None:
