@@ -28,6 +28,7 @@ import yaml
 
 from loginwatch_org.config import load_config
 from loginwatch_org.sandbox.control import STATE_DIR_ENV, STATE_FILE
+from loginwatch_org.sandbox.identity import code_identity
 from loginwatch_org.sandbox.mailbox import MAILBOX_PATH
 from tests.conftest import EXAMPLE_CONFIG
 
@@ -762,3 +763,19 @@ def test_demo_rolls_out_and_shows_one_email(workspace: Workspace) -> None:
     down = workspace.run("sandbox", "down")
     assert down.returncode == 0, down.stderr
     assert _server_pids(str(workspace.root)) == []
+
+
+def test_a_sandbox_running_other_code_is_not_used(workspace: Workspace) -> None:
+    config = workspace.config()
+    state = workspace.up(config)
+    assert state["code"] == code_identity()
+    # As another checkout or version of the tool would have left it running.
+    workspace.state_file.write_text(json.dumps({**state, "code": "0123456789abcdef"}), encoding="utf-8")
+
+    again = workspace.run("sandbox", "up", "-c", str(config))
+    assert again.returncode != 0
+    assert f"(pid {state['pid']}) runs other loginwatch-org code" in again.stderr
+    assert "loginwatch-org sandbox down" in again.stderr
+    # A command that only needs a sandbox gets a private one with this code instead of the stale one.
+    status = workspace.run("status", "--sandbox", "-c", str(config))
+    assert "the running sandbox runs other loginwatch-org code; starting a private sandbox" in status.stderr

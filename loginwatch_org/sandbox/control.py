@@ -62,6 +62,8 @@ class Sandbox:
     root_id: str = ""
     # The account whose SES alone has the sender verified (delivery.mail_account), if any.
     mail_account: str | None = None
+    # A digest of the code the sandbox runs (sandbox/identity.py); "" from a sandbox that did not say.
+    code: str = ""
 
     @classmethod
     def from_state(cls, path: Path) -> Sandbox:
@@ -78,6 +80,7 @@ class Sandbox:
                 state_file=path,
                 root_id=str(data.get("root_id", "")),
                 mail_account=str(data["mail_account"]) if data.get("mail_account") else None,
+                code=str(data.get("code") or ""),
             )
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise SandboxError(f"the sandbox state file {path} is unreadable ({error!r}); delete it") from None
@@ -112,6 +115,13 @@ def state_dir() -> Path:
         return Path(configured).expanduser().absolute()
     base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(base).expanduser().absolute() / "loginwatch-org"
+
+
+def runs_this_code(sandbox: Sandbox) -> bool:
+    """Whether ``sandbox`` runs the code this command runs (see sandbox/identity.py)."""
+    from loginwatch_org.sandbox.identity import code_identity
+
+    return sandbox.code == code_identity()
 
 
 def holds(sandbox: Sandbox, config: Config) -> bool:
@@ -236,6 +246,11 @@ def up(config: Config) -> tuple[Sandbox, bool]:
     """The running sandbox, or a new detached one; the flag says whether it was started now."""
     existing = running()
     if existing is not None:
+        if not runs_this_code(existing):
+            raise SandboxError(
+                f"the sandbox at {existing.endpoint_url} (pid {existing.pid}) runs other loginwatch-org code (another "
+                "checkout or version); stop it first with: loginwatch-org sandbox down"
+            )
         if not holds(existing, config):
             raise SandboxError(
                 f"the sandbox at {existing.endpoint_url} holds another organisation (management account "
@@ -266,7 +281,7 @@ def sandbox_session(
     """The user's running sandbox if it holds the config's organisation; else a new one, which outlives
     the command when ``keep`` (as ``sandbox up`` starts it) and is private to it otherwise."""
     existing = running()
-    if existing is not None and holds(existing, config):
+    if existing is not None and holds(existing, config) and runs_this_code(existing):
         yield attach(existing, config)
         return
     if keep and existing is None:
@@ -278,7 +293,10 @@ def sandbox_session(
         yield sandbox
         return
     if progress:
-        why = "the running sandbox holds another organisation; " if existing is not None else ""
+        why = ""
+        if existing is not None:
+            other = "holds another organisation" if not holds(existing, config) else "runs other loginwatch-org code"
+            why = f"the running sandbox {other}; "
         progress(
             f"{why}starting a private sandbox for this command: it and everything in it vanish when the command "
             "ends (loginwatch-org sandbox up keeps one running)"

@@ -17,8 +17,8 @@ Optional keys: ``organization_id``, ``organizational_unit_names`` ({ou id: name}
 Once the emulator is ready, the state file is written (atomically) as JSON with
 ``endpoint_url``, ``pid``, ``port``, ``management_account``, ``region``, ``credentials`` (the fake
 management-account credentials to use), ``member_role_name`` (assume it in a member account),
-``root_id``, ``accounts``, ``sender``, ``mail_account`` and ``startup_seconds``.  The sandbox serves until SIGTERM or
-SIGINT, then removes the state file.
+``root_id``, ``accounts``, ``sender``, ``mail_account``, ``code`` (a digest of the loginwatch-org code it runs) and
+``startup_seconds``.  The sandbox serves until SIGTERM or SIGINT, then removes the state file.
 """
 
 from __future__ import annotations
@@ -320,6 +320,7 @@ def serve(spec: OrganizationSpec, state_file: Path, port: int = 0, *, started: f
     from moto.server import ThreadedMotoServer
 
     from loginwatch_org.sandbox import behaviour, identities, mailbox
+    from loginwatch_org.sandbox.identity import code_identity
 
     mailbox.install_route()
     identities.install_route(spec.sending_accounts, spec.regions, spec.sender, spec.ses_identity)
@@ -348,6 +349,7 @@ def serve(spec: OrganizationSpec, state_file: Path, port: int = 0, *, started: f
                 "accounts": [spec.management_account, *spec.member_accounts],
                 "sender": spec.sender,
                 "mail_account": spec.mail_account,
+                "code": code_identity(),
                 "startup_seconds": startup_seconds,
             },
         )
