@@ -92,3 +92,14 @@ def test_a_body_too_large_even_for_s3_or_with_no_way_to_stage_it_is_a_clear_erro
         TemplateStager(s3_for, ACCOUNT).source(huge, "us-east-1")
     with pytest.raises(StagingError, match="no S3 client"):
         TemplateStager(None, None).source(LARGE, "us-east-1")
+
+
+def test_a_bucket_left_half_made_by_an_interrupted_run_is_locked_down_by_the_next(s3_for: Any) -> None:
+    bucket = staging_bucket_name(ACCOUNT, "us-east-1")
+    s3 = s3_for("us-east-1")
+    s3.create_bucket(Bucket=bucket)  # created, then the run stopped before its settings were applied
+    TemplateStager(s3_for, ACCOUNT).source(LARGE, "us-east-1")
+    assert all(s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"].values())
+    [deny] = json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"])["Statement"]
+    assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    assert s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"][0]["Expiration"]["Days"] == 30

@@ -84,11 +84,12 @@ class TemplateStager:
         return f"https://{bucket}.s3.{region}.amazonaws.com/{name}"
 
     def _ensure_bucket(self, s3: Any, bucket: str, region: str) -> None:
+        """Create the bucket if it is missing, and (re)apply its settings either way, so that a run interrupted
+        between creating it and locking it down is mended by the next."""
         assert self._account is not None
         owner = {"ExpectedBucketOwner": self._account}
         try:
             s3.head_bucket(Bucket=bucket, **owner)
-            return
         except Exception as error:
             code = error_code(error)
             if code == "403":
@@ -98,15 +99,7 @@ class TemplateStager:
                 ) from error
             if code not in ("404", "NoSuchBucket", "NotFound"):
                 raise
-        self._progress(f"creating S3 bucket {bucket} for templates too large to send inline")
-        # us-east-1 takes no location constraint; every other Region needs its own.
-        # https://docs.aws.amazon.com/AmazonS3/latest/API/API_CreateBucket.html
-        location = {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
-        try:
-            s3.create_bucket(Bucket=bucket, ObjectOwnership="BucketOwnerEnforced", **location)
-        except Exception as error:
-            if error_code(error) != "BucketAlreadyOwnedByYou":  # created meanwhile by another run of ours
-                raise
+            self._create_bucket(s3, bucket, region)
         s3.put_public_access_block(
             Bucket=bucket,
             PublicAccessBlockConfiguration={
@@ -134,6 +127,17 @@ class TemplateStager:
             **owner,
         )
         s3.put_bucket_tagging(Bucket=bucket, Tagging={"TagSet": [OWNER_TAG]}, **owner)
+
+    def _create_bucket(self, s3: Any, bucket: str, region: str) -> None:
+        self._progress(f"creating S3 bucket {bucket} for templates too large to send inline")
+        # us-east-1 takes no location constraint; every other Region needs its own.
+        # https://docs.aws.amazon.com/AmazonS3/latest/API/API_CreateBucket.html
+        location = {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
+        try:
+            s3.create_bucket(Bucket=bucket, ObjectOwnership="BucketOwnerEnforced", **location)
+        except Exception as error:
+            if error_code(error) != "BucketAlreadyOwnedByYou":  # created meanwhile by another run of ours
+                raise
 
 
 def _tls_only_policy(bucket: str) -> dict[str, Any]:
