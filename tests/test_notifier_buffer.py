@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -345,3 +346,49 @@ def test_the_configured_configuration_set_is_named_in_every_send(
     monkeypatch.setenv("CONFIGURATION_SET", "loginwatch-alerts")
     notifier.handler(_queued([_root()]), None)
     assert [request["ConfigurationSetName"] for request in ses.sent] == ["loginwatch-alerts"] * len(RECIPIENTS)
+
+
+# Any value JSON can carry, in any field a failed sign-in's email reads: the batch still becomes emails whose
+# counts add up, and the notifier never raises on an event's content.
+ANY_JSON: list[Any] = [None, 0, -1.5, True, "", "x" * 5000, [], ["a", 1], {}, {"a": {"b": [None]}}, "\u202e\x00"]
+FIELDS = [
+    ("userIdentity",),
+    ("userIdentity", "userName"),
+    ("userIdentity", "type"),
+    ("sourceIPAddress",),
+    ("userAgent",),
+    ("eventTime",),
+    ("eventID",),
+    ("awsRegion",),
+    ("responseElements",),
+    ("responseElements", "ConsoleLogin"),
+    ("additionalEventData",),
+    ("errorMessage",),
+]
+
+
+def _covered(subject: str) -> int:
+    found = re.search(r"\[x(\d+)\]", subject)
+    return int(found.group(1)) if found else 1
+
+
+@pytest.mark.parametrize("path", FIELDS, ids=".".join)
+def test_any_json_value_in_any_field_still_alerts_and_the_counts_add_up(
+    aws: tuple[FakeSes, FakeSqs], path: tuple[str, ...]
+) -> None:
+    ses, _sqs = aws
+    for number, value in enumerate(ANY_JSON):
+        ses.sent.clear()
+        notifier._LAST_EMAILED.clear()
+        events = [_failed(second=number * 3 + n) for n in range(3)]
+        target = events[1]["detail"]
+        for key in path[:-1]:
+            target = target.setdefault(key, {}) if isinstance(target.get(key), dict) else target
+        target[path[-1]] = value
+        result = notifier.handler(_queued(events), None)
+        assert _failures(result) == [], (path, value)
+        to_first = [r for r in ses.sent if r["Destination"]["ToAddresses"] == [RECIPIENTS[0]]]
+        assert sum(_covered(r["Message"]["Subject"]["Data"]) for r in to_first) == 3, (path, value)
+        for request in to_first:
+            subject = request["Message"]["Subject"]["Data"]
+            assert "\n" not in subject and "\x00" not in subject and len(subject) <= 998
