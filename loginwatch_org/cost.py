@@ -103,6 +103,7 @@ class ResourcePrice:
 # Every resource type a template may hold. A type missing here is a type nobody priced: ``unpriced_types``
 # names it, and a test fails, so no resource joins every account and Region unpriced.
 RESOURCE_PRICES: Mapping[str, ResourcePrice] = {
+    # Billed per alarm metric: the dead-letter alarm's expressions read one metric, the queue's visible count.
     "AWS::CloudWatch::Alarm": ResourcePrice(ALARM, "billed for every month it exists, in alarm or not"),
     "AWS::KMS::Key": ResourcePrice(KMS_KEY, "billed for every month it exists"),
     "AWS::Events::Rule": ResourcePrice(None, "rules are free; events sent to another bus are priced per sign-in"),

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import tempfile
 import textwrap
 from collections.abc import Callable
@@ -8,6 +9,10 @@ from pathlib import Path
 import pytest
 
 from loginwatch_org.config import Config, load_config
+
+# A sandbox alarm period of half a second (the sandbox's default is 5 s): an alarm returns to OK within about two
+# seconds of the last arrival, so a test can watch it speak again. Every sandbox a test starts inherits it.
+os.environ.setdefault("LOGINWATCH_SANDBOX_ALARM_PERIOD_SECONDS", "0.5")
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_CONFIG = ROOT / "config" / "accounts.yaml"

@@ -146,8 +146,8 @@ def test_every_failure_path_ends_in_the_encrypted_dead_letter_queue(template: di
     }
     assert resources["NotifierFunction"]["Properties"]["DeadLetterConfig"] == {"TargetArn": dlq}
     assert resources["NotifierRetries"]["Properties"]["MaximumRetryAttempts"] == 2
-    alarm = resources["DeadLetterAlarm"]["Properties"]
-    assert alarm["Dimensions"][0]["Value"] == {"Fn::GetAtt": ["DeadLetterQueue", "QueueName"]}
+    [visible, *_] = resources["DeadLetterAlarm"]["Properties"]["Metrics"]
+    assert visible["MetricStat"]["Metric"]["Dimensions"][0]["Value"] == {"Fn::GetAtt": ["DeadLetterQueue", "QueueName"]}
     assert resources["NotifierLogGroup"]["Properties"]["RetentionInDays"] > 0
 
 

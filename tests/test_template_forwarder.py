@@ -74,8 +74,17 @@ def test_undeliverable_events_wait_in_an_encrypted_queue_with_an_alarm(template:
     assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
 
     alarm = resources["DeadLetterAlarm"]["Properties"]
-    assert alarm["Dimensions"][0]["Value"] == {"Fn::GetAtt": ["DeadLetterQueue", "QueueName"]}
-    assert alarm["Threshold"] == 1
+    visible, waiting, more_waiting = alarm["Metrics"]
+    metric = visible["MetricStat"]["Metric"]
+    assert (metric["Namespace"], metric["MetricName"]) == ("AWS/SQS", "ApproximateNumberOfMessagesVisible")
+    assert metric["Dimensions"][0]["Value"] == {"Fn::GetAtt": ["DeadLetterQueue", "QueueName"]}
+    assert (visible["MetricStat"]["Period"], visible["MetricStat"]["Stat"]) == (60, "Maximum")
+    # Each rise of the waiting count alarms again; the value it reports is how many wait.
+    assert waiting["Expression"] == "FILL(FILL(visible, REPEAT), 0)"
+    assert more_waiting["Expression"] == "IF(DIFF(waiting) > 0, waiting, 0)" and more_waiting["ReturnData"] is True
+    assert [q["ReturnData"] for q in alarm["Metrics"]] == [False, False, True]
+    assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (0, "GreaterThanThreshold")
+    assert (alarm["EvaluationPeriods"], alarm["DatapointsToAlarm"], alarm["TreatMissingData"]) == (3, 1, "notBreaching")
     assert alarm["AlarmActions"] == {
         "Fn::If": ["HasAlarmAction", [{"Ref": "RegionalAlarmAction"}], {"Ref": "AWS::NoValue"}]
     }

@@ -231,6 +231,23 @@ def dead_letter_queue_policy(
     )
 
 
+# The dead-letter alarm speaks each time more alerts wait, not once per episode: an alarm acts only when its
+# state changes ("not performed again if the condition persists for hours or days",
+# https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/alarm-actions.html), so it watches the rise of
+# the queue's waiting messages and goes back to OK once they stop rising. The expression's value is how many
+# wait, which the notification carries. DIFF, FILL and IF:
+# https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/using-metric-math.html
+# FILL(..., REPEAT) keeps a late or missing minute from reading as a rise from zero; the outer FILL makes the
+# first message of a queue that had no datapoints (inactive, so SQS publishes none) a rise from zero.
+# Evaluating three minutes with one breaching datapoint to alarm covers SQS metrics that arrive a minute or two
+# late, where the newest minute is missing; the cost is that arrivals less than three minutes apart share one
+# notification. The alarm queries one metric, so it is billed as one alarm metric like a plain alarm.
+DEAD_LETTER_ALARM_PERIOD = 60
+DEAD_LETTER_ALARM_MINUTES = 3
+WAITING_EXPRESSION = "FILL(FILL(visible, REPEAT), 0)"
+MORE_WAITING_EXPRESSION = "IF(DIFF(waiting) > 0, waiting, 0)"
+
+
 def dead_letter_alarm(
     template: Template,
     queue: sqs.Queue,
@@ -238,21 +255,39 @@ def dead_letter_alarm(
     description: str,
     title: str = "DeadLetterAlarm",
 ) -> cloudwatch.Alarm:
-    """An alarm on the queue's first message, notifying the alarm-action topic when one is given."""
+    """An alarm that goes to ALARM each time more messages wait in the queue than a minute before, notifying
+    the alarm-action topic when one is given with how many wait."""
     if HAS_ALARM_ACTION not in template.conditions:
         template.add_condition(HAS_ALARM_ACTION, Not(Equals(Ref(alarm_action), "")))
+    visible = cloudwatch.MetricDataQuery(
+        Id="visible",
+        ReturnData=False,
+        MetricStat=cloudwatch.MetricStat(
+            Metric=cloudwatch.Metric(
+                Namespace="AWS/SQS",
+                MetricName="ApproximateNumberOfMessagesVisible",
+                Dimensions=[cloudwatch.MetricDimension(Name="QueueName", Value=GetAtt(queue, "QueueName"))],
+            ),
+            Period=DEAD_LETTER_ALARM_PERIOD,
+            Stat="Maximum",
+        ),
+    )
+    waiting = cloudwatch.MetricDataQuery(Id="waiting", Expression=WAITING_EXPRESSION, ReturnData=False)
+    more_waiting = cloudwatch.MetricDataQuery(
+        Id="more_waiting",
+        Expression=MORE_WAITING_EXPRESSION,
+        Label="Messages waiting, in a minute when more arrived",
+        ReturnData=True,
+    )
     return template.add_resource(
         cloudwatch.Alarm(
             title,
-            AlarmDescription=description,
-            Namespace="AWS/SQS",
-            MetricName="ApproximateNumberOfMessagesVisible",
-            Dimensions=[cloudwatch.MetricDimension(Name="QueueName", Value=GetAtt(queue, "QueueName"))],
-            Statistic="Maximum",
-            Period=300,
-            EvaluationPeriods=1,
-            Threshold=1,
-            ComparisonOperator="GreaterThanOrEqualToThreshold",
+            AlarmDescription=f"{description} The value is how many wait; each new arrival notifies again.",
+            Metrics=[visible, waiting, more_waiting],
+            EvaluationPeriods=DEAD_LETTER_ALARM_MINUTES,
+            DatapointsToAlarm=1,
+            Threshold=0,
+            ComparisonOperator="GreaterThanThreshold",
             TreatMissingData="notBreaching",
             AlarmActions=If(HAS_ALARM_ACTION, [Ref(alarm_action)], Ref("AWS::NoValue")),
         )

@@ -264,12 +264,16 @@ def build_mail_template(config: Config) -> Template:
                             "region": "$.region",
                             "alarm": "$.detail.alarmName",
                             "time": "$.time",
+                            "reason": "$.detail.state.reason",
                         },
+                        # The alarm goes into ALARM again each time more alerts wait; the datapoint in its reason
+                        # is how many.
                         InputTemplate=(
-                            '"A console sign-in alert could not be delivered in AWS account <account> (<region>). '
-                            "It waits in that account's loginwatch dead-letter queue, whose alarm <alarm> went into "
-                            "ALARM at <time>. Fix the cause (most often SES: the identity, production access or "
-                            'the sending role), then read or replay the messages in the queue."'
+                            '"More console sign-in alerts could not be delivered in AWS account <account> (<region>) '
+                            "and wait in its loginwatch dead-letter queue: alarm <alarm> went into ALARM at <time>. "
+                            "The datapoint is how many wait: <reason> Fix the cause (most often SES: the identity, "
+                            "production access or the sending role), then run: loginwatch-org dead-letters <account> "
+                            '--replay"'
                         ),
                     ),
                 )

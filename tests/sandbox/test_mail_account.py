@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -137,9 +138,12 @@ def test_an_account_outside_the_organisation_cannot_assume_the_sending_role(depl
     assert f"arn:aws:iam::{OUTSIDER}:role{WATCH_ROLE_PATH}watch-NotifierRole-1" in str(refused.value)
 
 
-def test_a_dead_lettered_alert_reaches_the_alarm_recipients_once_they_confirm(deployed: Sandbox) -> None:
+def test_a_dead_lettered_alert_reaches_the_alarm_recipients_once_they_confirm_and_each_new_one_again(
+    deployed: Sandbox,
+) -> None:
     member = deployed.member(DEV)
     sqs = deployed.client(member, "sqs")
+    cloudwatch = deployed.client(member, "cloudwatch")
     [queue] = [url for url in sqs.list_queues()["QueueUrls"] if "DeadLetterQueue" in url]
     sns = deployed.client(deployed.member(MAIL), "sns")
     [topic] = [t["TopicArn"] for t in sns.list_topics()["Topics"] if "DeadLetterAlarmTopic" in t["TopicArn"]]
@@ -151,20 +155,42 @@ def test_a_dead_lettered_alert_reaches_the_alarm_recipients_once_they_confirm(de
             if email["source"] == "no-reply@sns.amazonaws.com" and email["subject"] == "AWS Notification Message"
         ]
 
+    def alarm_state_becomes(state: str) -> None:
+        deadline = time.monotonic() + 20
+        while cloudwatch.describe_alarms()["MetricAlarms"][0]["StateValue"] != state:
+            assert time.monotonic() < deadline, f"the dead-letter alarm never went to {state}"
+            time.sleep(0.1)
+
     # SNS asked security@example.com to confirm; until then a dead-lettered alert emails nobody.
     [request] = [e for e in deployed.mailbox(MAIL) if e["subject"] == "AWS Notification - Subscription Confirmation"]
     assert request["to"] == ["security@example.com"]
     sqs.send_message(QueueUrl=queue, MessageBody="{}")
+    alarm_state_becomes("ALARM")
     assert alarm_emails() == []
     with pytest.raises(ClientError):
         sns.confirm_subscription(TopicArn=topic, Token="not-the-token")
 
     token = (request["text"] or "").strip().splitlines()[-1]
     sns.confirm_subscription(TopicArn=topic, Token=token)
-    sqs.purge_queue(QueueUrl=queue)  # the alarm goes back to OK
+    alarm_state_becomes("OK")  # nothing more arrived for three periods, although one still waits
     sqs.send_message(QueueUrl=queue, MessageBody="{}")
+    alarm_state_becomes("ALARM")
 
     [text] = alarm_emails()
     assert f"could not be delivered in AWS account {DEV} ({REGION})" in text
-    alarms = deployed.client(member, "cloudwatch").describe_alarms()["MetricAlarms"]
-    assert [alarm["StateValue"] for alarm in alarms] == ["ALARM"]
+    assert "[2.0 (" in text  # how many wait
+    assert f"loginwatch-org dead-letters {DEV} --replay" in text
+
+    # Not once per episode: the next loss notifies again, with the new count, while the others still wait.
+    alarm_state_becomes("OK")
+    sqs.send_message(QueueUrl=queue, MessageBody="{}")
+    alarm_state_becomes("ALARM")
+    assert len(alarm_emails()) == 2 and "[3.0 (" in alarm_emails()[1]
+    # Two arrivals in a row are one rise: one notification, counting both.
+    alarm_state_becomes("OK")
+    sqs.send_message(QueueUrl=queue, MessageBody="{}")
+    sqs.send_message(QueueUrl=queue, MessageBody="{}")
+    alarm_state_becomes("ALARM")
+    alarm_state_becomes("OK")
+    assert len(alarm_emails()) == 3
+    assert "[4.0 (" in alarm_emails()[2] or "[5.0 (" in alarm_emails()[2]

@@ -14,8 +14,8 @@ small patch that names the AWS behaviour it adds and where AWS documents it:
   disabled rules.
 * ``sns``: the notification record a Lambda subscriber receives; email subscriptions confirmed with their
   token, and what they receive recorded in the mailbox.
-* ``cloudwatch``: alarms on a queue's visible messages evaluated when the queue changes, their state
-  changes sent to EventBridge and to their SNS actions.
+* ``cloudwatch``: alarms on a queue's visible messages (single metric or metric math, ``_metric_math``)
+  evaluated period by period, their state changes sent to EventBridge and to their SNS actions.
 * ``sns_access``: a publish from another account needs the topic policy's grant.
 * ``lambda_runner``: running a function's deployed code without docker.
 * ``lambda_configuration``: GetFunctionConfiguration names the function's log group and dead-letter queue.

@@ -20,7 +20,7 @@ from moto.cloudformation import parsing as cfn_parsing
 from moto.cloudformation.exceptions import (
     UnformattedGetAttTemplateException,
 )
-from moto.cloudwatch.models import cloudwatch_backends
+from moto.cloudwatch.models import Dimension, Metric, MetricDataQuery, MetricStat, cloudwatch_backends
 from moto.core.common_models import CloudFormationModel
 from moto.sns.models import sns_backends
 from moto.sqs.models import sqs_backends
@@ -299,7 +299,7 @@ class LambdaEventInvokeConfigResource(_AddedResource):
 
 
 class CloudWatchAlarmResource(_AddedResource):
-    """AWS::CloudWatch::Alarm on a single metric (moto skips the type).
+    """AWS::CloudWatch::Alarm on a single metric or a metric math expression (moto skips the type).
 
     https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-resource-cloudwatch-alarm.html
     """
@@ -332,6 +332,7 @@ class CloudWatchAlarmResource(_AddedResource):
             name=name,
             namespace=props.get("Namespace", ""),
             metric_name=props.get("MetricName", ""),
+            metric_data_queries=_metric_data_queries(props.get("Metrics") or []),
             comparison_operator=props["ComparisonOperator"],
             evaluation_periods=int(props["EvaluationPeriods"]),
             datapoints_to_alarm=number("DatapointsToAlarm"),
@@ -380,6 +381,34 @@ class CloudWatchAlarmResource(_AddedResource):
 
     def delete(self, account_id: str, region_name: str) -> None:
         cloudwatch_backends[account_id][region_name].delete_alarms([self.name])
+
+
+def _metric_data_queries(metrics: list[dict[str, Any]]) -> list[MetricDataQuery] | None:
+    """``Metrics`` of an alarm template as moto's PutMetricAlarm models them."""
+    queries = []
+    for query in metrics:
+        stat = query.get("MetricStat")
+        metric_stat = None
+        if stat:
+            metric = stat["Metric"]
+            dimensions = [Dimension(d["Name"], d["Value"]) for d in metric.get("Dimensions") or []]
+            metric_stat = MetricStat(
+                Metric(metric["MetricName"], metric["Namespace"], dimensions),
+                str(stat.get("Period", 60)),
+                stat.get("Stat", ""),
+                stat.get("Unit"),
+            )
+        queries.append(
+            MetricDataQuery(
+                query["Id"],
+                query.get("Label", ""),
+                cast(str, query.get("Period")),  # None when absent, as moto's own PutMetricAlarm passes it
+                str(query.get("ReturnData", True)).lower(),
+                query.get("Expression"),
+                metric_stat,
+            )
+        )
+    return queries or None
 
 
 class EventBusPolicyResource(_AddedResource):
