@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -48,6 +48,7 @@ from loginwatch_org.text import fit
 if TYPE_CHECKING:
     from loginwatch_org.aws.executor import DriftResult
     from loginwatch_org.config import Config
+    from loginwatch_org.doctor import SesSender
     from loginwatch_org.plan import Plan
     from loginwatch_org.state import Snapshot
     from loginwatch_org.units import DeploymentPlan
@@ -136,8 +137,25 @@ def _outside_reason(account_id: str) -> str:
     return f"account {account_id} is in the config but not in the organisation; it is skipped"
 
 
-def _row_document(row: AccountStatus, unit: str = "watch") -> dict[str, Any]:
-    return {**asdict(row), "in_sync": row.in_sync, "unit": unit}
+def _row_document(
+    row: AccountStatus, unit: str = "watch", suppressed: Mapping[str | None, Mapping[str, str]] | None = None
+) -> dict[str, Any]:
+    document = {**asdict(row), "in_sync": row.in_sync, "unit": unit}
+    if unit == "watch" and suppressed is not None:
+        listed = {**suppressed.get(None, {}), **suppressed.get(row.account_id, {})}
+        recipients = [r.strip() for r in (row.recipients_config or "").split(",")]
+        document["suppressed_recipients"] = {r: listed[r] for r in recipients if r in listed}
+    return document
+
+
+def _suppressed_by_account(senders: Sequence[SesSender], shared: bool) -> dict[str | None, dict[str, str]]:
+    """Suppressed recipients by the account whose alerts they miss (None: every account's, when one identity sends
+    for all)."""
+    found: dict[str | None, dict[str, str]] = {}
+    for sender in senders:
+        if isinstance(sender.suppressed, Mapping):
+            found.setdefault(None if shared else sender.account, {}).update(sender.suppressed)
+    return found
 
 
 def _print_plan(plan: Plan | DeploymentPlan) -> None:
@@ -500,16 +518,21 @@ def status(
     verify: Annotated[
         bool,
         typer.Option(
-            "--verify", help="Describe every instance and compare its real overrides with the config (one call each)."
+            "--verify",
+            help="Describe every instance and compare its real overrides with the config (one call each); with "
+            "every account sending for itself, also read each account's SES suppression list.",
         ),
     ] = False,
     only: OnlyOption = None,
+    member_role: MemberRoleOption = DEFAULT_MEMBER_ROLE,
     profile: ProfileOption = None,
     region: RegionOption = None,
     endpoint_url: EndpointOption = None,
     sandbox: SandboxOption = False,
 ) -> None:
     """One row per account and unit: deployed status and recipients beside the config."""
+    from loginwatch_org.aws.prerequisites import read_senders
+    from loginwatch_org.doctor import suppression_result
     from loginwatch_org.workflow import (
         Pacing,
         detect_drift,
@@ -538,7 +561,15 @@ def status(
         state = prepare_units(loaded, clients, only=units, pacing=Pacing(progress=progress))
         # --verify: the watch's instances described one by one, whatever their LastOperationId claims.
         verified = read_snapshot(loaded, clients, verify=True) if verify and watched_unit else None
+        # Recipients SES would silently drop: read where mail is sent from (every account only with --verify).
+        senders = (
+            read_senders(loaded, clients.target, member_role, each_account=verify)
+            if watched_unit and clients.target is not None
+            else None
+        )
     progress.pause()
+    suppression = suppression_result(senders or ())
+    suppressed = _suppressed_by_account(senders or (), shared=loaded.delivery.ses_identity_arn is not None)
     watch = state.state("watch")
     if watch is not None and watch.snapshot is not None and watch.snapshot.stack_set is None:
         raise LoginwatchError(
@@ -584,7 +615,7 @@ def status(
             if stacks.not_covered is None and not row.in_sync:
                 attention.append(key)
     if as_json:
-        _emit_json([_row_document(row, unit) for unit, row in rows])
+        _emit_json([_row_document(row, unit, suppressed) for unit, row in rows])
     else:
         for account_id in sorted(outside):
             typer.echo(f"! {_outside_reason(account_id)}", err=True)
@@ -592,6 +623,10 @@ def status(
         # A summary beside the table, like the warnings: stdout holds the table alone.
         for text in notes:
             typer.echo(fit(text, terminal_width()), err=True)
+        if suppression is not None and suppression.status == "fail":
+            typer.echo(fit(f"! {suppression.detail}. Fix: {suppression.fix}.", terminal_width()), err=True)
+        elif suppression is not None and suppression.status != "pass":
+            typer.echo(fit(f"Warning: suppression list not read: {suppression.detail}", terminal_width()), err=True)
     for key, result in detections.items():
         for problem in drift_problems(result):
             typer.echo(f"Warning: {key}: {problem}", err=True)
@@ -602,7 +637,8 @@ def status(
     needing = sorted({row.account_id for unit, row in rows if unit == "watch" and row.account_id in watched
                       and row.needs_attention} | {key for key in attention})  # fmt: skip
     incomplete = [key for key, result in detections.items() if result.status != "NOT_RUN" and not result.complete]
-    if needing or incomplete:
+    silenced = suppression is not None and suppression.status == "fail"
+    if needing or incomplete or silenced:
         if not as_json:
             # Say why the exit status is 1: a pipeline's log shows this line, not the table's meaning.
             reasons: list[str] = []
@@ -611,6 +647,8 @@ def status(
                 reasons.append(f"{len(needing)} need attention ({shown})")
             if incomplete:
                 reasons.append(f"drift detection did not complete for {', '.join(incomplete)}")
+            if silenced:
+                reasons.append("recipients on the SES suppression list get no alert")
             typer.echo(f"Exit 1: {'; '.join(reasons)}. {suggest.command('plan')} shows what a rollout would change.",
                        err=True)  # fmt: skip
         raise typer.Exit(EXIT_ERROR)

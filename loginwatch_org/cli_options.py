@@ -175,6 +175,7 @@ def clients_for(target: AwsTarget, progress: Callable[[str], None] | None = None
         client(target, "sts", progress),
         cloudformation_for,
         s3_for,
+        target,
     )
 
 

@@ -9,7 +9,7 @@ fix). A fact that could not be read is an ``Unknown`` carrying the reason, and a
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
@@ -470,8 +470,14 @@ def check_ses_suppression(config: Config, facts: Facts) -> CheckResult | None:
     https://docs.aws.amazon.com/ses/latest/dg/sending-email-suppression-list.html
     https://docs.aws.amazon.com/ses/latest/APIReference-V2/API_GetSuppressedDestination.html
     """
+    return suppression_result(facts.ses)
+
+
+def suppression_result(senders: Sequence[SesSender]) -> CheckResult | None:
+    """``check_ses_suppression`` over the senders read (None when none had its suppression list read); ``status``
+    names suppressed recipients with it too."""
     name = "SES recipients not suppressed"
-    relevant = [s for s in facts.ses if s.suppressed is not None]
+    relevant = [s for s in senders if s.suppressed is not None]
     if not relevant:
         return None
     listed = [

@@ -10,7 +10,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, wait
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from loginwatch_org import suggest
 from loginwatch_org.aws.executor import (
@@ -77,6 +77,9 @@ from loginwatch_org.templates import (
 )
 from loginwatch_org.units import DeploymentPlan, UnitPlan, selected_units
 
+if TYPE_CHECKING:
+    from loginwatch_org.aws.session import AwsTarget
+
 
 @dataclass
 class Clients:
@@ -88,6 +91,8 @@ class Clients:
     cloudformation_for: Callable[[str], Any] | None = None
     # Region -> S3 client of the caller's account, to stage a template too large to send inline.
     s3_for: Callable[[str], Any] | None = None
+    # Where these clients point, for readers that reach other accounts through a role (None: not known).
+    target: AwsTarget | None = None
     _caller: str | None = field(default=None, init=False, repr=False)
     _stager: TemplateStager | None = field(default=None, init=False, repr=False)
     _organization: OrganizationReader | None = field(default=None, init=False, repr=False)

@@ -367,6 +367,29 @@ def test_status_runs_drift_detection_in_the_sandbox(example: Example) -> None:
     assert {row["drift"] for row in rows} == {"IN_SYNC"}
 
 
+def test_status_names_a_recipient_the_mail_accounts_ses_would_silently_drop(example: Example) -> None:
+    state = json.loads(example.workspace.state_file.read_text(encoding="utf-8"))
+    ses = sandbox_client(state, "sesv2")  # the example's mail account (the management account) sends every alert
+    ses.put_suppressed_destination(EmailAddress="payments-oncall@example.com", Reason="COMPLAINT")
+    try:
+        text = example.workspace.run("status", "--sandbox", "-c", str(example.config))
+        assert text.returncode == 1, text.stdout + text.stderr
+        assert "payments-oncall@example.com (COMPLAINT, in 999988887777/us-east-1)" in " ".join(text.stderr.split())
+        assert "delete-suppressed-destination --email-address payments-oncall@example.com" in text.stderr
+        assert "recipients on the SES suppression list get no alert" in " ".join(text.stderr.split())
+
+        as_json = example.workspace.run("status", "--sandbox", "--json", "-c", str(example.config))
+        assert as_json.returncode == 1
+        rows = {row["account_id"]: row for row in json.loads(as_json.stdout) if row["unit"] == "watch"}
+        assert rows["111122223333"]["suppressed_recipients"] == {"payments-oncall@example.com": "COMPLAINT"}
+        assert {a for a, row in rows.items() if row["suppressed_recipients"]} == {"111122223333", "222233334444"}
+    finally:
+        ses.delete_suppressed_destination(EmailAddress="payments-oncall@example.com")
+    clean = example.workspace.run("status", "--sandbox", "--json", "-c", str(example.config))
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    assert all(row.get("suppressed_recipients", {}) == {} for row in json.loads(clean.stdout))
+
+
 def test_sender_change_is_followed_and_a_rejected_email_is_explained(example: Example, tmp_path: Path) -> None:
     account, new_sender = "111122223333", MOVED_SENDER
     config = tmp_path / "accounts.yaml"

@@ -353,6 +353,28 @@ def _ses_senders(reader: Reader, config: Config, per_account: Mapping[str, _Acco
     return (_ses_sender(reader, parts[4], parts[3], identity, arn, _recipients_of(config, None)),)
 
 
+def read_senders(
+    config: Config, target: AwsTarget, member_role: str = DEFAULT_MEMBER_ROLE, *, each_account: bool = False
+) -> tuple[SesSender, ...] | None:
+    """SES where alerts are sent from, read as ``gather`` reads it, suppression list included: the mail account or
+    the shared identity's account always; with every account sending for itself, each watched account only when
+    ``each_account`` (a role and a few calls per account), else None."""
+    if config.delivery.ses_identity_arn is None and not each_account:
+        return None
+    reader = administrator_reader(config, target, member_role)
+    if config.delivery.ses_identity_arn is not None:
+        return _ses_senders(reader, config, {})
+    regions = watched_regions(config)
+
+    def senders_of(account: str) -> tuple[SesSender, ...]:
+        recipients = _recipients_of(config, account)
+        return tuple(_ses_sender(reader, account, r, config.delivery.sender, None, recipients) for r in regions)
+
+    accounts = watched_accounts(config)
+    with worker_pool(MEMBER_READERS) as pool:
+        return tuple(sender for senders in pool.map(senders_of, accounts) for sender in senders)
+
+
 def _recipients_of(config: Config, account: str | None) -> tuple[str, ...]:
     """Whom alerts sent from ``account`` go to (None: from every account). The dead-letter alarm's recipients are
     left out: SNS emails them, not SES."""
