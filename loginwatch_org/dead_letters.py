@@ -14,6 +14,11 @@ forwarder's queue has the first kind only; their bodies differ:
   record's ``Sns.Message``), with ``RequestID``, ``ErrorCode`` and ``ErrorMessage`` attributes
   (https://docs.aws.amazon.com/lambda/latest/dg/invocation-async-retain-records.html#invocation-dlq).
 
+* SES, through the watch's delivery notice topic when every account sends for itself: a notification whose
+  message is an SES event (``eventType`` Bounce, Complaint, Reject or Rendering Failure, the alert's ``mail``
+  inside) about an email SES had accepted (https://docs.aws.amazon.com/ses/latest/dg/event-publishing-retrieving-sns-contents.html).
+  It is a notice, not an alert: nothing to send again.
+
 A body that is none of these is kept as it is and summarised as unreadable: a dead letter is never dropped
 because its content is odd.
 """
@@ -29,12 +34,13 @@ from typing import Any, Literal
 
 from loginwatch_org.notifier import PARK_REASON_ATTRIBUTE, RECIPIENTS_ATTRIBUTE, TEST_ALERT_KEY, compose_alert
 
-Writer = Literal["rule", "topic", "function", "notifier", "unknown"]
+Writer = Literal["rule", "topic", "function", "notifier", "ses", "unknown"]
 WRITER_WORDS: Mapping[Writer, str] = {
     "rule": "EventBridge could not deliver it",
     "topic": "SNS could not deliver it to the notifier's buffer, or the notifier failed it on every receive",
     "function": "the notifier failed every attempt",
     "notifier": "SES refused some recipients",
+    "ses": "SES accepted the alert but could not deliver it",
     "unknown": "an unreadable message",
 }
 SUMMARY_LIMIT = 160
@@ -116,6 +122,8 @@ def read(message: Mapping[str, Any]) -> DeadLetter:
     elif isinstance(body, Mapping) and body.get("Type") == "Notification" and "Message" in body:
         parsed = _json(body.get("Message"))
         event = parsed if isinstance(parsed, Mapping) else None
+        if event is not None and isinstance(event.get("mail"), Mapping) and "eventType" in event:
+            return _ses_notice(message, event, message_id, sent_at, receipt)
         if _attribute(message, RECIPIENTS_ATTRIBUTE) is not None:
             # Parked by the notifier itself: SES refused these recipients (the others have the email).
             writer = "notifier"
@@ -143,6 +151,39 @@ def read(message: Mapping[str, Any]) -> DeadLetter:
         receipt_handle=receipt,
         function_event=function_event,
         recipients=_attribute(message, RECIPIENTS_ATTRIBUTE),
+    )
+
+
+def _ses_notice(
+    message: Mapping[str, Any], notice: Mapping[str, Any], message_id: str, sent_at: str | None, receipt: str
+) -> DeadLetter:
+    """An SES event about an alert it had accepted: whom it did not reach, and SES's words for why."""
+    kind = str(notice.get("eventType"))
+    mail = notice["mail"]
+    headers = mail.get("commonHeaders") if isinstance(mail.get("commonHeaders"), Mapping) else {}
+    subject = str(headers.get("subject") or "(no subject)")
+    detail: Mapping[str, Any] = {}
+    for key in ("bounce", "complaint", "reject", "failure"):
+        if isinstance(notice.get(key), Mapping):
+            detail = notice[key]
+    listed = detail.get("bouncedRecipients") or detail.get("complainedRecipients") or []
+    addresses = [str(r.get("emailAddress")) for r in listed if isinstance(r, Mapping) and r.get("emailAddress")]
+    if not addresses:
+        addresses = [str(a) for a in mail.get("destination") or [] if isinstance(a, str)]
+    kinds = [str(detail[k]) for k in ("bounceType", "bounceSubType", "complaintFeedbackType") if detail.get(k)]
+    codes = [str(r.get("diagnosticCode")) for r in listed if isinstance(r, Mapping) and r.get("diagnosticCode")]
+    why = "; ".join([*codes, *([str(detail["reason"])] if detail.get("reason") else [])])
+    reason = f"SES {kind}" + (f" ({', '.join(kinds)})" if kinds else "") + (f": {why}" if why else "")
+    when = str(mail.get("timestamp") or "?")
+    return DeadLetter(
+        message_id=message_id,
+        writer="ses",
+        event=None,
+        summary=_one_line(f"{when} {kind.lower()} of alert {subject!r} to {', '.join(addresses) or '?'}"),
+        reason=_one_line(reason),
+        sent_at=sent_at,
+        receipt_handle=receipt,
+        recipients=",".join(addresses) or None,
     )
 
 

@@ -18,11 +18,12 @@ CONFIGURATION_SET_ENVIRONMENT = "CONFIGURATION_SET"
 
 
 def alerts_configuration_set(config: Config) -> str | None:
-    """The configuration set the mail stack keeps so that bounces, complaints and rejections of alerts reach the
-    alarm recipients; None without a mail account, or when the identity has a default configuration set of its
-    own (its event destinations are the organisation's to keep, and a set named in a send replaces it)."""
+    """The configuration set every alert is sent with, so that its bounces, complaints and rejections reach
+    whoever hears of dead letters: kept by the mail stack in mail-account mode, by each watch otherwise. None
+    when the identity has a default configuration set of its own (its event destinations are the
+    organisation's to keep, and a set named in a send replaces it)."""
     delivery = config.delivery
-    if delivery.mail_account is None or delivery.configuration_set is not None:
+    if delivery.configuration_set is not None:
         return None
     return f"{config.stack_set.name[:40]}-alerts"
 

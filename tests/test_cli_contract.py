@@ -7,7 +7,6 @@ import io
 import json
 import re
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
@@ -17,6 +16,7 @@ from loginwatch_org import cli, cli_options
 from loginwatch_org.aws import session
 from loginwatch_org.cli import app
 from loginwatch_org.config import load_config
+from tests.doubles.clients import double_clients
 from tests.doubles.organizations import OrganizationsDouble
 from tests.doubles.stacksets import StackSetsDouble
 from tests.orgs import MANAGEMENT_ACCOUNT, account_ids, config_for, organization
@@ -32,11 +32,8 @@ def double(monkeypatch: pytest.MonkeyPatch) -> StackSetsDouble:
     fake = StackSetsDouble(organization(COUNT), MANAGEMENT_ACCOUNT, polls_per_state=1)
     members = OrganizationsDouble([*account_ids(COUNT), MANAGEMENT_ACCOUNT])
 
-    def client(target: session.AwsTarget, service: str, progress: Any = None) -> Any:
-        # No STS: the management account's unit is reported as not covered, and the stack sets are tested.
-        return {"cloudformation": fake.client(), "organizations": members}.get(service)
-
-    monkeypatch.setattr(session, "client", client)
+    # The caller is not the management account: its unit is reported as not covered, and the stack sets are tested.
+    monkeypatch.setattr(session, "client", double_clients(fake, organizations=members))
     monkeypatch.setattr("time.sleep", lambda _seconds: None)
     return fake
 

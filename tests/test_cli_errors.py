@@ -20,6 +20,7 @@ from loginwatch_org.cli import app
 from loginwatch_org.cli_boundary import Progress
 from loginwatch_org.errors import RolloutInterrupted
 from tests.conftest import EXAMPLE_CONFIG, ROOT
+from tests.doubles.clients import double_clients
 from tests.doubles.stacksets import StackSetsDouble
 from tests.orgs import MANAGEMENT_ACCOUNT, config_for, organization
 
@@ -31,10 +32,7 @@ COUNT = 4
 def double(monkeypatch: pytest.MonkeyPatch) -> StackSetsDouble:
     fake = StackSetsDouble(organization(COUNT), MANAGEMENT_ACCOUNT, polls_per_state=1)
 
-    def client(target: session.AwsTarget, service: str, progress: Any = None) -> Any:
-        return fake.client() if service == "cloudformation" else None
-
-    monkeypatch.setattr(session, "client", client)
+    monkeypatch.setattr(session, "client", double_clients(fake))
     monkeypatch.setattr("time.sleep", lambda _seconds: None)
     return fake
 

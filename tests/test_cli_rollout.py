@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from loginwatch_org.aws import session
 from loginwatch_org.cli import app
+from tests.doubles.clients import double_clients
 from tests.doubles.stacksets import StackSetsDouble
 from tests.orgs import MANAGEMENT_ACCOUNT, account_ids, config_for, organization
 
@@ -23,10 +24,7 @@ COUNT = 12
 def double(monkeypatch: pytest.MonkeyPatch) -> StackSetsDouble:
     fake = StackSetsDouble(organization(COUNT), MANAGEMENT_ACCOUNT, polls_per_state=1)
 
-    def client(target: session.AwsTarget, service: str, progress: Any = None) -> Any:
-        return fake.client() if service == "cloudformation" else None
-
-    monkeypatch.setattr(session, "client", client)
+    monkeypatch.setattr(session, "client", double_clients(fake))
     monkeypatch.setattr("time.sleep", lambda _seconds: None)
     return fake
 

@@ -5,7 +5,6 @@ ran on some instances, and status --verify."""
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -36,6 +35,7 @@ from loginwatch_org.workflow import (
     unconverged,
     watched_accounts,
 )
+from tests.doubles.clients import double_clients, staging_clients
 from tests.doubles.organizations import OrganizationsDouble
 from tests.doubles.stacksets import StackSetsDouble
 from tests.orgs import MANAGEMENT_ACCOUNT, ROOT_ID, account_ids, config_for, organization
@@ -58,7 +58,7 @@ class World:
     @property
     def clients(self) -> Clients:
         """One command's clients: each reads the organisation afresh, once."""
-        return Clients(self.stacksets.client(), self.organizations)
+        return staging_clients(self.stacksets, organizations=self.organizations)
 
     def plan(self, config: Config) -> Prepared:
         return prepare(config, self.clients)
@@ -412,10 +412,9 @@ def test_status_exits_1_on_an_unwatched_account_and_verify_describes_every_insta
 ) -> None:
     world = World()
     # STS answers for a member account: the management account's own stacks are out of this test's reach.
-    caller = SimpleNamespace(get_caller_identity=lambda: {"Account": "123456789012"})
-    monkeypatch.setattr(session, "client", lambda _t, service, _p=None: world.clients.cloudformation
-                        if service == "cloudformation" else caller if service == "sts"
-                        else world.organizations)  # fmt: skip
+    monkeypatch.setattr(
+        session, "client", double_clients(world.stacksets, caller="123456789012", organizations=world.organizations)
+    )
     monkeypatch.setattr("time.sleep", lambda _seconds: None)
     path = tmp_path / "accounts.yaml"
     path.write_text(yaml.safe_dump(listed_config("report").model_dump(mode="json", exclude_none=True)))

@@ -20,7 +20,6 @@ from loginwatch_org.errors import RolloutInterrupted
 from loginwatch_org.plan import DeleteInstances, Plan, PlanError, UpdateInstances, UpdateStackSet
 from loginwatch_org.templates import shared_parameters
 from loginwatch_org.workflow import (
-    Clients,
     Prepared,
     account_statuses,
     detect_drift,
@@ -28,6 +27,7 @@ from loginwatch_org.workflow import (
     make_executor,
     prepare,
 )
+from tests.doubles.clients import double_clients, staging_clients
 from tests.doubles.stacksets import StackSetsDouble
 from tests.orgs import MANAGEMENT_ACCOUNT, account_ids, config_for, organization, with_recipients, without_accounts
 
@@ -38,7 +38,7 @@ ACCOUNTS = account_ids(COUNT)
 class Harness:
     def __init__(self, double: StackSetsDouble) -> None:
         self.double = double
-        self.clients = Clients(double.client())
+        self.clients = staging_clients(double)
 
     def executor(self, config: Config) -> Any:
         return make_executor(config, self.clients, sleep=lambda _seconds: None)
@@ -254,10 +254,7 @@ def test_rollout_waits_for_a_foreign_operation_before_planning() -> None:
 def cli_double(monkeypatch: pytest.MonkeyPatch) -> StackSetsDouble:
     fake = StackSetsDouble(organization(COUNT), MANAGEMENT_ACCOUNT, polls_per_state=1)
 
-    def client(target: session.AwsTarget, service: str, progress: Any = None) -> Any:
-        return fake.client() if service == "cloudformation" else None
-
-    monkeypatch.setattr(session, "client", client)
+    monkeypatch.setattr(session, "client", double_clients(fake))
     monkeypatch.setattr("time.sleep", lambda _seconds: None)
     return fake
 

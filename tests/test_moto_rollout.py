@@ -171,7 +171,12 @@ def organisation(request: pytest.FixtureRequest) -> Iterator[Organisation]:
         behaviour.apply()
         try:
             seed_organization(OrganizationSpec.from_mapping(organization_spec(config)))
-            clients = Clients(management_client("cloudformation"), management_client("organizations"))
+            clients = Clients(
+                management_client("cloudformation"),
+                management_client("organizations"),
+                management_client("sts"),
+                s3_for=lambda _region: management_client("s3"),
+            )
             org = Organisation(permission_model, config, clients)
             clients.cloudformation.meta.events.register("before-call.cloudformation", org.record)
             org.first = org.rollout(config)
@@ -325,6 +330,8 @@ def test_template_deploys_every_resource_into_the_member_account(org: Organisati
         "RECIPIENTS": org.described_overrides(account)["Recipients"],
         "SENDER": "alerts@example.com",
         "SOURCE_ARN": "",
+        # Every account sends for itself: with the watch's own configuration set, whose notices are dead letters.
+        "CONFIGURATION_SET": "loginwatch-alerts",
     }
     assert f"/{account}/" in buffer and "BufferQueue" in buffer and "DeadLetterQueue" in dead_letters
 
@@ -341,8 +348,15 @@ def test_template_deploys_every_resource_into_the_member_account(org: Organisati
     # The rule publishes to the SNS topic, which fills the buffer queue the function reads in batches.
     [target] = events.list_targets_by_rule(Rule=rule["Name"], EventBusName="default")["Targets"]
     sns = org.member(account, "sns")
-    [topic] = sns.list_topics()["Topics"]
+    [topic] = [t for t in sns.list_topics()["Topics"] if t["TopicArn"].endswith(":loginwatch-sign-in-alerts")]
     assert target["Arn"] == topic["TopicArn"]
+    # SES's notices about accepted alerts (a bounce, a complaint) go from their own topic to the dead-letter queue.
+    [notices] = [t for t in sns.list_topics()["Topics"] if "DeliveryNoticeTopic" in t["TopicArn"]]
+    [to_dead_letters] = sns.list_subscriptions_by_topic(TopicArn=notices["TopicArn"])["Subscriptions"]
+    assert (to_dead_letters["Protocol"], to_dead_letters["Endpoint"].split(":")[-1]) == (
+        "sqs",
+        dead_letters.rsplit("/", 1)[-1],
+    )
     [subscription] = sns.list_subscriptions_by_topic(TopicArn=topic["TopicArn"])["Subscriptions"]
     assert subscription["Protocol"] == "sqs"
     [mapping] = org.member(account, "lambda").list_event_source_mappings(EventSourceArn=subscription["Endpoint"])[
@@ -368,5 +382,6 @@ def test_template_deploys_every_resource_into_the_member_account(org: Organisati
 
     # An alarm watches that queue.
     [alarm] = org.member(account, "cloudwatch").describe_alarms()["MetricAlarms"]
-    assert alarm["Namespace"] == "AWS/SQS"
-    assert alarm["Dimensions"] == [{"Name": "QueueName", "Value": attributes["QueueArn"].rsplit(":", 1)[1]}]
+    [visible] = [query["MetricStat"]["Metric"] for query in alarm["Metrics"] if "MetricStat" in query]
+    assert (visible["Namespace"], visible["MetricName"]) == ("AWS/SQS", "ApproximateNumberOfMessagesVisible")
+    assert visible["Dimensions"] == [{"Name": "QueueName", "Value": attributes["QueueArn"].rsplit(":", 1)[1]}]

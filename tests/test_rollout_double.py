@@ -20,7 +20,8 @@ from loginwatch_org.plan import (
     UpdateStackSet,
     account_overrides,
 )
-from loginwatch_org.workflow import Clients, Prepared, account_statuses, make_executor, prepare
+from loginwatch_org.workflow import Prepared, account_statuses, make_executor, prepare
+from tests.doubles.clients import staging_clients
 from tests.doubles.organizations import OrganizationsDouble
 from tests.doubles.stacksets import StackSetsDouble
 from tests.orgs import (
@@ -36,7 +37,7 @@ from tests.orgs import (
 class Harness:
     def __init__(self, double: StackSetsDouble, organizations: Any | None = None) -> None:
         self.double = double
-        self.clients = Clients(double.client(), organizations)
+        self.clients = staging_clients(double, organizations=organizations)
         self.sleeps: list[float] = []
 
     def executor(self, config: Config) -> Any:

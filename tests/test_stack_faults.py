@@ -15,6 +15,7 @@ from botocore.stub import ANY, Stubber
 from loginwatch_org.aws.errors import AwsProblem
 from loginwatch_org.aws.executor import PollPolicy
 from loginwatch_org.aws.stacks import StackExecutor, StackResult
+from loginwatch_org.aws.staging import TemplateStager
 from loginwatch_org.config import Config
 from loginwatch_org.errors import RolloutInterrupted
 from loginwatch_org.stack_plan import (
@@ -25,6 +26,7 @@ from loginwatch_org.stack_plan import (
     make_management_plan,
 )
 from loginwatch_org.stack_state import DeployedStack
+from tests.doubles.s3 import FakeS3
 from tests.test_stack_plan import TEMPLATES, base_config, changed, deployed_from, with_management
 
 REGION = "us-east-1"
@@ -32,6 +34,14 @@ NAME = "loginwatch-watch"
 OWNER_TAGS = [{"Key": "managed-by", "Value": "loginwatch-org"}]
 NEW_ID = f"arn:aws:cloudformation:{REGION}:999900000000:stack/{NAME}/2"
 START = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
+
+STAGING_ACCOUNT = "444400004444"
+
+
+def _stager() -> TemplateStager:
+    """Where the executor stages the watch's body (larger than CloudFormation takes inline): a fake S3 of the
+    caller's, so the scripted calls carry its TemplateURL, the same for the same body."""
+    return TemplateStager(FakeS3(STAGING_ACCOUNT).client, STAGING_ACCOUNT)
 
 
 class Script:
@@ -58,7 +68,7 @@ class Script:
             assert region == REGION, f"no call may go to {region}"
             return self.client
 
-        return StackExecutor(client_for, sleep=sleep, clock=clock, poll=poll)
+        return StackExecutor(client_for, sleep=sleep, clock=clock, poll=poll, stager=_stager())
 
     def describe(self, stack: str, status: str, *, tags: list[dict[str, str]] | None = None, reason: str = "") -> None:
         data: dict[str, Any] = {
@@ -109,7 +119,7 @@ def update_plan() -> tuple[StackPlan, UpdateStack]:
 def update_params(step: UpdateStack, plan: StackPlan) -> dict[str, Any]:
     return {
         "StackName": step.stack_id,
-        "TemplateBody": plan.template_bodies["watch"],
+        **_stager().source(plan.template_bodies["watch"], REGION),
         "Parameters": [{"ParameterKey": k, "ParameterValue": v} for k, v in step.parameters.items()],
         "Capabilities": ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM"],
         "Tags": OWNER_TAGS,
@@ -120,7 +130,7 @@ def update_params(step: UpdateStack, plan: StackPlan) -> dict[str, Any]:
 def create_params(plan: StackPlan, token: str) -> dict[str, Any]:
     return {
         "StackName": NAME,
-        "TemplateBody": plan.template_bodies["watch"],
+        **_stager().source(plan.template_bodies["watch"], REGION),
         "Parameters": ANY,
         "Capabilities": ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM"],
         "Tags": OWNER_TAGS,

@@ -12,9 +12,9 @@ from typing import Any
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from loginwatch_org.aws.stacks import StackExecutor, StackReader, StackResult, caller_account
+from loginwatch_org.aws.staging import TemplateStager
 from loginwatch_org.config import Config
 from loginwatch_org.stack_plan import (
     DeleteStack,
@@ -25,6 +25,7 @@ from loginwatch_org.stack_plan import (
     not_management_caller,
 )
 from loginwatch_org.stack_state import DeployedStack
+from tests.doubles.clients import moto_with_bucket_policies
 from tests.test_stack_plan import TEMPLATES, base_config, with_management
 
 # moto deploys only the resource types it knows and warns about the rest; the executor is what is tested here.
@@ -64,7 +65,9 @@ class Account:
 
     def apply(self, plan: StackPlan) -> list[StackResult]:
         self.calls.clear()
-        return StackExecutor(self.client, sleep=lambda _seconds: None).apply(plan)
+        # The watch's body is larger than CloudFormation takes inline: staged in moto's S3, as a rollout does.
+        stager = TemplateStager(lambda region: SESSION.client("s3", region_name=region), MOTO_ACCOUNT)
+        return StackExecutor(self.client, sleep=lambda _seconds: None, stager=stager).apply(plan)
 
     def stack(self, region: str, name: str) -> dict[str, Any]:
         return dict(self.client(region).describe_stacks(StackName=name)["Stacks"][0])
@@ -77,7 +80,7 @@ def config_for_management(**changes: Any) -> Config:
 
 @pytest.fixture
 def account() -> Iterator[Account]:
-    with mock_aws():
+    with moto_with_bucket_policies():
         yield Account()
 
 

@@ -7,10 +7,10 @@ from collections.abc import Iterator
 
 import pytest
 from botocore.exceptions import ClientError
-from moto import mock_aws
 
 from loginwatch_org.aws.workers import worker_pool
 from loginwatch_org.workflow import Pacing, apply_units, prepare_units
+from tests.doubles.clients import moto_with_bucket_policies
 from tests.doubles.stacksets import StackSetsClient, StackSetsDouble
 from tests.doubles.timing import SimulatedClock, SlotPool, Timing
 from tests.orgs import MANAGEMENT_ACCOUNT, organization
@@ -165,7 +165,7 @@ def test_the_slot_pool_starts_what_the_quota_has_room_for() -> None:
 @pytest.fixture
 def timed_org() -> Iterator[tuple[Org, Timing]]:
     timing = Timing(instance_seconds=2 * MINUTE, managed_execution="queued")
-    with mock_aws():
+    with moto_with_bucket_policies():
         yield Org(StackSetsDouble(organization(24), MANAGEMENT_ACCOUNT, timing=timing)), timing
 
 

@@ -9,7 +9,6 @@ from typing import Any
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from loginwatch_org.config import Config
 from loginwatch_org.plan import (
@@ -34,6 +33,8 @@ from loginwatch_org.workflow import (
     prepare_units,
     unit_template,
 )
+from tests.doubles.clients import moto_with_bucket_policies
+from tests.doubles.s3 import BotoS3Reader
 from tests.doubles.stacksets import StackSetsDouble
 from tests.orgs import MANAGEMENT_ACCOUNT, account_ids, config_for, organization
 from tests.test_stack_plan import TEMPLATES
@@ -79,8 +80,15 @@ class Org:
 
     @property
     def clients(self) -> Clients:
+        # The watch's body is staged in (moto's) S3, where the double reads it back as CloudFormation would.
+        s3 = SESSION.client("s3", region_name="us-east-1")
+        self.double.s3 = BotoS3Reader(s3)
         return Clients(
-            self.double.client(), None, SESSION.client("sts", region_name="us-east-1"), self.cloudformation_for
+            self.double.client(),
+            None,
+            SESSION.client("sts", region_name="us-east-1"),
+            self.cloudformation_for,
+            lambda region: SESSION.client("s3", region_name=region),
         )
 
     @property
@@ -102,7 +110,7 @@ class Org:
 
 @pytest.fixture
 def org() -> Iterator[Org]:
-    with mock_aws():
+    with moto_with_bucket_policies():
         yield Org(StackSetsDouble(organization(24), MANAGEMENT_ACCOUNT, polls_per_state=1))
 
 

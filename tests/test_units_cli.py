@@ -11,11 +11,12 @@ from typing import Any
 import boto3
 import pytest
 import yaml
-from moto import mock_aws
 from typer.testing import CliRunner
 
 from loginwatch_org.aws import session
 from loginwatch_org.cli import app
+from tests.doubles.clients import moto_with_bucket_policies
+from tests.doubles.s3 import BotoS3Reader
 from tests.doubles.stacksets import StackSetsDouble
 from tests.orgs import MANAGEMENT_ACCOUNT, config_for, organization
 
@@ -51,7 +52,7 @@ class Account:
 
 @pytest.fixture
 def account(monkeypatch: pytest.MonkeyPatch) -> Iterator[Account]:
-    with mock_aws():
+    with moto_with_bucket_policies():
         caller = Account(StackSetsDouble(organization(COUNT), MANAGEMENT_ACCOUNT, polls_per_state=1))
 
         def client(target: session.AwsTarget, service: str, progress: Any = None) -> Any:
@@ -59,8 +60,12 @@ def account(monkeypatch: pytest.MonkeyPatch) -> Iterator[Account]:
                 return caller.cloudformation(target.region or "us-east-1")
             if service == "sts":
                 return boto3.client("sts", region_name="us-east-1")
+            if service == "s3":
+                return boto3.client("s3", region_name=target.region or "us-east-1")
             return None
 
+        # The watch's body is staged in moto's S3, where the double reads it back as CloudFormation would.
+        caller.double.s3 = BotoS3Reader(boto3.client("s3", region_name="us-east-1"))
         monkeypatch.setattr(session, "client", client)
         monkeypatch.setattr("time.sleep", lambda _seconds: None)
         yield caller

@@ -182,6 +182,9 @@ def _replay(reader: Reader, reading: QueueReading, watch: QueueReading | None) -
 
 def _send_again(sqs: Any, functions: Any, reading: QueueReading, watch: QueueReading, letter: DeadLetter) -> Replay:
     event = replay_event(letter, watch.topic_arn or "")
+    if event is None and letter.writer == "ses":
+        why = "a notice from SES about an alert it accepted, nothing to send again: fix or replace the address"
+        return Replay(letter.message_id, False, f"{why}; left in the queue (kept 14 days)")
     if event is None:
         return Replay(letter.message_id, False, "nothing readable to replay; left in the queue")
     try:

@@ -36,7 +36,7 @@ from loginwatch_org.aws.prerequisites import Reader, _why, administrator_reader
 from loginwatch_org.aws.session import AwsTarget
 from loginwatch_org.aws.workers import worker_pool
 from loginwatch_org.config import WATCH_REGION, Config
-from loginwatch_org.notifier import TEST_ALERT_KEY
+from loginwatch_org.notifier import PARK_REASON_ATTRIBUTE, TEST_ALERT_KEY
 from loginwatch_org.templates.watch import alert_topic_name
 
 CONCURRENCY = 8
@@ -157,7 +157,7 @@ def _observe(reader: Reader, alert: TestAlert, since_ms: int) -> Evidence:
     if not functions:
         return Evidence(unreadable="the topic has no Lambda subscription: the watch is incomplete")
     messages: list[str] = []
-    dead: list[str] = []
+    dead: list[tuple[str, str | None]] = []
     problems: list[str] = []
     for function in functions:
         try:
@@ -177,10 +177,12 @@ def _observe(reader: Reader, alert: TestAlert, since_ms: int) -> Evidence:
                 dead += _dead_letters(reader.client(account, "sqs", region), str(queue), alert.test_id)
             except Exception as error:
                 problems.append(f"cannot read dead-letter queue {queue} ({_why(error)})")
+    logged = errors_in(messages)
+    parked = tuple(reason for _, reason in dead if reason and not any(reason in error for error in logged))
     return Evidence(
         ses_message_ids=delivered_ids(messages, alert.test_id),
-        errors=errors_in(messages),
-        dead_letters=tuple(dead),
+        errors=tuple(dict.fromkeys((*logged, *parked))),
+        dead_letters=tuple(message_id for message_id, _ in dead),
         unreadable="; ".join(problems) or None,
     )
 
@@ -221,7 +223,22 @@ def queue_url(sqs: Any, queue_arn: str) -> str:
     return str(sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=owner)["QueueUrl"])
 
 
-def _dead_letters(sqs: Any, queue_arn: str, test_id: str) -> list[str]:
+def _dead_letters(sqs: Any, queue_arn: str, test_id: str) -> list[tuple[str, str | None]]:
+    """This test's messages in the dead-letter queue, each with the reason its writer attached (the notifier's
+    ``ErrorMessage``, Lambda's or EventBridge's), which may be there before the function's log is."""
     url = queue_url(sqs, queue_arn)
-    received = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0, WaitTimeSeconds=0)
-    return [str(m.get("MessageId", "")) for m in received.get("Messages", []) if test_id in str(m.get("Body", ""))]
+    received = sqs.receive_message(
+        QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0, WaitTimeSeconds=0, MessageAttributeNames=["All"]
+    )
+    found: list[tuple[str, str | None]] = []
+    for message in received.get("Messages", []):
+        if test_id not in str(message.get("Body", "")):
+            continue
+        attributes = message.get("MessageAttributes") or {}
+        reason = next(
+            (str(attributes[k]["StringValue"]) for k in (PARK_REASON_ATTRIBUTE, "ERROR_MESSAGE")
+             if isinstance(attributes.get(k), dict) and attributes[k].get("StringValue")),
+            None,
+        )  # fmt: skip
+        found.append((str(message.get("MessageId", "")), reason))
+    return found

@@ -284,7 +284,7 @@ def build_mail_template(config: Config) -> Template:
         blocks.service_statement("OnlyTheAlarmRulePublishes", "events", "sns:Publish", Ref(topic), GetAtt(rule, "Arn"))
     ]
     if own_set is not None:
-        publishers.append(_report_delivery_problems(template, own_set, topic))
+        publishers.append(report_delivery_problems(template, own_set, topic))
     template.add_resource(
         sns.TopicPolicy(
             "DeadLetterAlarmTopicPolicy",
@@ -311,7 +311,7 @@ def build_mail_template(config: Config) -> Template:
 DELIVERY_PROBLEM_EVENTS = ["bounce", "complaint", "reject", "renderingFailure"]
 
 
-def _report_delivery_problems(template: Template, name: str, topic: sns.Topic) -> dict[str, Any]:
+def report_delivery_problems(template: Template, name: str, topic: sns.Topic) -> dict[str, Any]:
     """The configuration set every alert is sent with, whose delivery problems go to ``topic``; returns the
     topic-policy statement that lets SES publish them (SES needs that grant on the topic:
     https://docs.aws.amazon.com/ses/latest/dg/event-publishing-add-event-destination-sns.html)."""

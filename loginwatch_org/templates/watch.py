@@ -47,7 +47,7 @@ from loginwatch_org.mail_setup import (
 )
 from loginwatch_org.templates import blocks, parameters
 from loginwatch_org.templates.inline_code import without_commentary
-from loginwatch_org.templates.mail import add_alarm_forwarding
+from loginwatch_org.templates.mail import add_alarm_forwarding, report_delivery_problems
 from loginwatch_org.templates.parameters import (
     ADMIN_ACCOUNT_PARAMETER,
     ALERT_POLICY_PARAMETER,
@@ -86,8 +86,11 @@ def _pattern_for_parameter() -> AWSHelperFn | dict[str, Any]:
     return chosen
 
 
-def _send_email(sender: Parameter, ses_identity: Parameter, configuration_set: Parameter | None) -> dict[str, Any]:
-    """Per-account sending: ses:SendEmail from the configured identity, as the configured sender only."""
+def _send_email(
+    sender: Parameter, ses_identity: Parameter, configuration_set: Parameter | None, own_set: str | None
+) -> dict[str, Any]:
+    """Per-account sending: ses:SendEmail from the configured identity, as the configured sender only, with the
+    watch's own configuration set (``own_set``) when it keeps one."""
     sender_domain = Select(1, Split("@", Ref(sender)))
     identity_arn = "arn:${AWS::Partition}:ses:${AWS::Region}:${AWS::AccountId}:identity/"
     resources: AWSHelperFn = If(
@@ -116,6 +119,15 @@ def _send_email(sender: Parameter, ses_identity: Parameter, configuration_set: P
             "UseSesIdentityArn",
             [Ref(ses_identity), in_owner],
             [Sub(identity_arn + "${Sender}"), Join("", [Sub(identity_arn), sender_domain]), here],
+        )
+    if own_set is not None:
+        # A send naming a configuration set is authorized on it too; the set is this account's, whoever owns the
+        # identity.
+        here_set = Sub("arn:${AWS::Partition}:ses:${AWS::Region}:${AWS::AccountId}:configuration-set/" + own_set)
+        resources = If(
+            "UseSesIdentityArn",
+            [Ref(ses_identity), here_set],
+            [Sub(identity_arn + "${Sender}"), Join("", [Sub(identity_arn), sender_domain]), here_set],
         )
     statement = blocks.identity_statement("SendFromTheConfiguredIdentityOnly", "ses:SendEmail", resources)
     statement["Condition"] = {"StringEquals": {"ses:FromAddress": Ref(sender)}}
@@ -190,6 +202,15 @@ def build_template(config: Config) -> Template:
     topic = blocks.topic(
         template, "AlertTopic", "loginwatch sign-in alerts", TOPIC_ENCRYPTION, name=alert_topic_name(config)
     )
+    # Without a mail account the watch sends from this account's SES and keeps the configuration set itself:
+    # SES's notices (a bounce, a complaint, a rejection after acceptance) go to a topic of their own that
+    # drops them into the dead-letter queue, so they raise its alarm and `dead-letters` names the address.
+    own_set = alerts_configuration_set(config) if mail_role is None else None
+    notices = (
+        blocks.topic(template, "DeliveryNoticeTopic", "loginwatch delivery notices", TOPIC_ENCRYPTION)
+        if own_set is not None
+        else None
+    )
     rule = blocks.signin_rule(
         template,
         "SignInRule",
@@ -228,8 +249,36 @@ def build_template(config: Config) -> Template:
             blocks.service_statement(
                 "UndeliverableMessagesFromTheTopic", "sns", "sqs:SendMessage", GetAtt(dead_letters, "Arn"), Ref(topic)
             ),
+            *(
+                [
+                    blocks.service_statement(
+                        "DeliveryNoticesFromSes", "sns", "sqs:SendMessage", GetAtt(dead_letters, "Arn"), Ref(notices)
+                    )
+                ]
+                if notices is not None
+                else []
+            ),
         ],
     )
+    if notices is not None and own_set is not None:
+        template.add_resource(
+            sns.TopicPolicy(
+                "DeliveryNoticeTopicPolicy",
+                Topics=[Ref(notices)],
+                PolicyDocument={
+                    "Version": "2012-10-17",
+                    "Statement": [report_delivery_problems(template, own_set, notices)],
+                },
+            )
+        )
+        template.add_resource(
+            sns.SubscriptionResource(
+                "DeliveryNoticeSubscription",
+                TopicArn=Ref(notices),
+                Protocol="sqs",
+                Endpoint=GetAtt(dead_letters, "Arn"),
+            )
+        )
     buffer = blocks.buffer_queue(template, dead_letters)
     blocks.dead_letter_queue_policy(
         template,
@@ -248,13 +297,15 @@ def build_template(config: Config) -> Template:
     }
     if mail_role_parameter is not None:
         environment[MAIL_ROLE_ENVIRONMENT] = Ref(mail_role_parameter)
-        own_set = alerts_configuration_set(config)
-        if own_set is not None:
-            environment[CONFIGURATION_SET_ENVIRONMENT] = own_set
+        mail_set = alerts_configuration_set(config)  # the mail stack's
+        if mail_set is not None:
+            environment[CONFIGURATION_SET_ENVIRONMENT] = mail_set
         # The function's own role may not send at all: it may only become the mail account's sending role.
         send = blocks.identity_statement("BecomeTheMailAccountSender", "sts:AssumeRole", Ref(mail_role_parameter))
     else:
-        send = _send_email(sender, ses_identity, configuration_set)
+        if own_set is not None:
+            environment[CONFIGURATION_SET_ENVIRONMENT] = own_set
+        send = _send_email(sender, ses_identity, configuration_set, own_set)
     function = blocks.notifier(
         template,
         description="Turns a sign-in event into an email and sends it with SES.",

@@ -105,3 +105,20 @@ class FakeS3Client:
         self._bucket(Bucket, ExpectedBucketOwner, "PutObject").objects[Key] = Body
         self._s3.puts += 1
         return {"ETag": '"etag"'}
+
+
+class BotoS3Reader:
+    """``read_url`` over a boto3 S3 client (moto's in-process S3), for a double whose templates are staged there."""
+
+    def __init__(self, s3: Any) -> None:
+        self._s3 = s3
+
+    def read_url(self, url: str) -> str | None:
+        parsed = urlparse(url)
+        if parsed.scheme != "https":
+            return None
+        try:
+            got = self._s3.get_object(Bucket=parsed.netloc.split(".")[0], Key=parsed.path.lstrip("/"))
+        except ClientError:
+            return None
+        return str(got["Body"].read().decode("utf-8"))

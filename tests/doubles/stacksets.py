@@ -98,7 +98,7 @@ import botocore.session
 from botocore.exceptions import ClientError, ParamValidationError
 from botocore.validate import ParamValidator
 
-from tests.doubles.s3 import FakeS3
+from tests.doubles.s3 import BotoS3Reader, FakeS3
 from tests.doubles.timing import SlotPool, Timing
 
 __all__ = ["API_METHODS", "StackSetsClient", "StackSetsDouble"]
@@ -430,7 +430,7 @@ class StackSetsDouble:
         stale_reads: int = 0,
         suspended_accounts: set[str] | None = None,
         timing: Timing | None = None,
-        s3: FakeS3 | None = None,
+        s3: FakeS3 | BotoS3Reader | None = None,
     ) -> None:
         if polls_per_state < 0:
             raise ValueError("polls_per_state must be >= 0")

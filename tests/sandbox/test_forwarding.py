@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from loginwatch_org.aws.staging import TemplateStager
 from loginwatch_org.config import Config, load_config
 from loginwatch_org.sandbox.control import Sandbox as Running
 from loginwatch_org.sandbox.simulate import signin_record, simulate_login
@@ -43,7 +44,10 @@ def config(write_config: Callable[[str], Path]) -> Config:
 def _deploy(sandbox: Sandbox, account: str, region: str, name: str, body: str) -> None:
     session = sandbox.member(account)
     cloudformation = session.client("cloudformation", region_name=region, endpoint_url=sandbox.endpoint_url)
-    cloudformation.create_stack(StackName=name, TemplateBody=body, Capabilities=["CAPABILITY_IAM"])
+    # A body too large to send inline goes through S3, as the rollout sends it.
+    s3 = session.client("s3", region_name=region, endpoint_url=sandbox.endpoint_url)
+    stager = TemplateStager(lambda _region: s3, account)
+    cloudformation.create_stack(StackName=name, **stager.source(body, region), Capabilities=["CAPABILITY_IAM"])
     status = cloudformation.describe_stacks(StackName=name)["Stacks"][0]["StackStatus"]
     assert status == "CREATE_COMPLETE", status
 

@@ -36,7 +36,12 @@ def config(sender: str) -> Config:
 
 def clients(sandbox: Sandbox) -> Clients:
     management = sandbox.management()
-    return Clients(sandbox.client(management, "cloudformation"), sandbox.client(management, "organizations"))
+    return Clients(
+        sandbox.client(management, "cloudformation"),
+        sandbox.client(management, "organizations"),
+        sandbox.client(management, "sts"),
+        s3_for=lambda _region: sandbox.client(management, "s3"),
+    )
 
 
 def rollout(sandbox: Sandbox, wanted: Config, progress: Any = None) -> list[str]:

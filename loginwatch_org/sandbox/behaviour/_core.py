@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
@@ -100,17 +100,17 @@ _applied: list[_Applied] = []
 _endpoint_url: str | None = None
 
 
-def _modules() -> list[Patches]:
+def _modules(only: Sequence[str] | None = None) -> list[Patches]:
     found: list[Patches] = []
-    for name in SERVICES:
+    for name in SERVICES if only is None else [n for n in SERVICES if n in only]:
         patches = importlib.import_module(f"{__package__}.{name}").PATCHES
         assert isinstance(patches, Patches), name
         found.append(patches)
     return found
 
 
-def apply(endpoint_url: str | None = None) -> None:
-    """Install every behaviour patch into moto (idempotent).
+def apply(endpoint_url: str | None = None, only: Sequence[str] | None = None) -> None:
+    """Install every behaviour patch into moto (idempotent), or those of the ``only`` modules named.
 
     ``endpoint_url`` is where Lambda functions run by the sandbox send their AWS calls; it is the
     sandbox's own address.  Calling ``apply`` again only updates it.
@@ -121,7 +121,7 @@ def apply(endpoint_url: str | None = None) -> None:
             _endpoint_url = endpoint_url
         if _applied:
             return
-        for module in _modules():
+        for module in _modules(only):
             for patch in module:
                 original = vars(patch.owner).get(patch.name, _MISSING)
                 setattr(patch.owner, patch.name, patch.make(original))

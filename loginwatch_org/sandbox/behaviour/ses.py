@@ -11,8 +11,16 @@ sandbox may also send only to verified addresses and domains, 200 a day and one 
 sent in the last second, whatever its recipients; the rate then counts every recipient.
 
 The account-level suppression list is modelled (Put/Get/DeleteSuppressedDestination): SES accepts a send to a
-listed address, counts it, and never delivers it, so it never reaches the mailbox. Not modelled: bounces and
-complaints as events, and addresses added to the list by them.
+listed address, counts it, and never delivers it, so it never reaches the mailbox.
+
+A send that names a configuration set publishes SES's events about it to the set's SNS event destination, for
+the event types it matches, when the topic's policy lets ses.amazonaws.com publish for that set
+(https://docs.aws.amazon.com/ses/latest/dg/event-publishing-add-event-destination-sns.html; the event's shape:
+https://docs.aws.amazon.com/ses/latest/dg/event-publishing-retrieving-sns-contents.html): a Bounce with subtype
+``OnAccountSuppressionList`` for a suppressed recipient, and the mailbox simulator's bounce and complaint for
+``bounce@simulator.amazonses.com`` and ``complaint@simulator.amazonses.com``
+(https://docs.aws.amazon.com/ses/latest/dg/send-an-email-from-console.html#send-email-simulator). Not modelled:
+delivery, open and click events; addresses added to the suppression list by bounces.
 """
 
 from __future__ import annotations
@@ -142,6 +150,18 @@ def _make_ses_v1_send_email(original: Any) -> Any:
             # https://docs.aws.amazon.com/ses/latest/APIReference/API_SendEmail.html (ConfigurationSetDoesNotExist)
             raise ConfigurationSetDoesNotExist(f"Configuration set <{configuration_set}> does not exist.")
         result = original(self)
+        if configuration_set and isinstance(result, ActionResult) and isinstance(result.result, dict):
+            destinations = self._get_param("Destination", {}) or {}
+            addressed = [
+                str(address)
+                for field in ("ToAddresses", "CcAddresses", "BccAddresses")
+                for address in destinations.get(field) or []
+            ]
+            subject = str(self._get_param("Message.Subject.Data") or "")
+            publish_delivery_notices(
+                self.backend, str(configuration_set), str(self._get_param("Source") or ""), subject, addressed,
+                str(result.result.get("MessageId")),
+            )  # fmt: skip
         body = (self._get_param("Message") or {}).get("Body") or {}
         text = self._get_param("Message.Body.Text.Data") or (body.get("Text") or {}).get("Data")
         html = self._get_param("Message.Body.Html.Data") or (body.get("Html") or {}).get("Data")
@@ -223,3 +243,89 @@ _SUPPRESSION_PATHS: Final = {
     "{0}/v2/email/suppression/addresses/(?P<EmailAddress>[^/]+)$": SESV2Response.dispatch,
 }
 PATCHES.wrap(sesv2_urls, "url_paths")(lambda original: {**original, **_SUPPRESSION_PATHS})
+
+
+_SIMULATED: Final = {
+    "bounce@simulator.amazonses.com": ("Bounce", "Permanent", "General", "smtp; 550 5.1.1 user unknown"),
+    "complaint@simulator.amazonses.com": ("Complaint", "", "", ""),
+}
+
+
+def publish_delivery_notices(
+    backend: SESBackend, configuration_set: str, source: str, subject: str, recipients: list[str], message_id: str
+) -> None:
+    """SES's events about an accepted send, to the configuration set's SNS event destination."""
+    listed = _suppressed[(backend.account_id, backend.region_name)]
+    for address in recipients:
+        if address.lower() in listed:
+            event = ("Bounce", "Permanent", "OnAccountSuppressionList", "Amazon SES did not send the message to this "
+                     "address because it is on the suppression list for your account.")  # fmt: skip
+        elif address.lower() in _SIMULATED:
+            event = _SIMULATED[address.lower()]
+        else:
+            continue
+        try:
+            _publish(backend, configuration_set, source, subject, address, message_id, event)
+        except Exception:  # a notice that cannot be published is lost, as SES's would be; the send stands
+            logger.exception("Publishing SES's %s event for %s failed", event[0], address)
+
+
+def _publish(
+    backend: SESBackend,
+    configuration_set: str,
+    source: str,
+    subject: str,
+    address: str,
+    message_id: str,
+    event: tuple[str, str, str, str],
+) -> None:
+    from moto.sns.models import sns_backends
+    from moto.utilities.arns import parse_arn
+
+    from loginwatch_org.sandbox.behaviour import _policies
+
+    kind, bounce_type, subtype, diagnostic = event
+    destination = backend.config_set_event_destination.get(configuration_set) or {}
+    matching = [str(t).lower() for t in destination.get("MatchingEventTypes") or []]
+    topic_arn = (destination.get("SnsDestination") or {}).get("TopicARN")
+    if not topic_arn or not destination.get("Enabled", True) or kind.lower() not in matching:
+        return
+    topic = parse_arn(str(topic_arn))
+    sns = sns_backends[topic.account][topic.region]
+    set_arn = f"arn:aws:ses:{backend.region_name}:{backend.account_id}:configuration-set/{configuration_set}"
+    policy = _policies.document(sns.get_topic(str(topic_arn)).policy)
+
+    def is_ses(principal: Any) -> bool:
+        return isinstance(principal, dict) and "ses.amazonaws.com" in _policies.values(principal.get("Service"))
+
+    context = {"aws:SourceArn": set_arn, "aws:SourceAccount": backend.account_id}
+    if not _policies.allowed([policy], "sns:Publish", str(topic_arn), context, is_ses):
+        logger.warning("SES may not publish to %s for %s: its %s event is dropped", topic_arn, set_arn, kind)
+        return
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
+    mail = {
+        "timestamp": stamp,
+        "source": source,
+        "messageId": message_id,
+        "destination": [address],
+        "commonHeaders": {"from": [source], "to": [address], "subject": subject},
+        "tags": {"ses:configuration-set": [configuration_set]},
+    }
+    notice: dict[str, Any] = {"eventType": kind, "mail": mail}
+    if kind == "Bounce":
+        recipient = {"emailAddress": address, "action": "failed", "status": "5.1.1", "diagnosticCode": diagnostic}
+        notice["bounce"] = {
+            "bounceType": bounce_type,
+            "bounceSubType": subtype,
+            "bouncedRecipients": [recipient],
+            "timestamp": stamp,
+            "feedbackId": message_id,
+        }
+    else:
+        notice["complaint"] = {
+            "complainedRecipients": [{"emailAddress": address}],
+            "timestamp": stamp,
+            "feedbackId": message_id,
+            "complaintFeedbackType": "abuse",
+        }
+    sns.publish(message=json.dumps(notice), arn=str(topic_arn), subject=None)
