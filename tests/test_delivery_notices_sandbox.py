@@ -65,3 +65,24 @@ def test_a_suppressed_recipients_bounce_notice_is_a_dead_letter_naming_the_addre
         json.loads(workspace.run("dead-letters", ACCOUNT, "--json", "--sandbox", "-c", str(config)).stdout)["waiting"]
         == 1
     )
+    member_client(state, ACCOUNT, "sesv2").delete_suppressed_destination(EmailAddress="payments-oncall@example.com")
+
+
+def test_status_verify_reads_each_accounts_suppression_list(own_ses: tuple[Workspace, Path]) -> None:
+    workspace, config = own_ses
+    state = json.loads(workspace.state_file.read_text(encoding="utf-8"))
+    ses = member_client(state, "333344445555", "sesv2")
+    address = "data-team@example.com"  # data-platform's own recipient
+    ses.put_suppressed_destination(EmailAddress=address, Reason="COMPLAINT")
+    try:
+        # Without --verify, status reads no member's SES (a role and calls per account): it cannot know.
+        quick = workspace.run("status", "--sandbox", "--json", "-c", str(config))
+        assert all(not row.get("suppressed_recipients") for row in json.loads(quick.stdout))
+        verified = workspace.run("status", "--verify", "--sandbox", "--json", "-c", str(config))
+        assert verified.returncode == 1, verified.stdout + verified.stderr
+        rows = {row["account_id"]: row for row in json.loads(verified.stdout) if row["unit"] == "watch"}
+        assert rows["333344445555"]["suppressed_recipients"] == {address: "COMPLAINT"}
+        # The same address elsewhere is another account's list: not suppressed there.
+        assert {a for a, row in rows.items() if row["suppressed_recipients"]} == {"333344445555"}
+    finally:
+        ses.delete_suppressed_destination(EmailAddress=address)
