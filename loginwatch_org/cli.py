@@ -148,6 +148,22 @@ def _row_document(
     return document
 
 
+def _write_status_page(path: Path, config: Config, rows: Sequence[tuple[str, AccountStatus]]) -> None:
+    from datetime import UTC, datetime
+
+    from loginwatch_org.status_html import render_status_html
+
+    if not path.parent.is_dir():
+        raise UsageError(f"--html {path}: the directory {path.parent} does not exist")
+    stamp = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    page = render_status_html(
+        rows, config.forward_regions(), title=f"loginwatch coverage: {config.stack_set.name}", generated_at=stamp
+    )
+    path.write_text(page, encoding="utf-8")
+    accounts = len({row.account_id for _, row in rows})
+    typer.echo(f"wrote {path}: {accounts} account(s), {len(page.encode('utf-8')):,} bytes", err=True)
+
+
 def _suppressed_by_account(senders: Sequence[SesSender], shared: bool) -> dict[str | None, dict[str, str]]:
     """Suppressed recipients by the account whose alerts they miss (None: every account's, when one identity sends
     for all)."""
@@ -515,6 +531,12 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print the rows (or the error) as JSON.")] = False,
     drift: Annotated[bool, typer.Option("--drift", help="Run stack set drift detection first.")] = False,
     wide: Annotated[bool, typer.Option("--wide", help="Every column, however wide the terminal.")] = False,
+    html_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--html", metavar="FILE", help="Also write a self-contained page of coverage, accounts by Region."
+        ),
+    ] = None,
     verify: Annotated[
         bool,
         typer.Option(
@@ -576,6 +598,7 @@ def status(
             f"stack set '{loaded.stack_set.name}' does not exist yet; run: {suggest.command('rollout')}"
         )
     rows: list[tuple[str, AccountStatus]] = []
+    current_forwarders: list[tuple[str, AccountStatus]] = []
     outside: frozenset[str] = frozenset()
     watch_snapshot = verified or (watch.snapshot if watch is not None else None)
     if watch_snapshot is not None:
@@ -592,14 +615,16 @@ def status(
         attention.extend(wrong)
         covered = [t.account_id for t in loaded.targets() if t.account_id not in outside and t.account_id not in wrong]
         current = len(covered)
+        # A script or the page asks about every account's forwarders; the table names only those that need
+        # attention.
+        regions = len(loaded.forward_regions())
+        current_forwarders = [
+            ("forwarders", _forwarder_row(account_id, names.get(account_id, ""), f"current in {regions} region(s)",
+                                          status="CURRENT"))
+            for account_id in covered
+        ]  # fmt: skip
         if as_json:
-            # A script asks about every account's forwarders; the table names only those that need attention.
-            regions = len(loaded.forward_regions())
-            rows.extend(
-                ("forwarders", _forwarder_row(account_id, names.get(account_id, ""), f"current in {regions} region(s)",
-                                              status="CURRENT"))
-                for account_id in covered
-            )  # fmt: skip
+            rows.extend(current_forwarders)
         notes.append(
             f"Forwarders (stack set {forwarders.stack_set}, {len(loaded.forward_regions())} region(s)): "
             f"{current} account(s) current" + (f", {len(wrong)} not" if wrong else "") + "."
@@ -614,6 +639,8 @@ def status(
             rows.append((key, row))
             if stacks.not_covered is None and not row.in_sync:
                 attention.append(key)
+    if html_file is not None:
+        _write_status_page(html_file, loaded, rows if as_json else [*rows, *current_forwarders])
     if as_json:
         _emit_json([_row_document(row, unit, suppressed) for unit, row in rows])
     else:
@@ -1082,6 +1109,7 @@ def demo(
         state = prepare_units(loaded, clients, pacing=Pacing(progress=progress))
         progress.pause()
         typer.echo(fit(_coverage_summary(loaded, state), width))
+        typer.echo("As a page, accounts by Region: loginwatch-org status --sandbox --html coverage.html")
         typer.echo("\n== 5. A console sign-in")
         _simulate(loaded, running, chosen, identity)
         # A failed IAM-user sign-in: every policy but root-only and no-mfa emails about it.
