@@ -367,6 +367,21 @@ def test_status_runs_drift_detection_in_the_sandbox(example: Example) -> None:
     assert {row["drift"] for row in rows} == {"IN_SYNC"}
 
 
+def test_status_html_writes_the_coverage_page_of_every_account(example: Example, tmp_path: Path) -> None:
+    page = tmp_path / "coverage.html"
+    result = example.workspace.run("status", "--sandbox", "--html", str(page), "-c", str(example.config))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"wrote {page}: 9 account(s)" in result.stderr
+    text = page.read_text(encoding="utf-8")
+    assert "9 account(s): 9 ok." in text
+    # The watch's Region and the 16 forwarder Regions are the columns; every member's forwarders are current.
+    assert text.count('<th class="region"') == 17
+    assert text.count('<tr data-state="ok">') == 9
+    missing = example.workspace.run("status", "--sandbox", "--html", str(tmp_path / "no" / "x.html"),
+                                    "-c", str(example.config))  # fmt: skip
+    assert missing.returncode == 2 and "does not exist" in missing.stderr
+
+
 def test_status_names_a_recipient_the_mail_accounts_ses_would_silently_drop(example: Example) -> None:
     state = json.loads(example.workspace.state_file.read_text(encoding="utf-8"))
     ses = sandbox_client(state, "sesv2")  # the example's mail account (the management account) sends every alert
