@@ -93,11 +93,9 @@ def _send_email(
     watch's own configuration set (``own_set``) when it keeps one."""
     sender_domain = Select(1, Split("@", Ref(sender)))
     identity_arn = "arn:${AWS::Partition}:ses:${AWS::Region}:${AWS::AccountId}:identity/"
-    resources: AWSHelperFn = If(
-        "UseSesIdentityArn",
-        [Ref(ses_identity)],
-        [Sub(identity_arn + "${Sender}"), Join("", [Sub(identity_arn), sender_domain])],
-    )
+    # What may be sent from: the identity ses_identity_arn names, else this account's address and domain.
+    shared: list[AWSHelperFn] = [Ref(ses_identity)]
+    own: list[AWSHelperFn] = [Sub(identity_arn + "${Sender}"), Join("", [Sub(identity_arn), sender_domain])]
     if configuration_set is not None:
         # An identity's default configuration set applies to every send from it, and SES then also authorizes
         # the send on the configuration set (AccessDenied on ".../configuration-set/NAME" without it).
@@ -107,28 +105,25 @@ def _send_email(
         # when the parameter is empty and this branch goes unused.
         fields = Split(":", Join("", [Ref(ses_identity), "::::"]))
         owner = [Select(index, fields) for index in (1, 3, 4)]
-        in_owner = Join(
-            "", ["arn:", owner[0], ":ses:", owner[1], ":", owner[2], ":configuration-set/", Ref(configuration_set)]
+        shared.append(
+            Join(
+                "", ["arn:", owner[0], ":ses:", owner[1], ":", owner[2], ":configuration-set/", Ref(configuration_set)]
+            )
         )
-        here = Sub(
-            "arn:${AWS::Partition}:ses:${AWS::Region}:${AWS::AccountId}:configuration-set/${"
-            + CONFIGURATION_SET_PARAMETER
-            + "}"
-        )
-        resources = If(
-            "UseSesIdentityArn",
-            [Ref(ses_identity), in_owner],
-            [Sub(identity_arn + "${Sender}"), Join("", [Sub(identity_arn), sender_domain]), here],
+        own.append(
+            Sub(
+                "arn:${AWS::Partition}:ses:${AWS::Region}:${AWS::AccountId}:configuration-set/${"
+                + CONFIGURATION_SET_PARAMETER
+                + "}"
+            )
         )
     if own_set is not None:
         # A send naming a configuration set is authorized on it too; the set is this account's, whoever owns the
         # identity.
         here_set = Sub("arn:${AWS::Partition}:ses:${AWS::Region}:${AWS::AccountId}:configuration-set/" + own_set)
-        resources = If(
-            "UseSesIdentityArn",
-            [Ref(ses_identity), here_set],
-            [Sub(identity_arn + "${Sender}"), Join("", [Sub(identity_arn), sender_domain]), here_set],
-        )
+        shared.append(here_set)
+        own.append(here_set)
+    resources = If("UseSesIdentityArn", shared, own)
     statement = blocks.identity_statement("SendFromTheConfiguredIdentityOnly", "ses:SendEmail", resources)
     statement["Condition"] = {"StringEquals": {"ses:FromAddress": Ref(sender)}}
     return statement
