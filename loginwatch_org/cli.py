@@ -1081,8 +1081,8 @@ def demo(
     account: Annotated[str | None, typer.Option(help="Account to sign in to (default: the first watched).")] = None,
     identity: IdentityOption = Identity.root,
 ) -> None:
-    """The main job in the sandbox: check, roll out, prove every watch with a test alert, show the coverage,
-    and follow two sign-ins to their emails."""
+    """The main job in the sandbox: check, roll out, prove every watch with a test alert, show the coverage and
+    the status, and follow two sign-ins to their emails."""
     from loginwatch_org.alert_check import render_text as render_test_alerts
     from loginwatch_org.aws.prerequisites import gather
     from loginwatch_org.aws.test_alert import Waiting, send_test_alerts
@@ -1110,10 +1110,19 @@ def demo(
         progress.pause()
         typer.echo(fit(_coverage_summary(loaded, state), width))
         typer.echo("As a page, accounts by Region: loginwatch-org status --sandbox --html coverage.html")
-        typer.echo("\n== 5. A console sign-in")
+        typer.echo("\n== 5. status: a row per account and unit; exit 0 means nothing needs attention")
+        try:
+            status(config=config, sandbox=True)
+            exit_code = 0
+        except typer.Exit as stopped:
+            exit_code = stopped.exit_code
+        progress.pause()
+        verdict = "every watched account is current and as the config says" if exit_code == 0 else "see why above"
+        typer.echo(f"status exited {exit_code}: {verdict}")
+        typer.echo("\n== 6. A console sign-in")
         _simulate(loaded, running, chosen, identity)
         # A failed IAM-user sign-in: every policy but root-only and no-mfa emails about it.
-        typer.echo("\n== 6. An IAM user's failed sign-in, recorded in us-east-2 and forwarded to the watch")
+        typer.echo("\n== 7. An IAM user's failed sign-in, recorded in us-east-2 and forwarded to the watch")
         _simulate(loaded, running, chosen, Identity.failed, "us-east-2")
 
 

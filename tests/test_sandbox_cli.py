@@ -767,7 +767,8 @@ def test_demo_rolls_out_and_shows_one_email(workspace: Workspace) -> None:
     print(f"demo wall time: {elapsed:.2f} s")
 
     assert demo.returncode == 0, demo.stdout + demo.stderr
-    # The story in order: prerequisites, rollout, a test alert through every watch, coverage, two sign-ins.
+    # The story in order: prerequisites, rollout, a test alert through every watch, coverage, status, two
+    # sign-ins.
     checked, rest = demo.stdout.split("== 2. Rollout of")
     assert "8 of 8 check(s) passed." in checked and "[FAIL]" not in checked
     rolled, rest = rest.split("== 3. A test alert through every watch")
@@ -776,12 +777,15 @@ def test_demo_rolls_out_and_shows_one_email(workspace: Workspace) -> None:
     assert "IN SYNC" in rolled and len(table) == 8, demo.stdout
     tested, rest = rest.split("== 4. Coverage")
     assert "9 of 9 test alert(s) delivered." in tested  # the 8 members and the management account
-    covered, rest = rest.split("== 5. A console sign-in")
+    covered, rest = rest.split("== 5. status:")
+    statused, rest = rest.split("== 6. A console sign-in")
+    assert "status exited 0: every watched account is current and as the config says" in statused
+    assert len([line for line in statused.splitlines() if re.match(r"\d{12}  ", line)]) >= 9  # members, management
     assert "The organisation has 9 member account(s) and the management account." in covered
     assert "watched: 8 member account(s)" in covered and "(8 instance(s) CURRENT)" in covered
     assert "not watched: 444455556666 (old-sandbox), enabled: false in the config" in covered
     assert "Every unit matches the config: a rollout now would change nothing." in covered
-    first, forwarded = rest.split("== 6. An IAM user's failed sign-in, recorded in us-east-2")
+    first, forwarded = rest.split("== 7. An IAM user's failed sign-in, recorded in us-east-2")
     [email] = _emails(first)
     assert email.to == ["payments-oncall@example.com", "security@example.com"]
     assert email.subject.startswith("[ROOT]")
