@@ -153,8 +153,6 @@ def _write_status_page(path: Path, config: Config, rows: Sequence[tuple[str, Acc
 
     from loginwatch_org.status_html import render_status_html
 
-    if not path.parent.is_dir():
-        raise UsageError(f"--html {path}: the directory {path.parent} does not exist")
     stamp = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
     page = render_status_html(
         rows, config.forward_regions(), title=f"loginwatch coverage: {config.stack_set.name}", generated_at=stamp
@@ -567,6 +565,9 @@ def status(
         watched_accounts,
     )
 
+    if html_file is not None and not html_file.parent.is_dir():
+        # Said before anything is read: a page that cannot be written is not worth the calls.
+        raise UsageError(f"--html {html_file}: the directory {html_file.parent} does not exist")
     options = _aws_options(profile, region, endpoint_url, sandbox)
     loaded = load(config)
     units = only_units(only)

@@ -11,14 +11,10 @@ from loginwatch_org.config import Config
 from loginwatch_org.render import render_plan
 from loginwatch_org.templates import REGISTRY, TEMPLATE_BODY_LIMIT, template_body
 from loginwatch_org.workflow import Clients, make_executor, prepare
+from tests.doubles.clients import CallerSts
 from tests.doubles.s3 import FakeS3
 from tests.doubles.stacksets import StackSetsDouble
 from tests.orgs import MANAGEMENT_ACCOUNT, config_for, organization
-
-
-class Sts:
-    def get_caller_identity(self) -> dict[str, str]:
-        return {"Account": MANAGEMENT_ACCOUNT, "Arn": f"arn:aws:iam::{MANAGEMENT_ACCOUNT}:user/admin"}
 
 
 def mail_mode(count: int = 12) -> Config:
@@ -42,7 +38,7 @@ def test_a_body_over_the_limit_goes_by_url_and_a_rerun_changes_nothing() -> None
     assert len(body.encode("utf-8")) > TEMPLATE_BODY_LIMIT
     s3 = FakeS3(MANAGEMENT_ACCOUNT)
     double = StackSetsDouble(organization(12), MANAGEMENT_ACCOUNT, s3=s3)
-    clients = Clients(double.client(), sts=Sts(), s3_for=s3.client)
+    clients = Clients(double.client(), sts=CallerSts(MANAGEMENT_ACCOUNT), s3_for=s3.client)
 
     prepared, result = _rollout(config, clients)
     # The plan says so before anything is written.
